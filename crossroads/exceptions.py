@@ -1,0 +1,154 @@
+"""The one exception tree of crossroads.
+
+    CrossroadsError
+    ├── ConfigError                 invalid configuration (carries every problem with its path)
+    ├── RequestError                a client sent something we cannot serve (4xx)
+    │   ├── InvalidRequestError     400: bad JSON, bad field
+    │   ├── ModelNotFoundError      404: unknown model or router entrypoint
+    │   ├── PayloadTooLargeError    413: body over the configured limit
+    │   ├── UnsupportedRouteError   404: unknown path;  405 via MethodNotAllowedError
+    │   └── NoCandidateError        400: no candidate fits the request (context, capabilities)
+    ├── UpstreamError               an upstream failed (mapped to 502/503/504 or its own 4xx)
+    │   ├── UpstreamConnectError    could not connect
+    │   ├── UpstreamTimeoutError    connect/read/total timeout
+    │   ├── UpstreamStatusError     upstream answered with an error status
+    │   └── UpstreamProtocolError   upstream answered something we cannot parse
+    ├── NotFittedError              a router was used before fit/load
+    └── StoreError                  the trace/state store failed
+
+Foreign errors (aiohttp, sqlite3, yaml, ...) are translated once, at the boundary,
+with ``raise CrossroadsError(...) from exc``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CrossroadsError(Exception):
+    """Base class of every error crossroads raises on purpose."""
+
+
+class ConfigError(CrossroadsError):
+    """A configuration is invalid; ``problems`` lists ``(path, message)`` pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str | None = None) -> None:
+        self.problems = problems
+        self.source = source
+        where = f"{source}: " if source else ""
+        lines = [f"{path}: {msg}" if path else msg for path, msg in problems]
+        super().__init__(where + ("\n" if len(lines) > 1 else "") + "\n".join(lines))
+
+
+class RequestError(CrossroadsError):
+    """A client error, rendered in the OpenAI error format."""
+
+    status = 400
+    error_type = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequestError(RequestError):
+    """400: the body is not valid JSON or a field is wrong."""
+
+    code = "invalid_request"
+
+
+class ModelNotFoundError(RequestError):
+    """404: the requested model is neither a configured model nor a router entrypoint."""
+
+    status = 404
+    code = "model_not_found"
+
+
+class PayloadTooLargeError(RequestError):
+    """413: the request body is over ``server.max_body_bytes``."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedRouteError(RequestError):
+    """404: no such path."""
+
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowedError(RequestError):
+    """405: the path exists but not with this method."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+class NoCandidateError(RequestError):
+    """400: no candidate model of the decision can serve this request."""
+
+    code = "no_candidate"
+
+
+class UpstreamError(CrossroadsError):
+    """An upstream call failed; ``status`` is what the gateway answers with."""
+
+    status = 502
+    error_type = "upstream_error"
+    code = "upstream_error"
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        upstream: str | None = None,
+        status: int | None = None,
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.upstream = upstream
+        if status is not None:
+            self.status = status
+        self.body = body
+        self.retry_after = retry_after
+
+
+class UpstreamConnectError(UpstreamError):
+    """The upstream refused or dropped the connection before answering."""
+
+    code = "upstream_unreachable"
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """The upstream did not answer (or stream) within a configured timeout."""
+
+    status = 504
+    code = "upstream_timeout"
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered with an error status; 4xx other than 408/429 are not retryable."""
+
+    code = "upstream_status"
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream answered, but not with something we can parse (bad JSON, cut stream)."""
+
+    code = "upstream_protocol"
+
+
+class NotFittedError(CrossroadsError, ValueError):
+    """A router was asked to predict before it was fitted or loaded."""
+
+
+class StoreError(CrossroadsError):
+    """The trace or state store failed."""
