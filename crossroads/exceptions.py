@@ -14,7 +14,8 @@
     │   ├── UpstreamStatusError     upstream answered with an error status
     │   └── UpstreamProtocolError   upstream answered something we cannot parse
     ├── NotFittedError              a router was used before fit/load
-    └── StoreError                  the trace/state store failed
+    ├── StoreError                  the trace/state store failed
+    └── LocalModelError             a bundled local model is missing or its server failed to start
 
 Foreign errors (aiohttp, sqlite3, yaml, ...) are translated once, at the boundary,
 with ``raise CrossroadsError(...) from exc``.
@@ -152,3 +153,7 @@ class NotFittedError(CrossroadsError, ValueError):
 
 class StoreError(CrossroadsError):
     """The trace or state store failed."""
+
+
+class LocalModelError(CrossroadsError):
+    """A bundled local model cannot run: its package is missing or its server did not start."""
