@@ -27,6 +27,7 @@ class RoutingRequest:
     caller: Caller = field(default_factory=Caller)
     text: str = ""  # all message text, for keyword/token signals
     last_user_text: str = ""
+    prompt_tokens: int = 0
     max_output_tokens: int | None = None
     needs: frozenset[str] = frozenset()  # capabilities the request uses: tools, vision, json
 

@@ -1,0 +1,193 @@
+"""The ``crossroads`` command line: thin wrappers over library functions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from crossroads import __version__
+from crossroads.exceptions import ConfigError, CrossroadsError
+
+app = typer.Typer(
+    name="crossroads",
+    help="An OpenAI-compatible LLM router: signals → decisions → selection, with traces.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path | None,  # noqa: UP007 (typer needs Optional)
+    typer.Option("--config", "-c", help="Config file (YAML). Default: the built-in config."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"crossroads {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """crossroads: route each request to the model that serves it best for the least cost."""
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def load(path: Path | None) -> Any:
+    """The config at ``path``, or the built-in default; exits with the problems on error."""
+    from crossroads.config import load_config
+
+    try:
+        if path is None:
+            from crossroads.defaults import default_config
+
+            return default_config()
+        return load_config(path)
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[
+        str | None, typer.Option(help="Listen address (overrides server.host).")
+    ] = None,  # noqa: UP007
+    port: Annotated[int | None, typer.Option(help="Port (overrides server.port).")] = None,  # noqa: UP007
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (overrides server.workers).")  # noqa: UP007
+    ] = None,
+) -> None:
+    """Start the gateway."""
+    from crossroads.serve import run
+
+    cfg = load(config)
+    try:
+        run(cfg, config_path=config, host=host, port=port, workers=workers)
+    except CrossroadsError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def validate(
+    configs: Annotated[list[Path], typer.Argument(help="Config files to check.")],
+) -> None:
+    """Check config files; print every problem with its path in the YAML."""
+    from crossroads.config import load_config
+    from crossroads.decisions import find_conflicts
+
+    failed = False
+    for path in configs:
+        try:
+            cfg = load_config(path)
+        except ConfigError as exc:
+            failed = True
+            typer.secho(f"✗ {path}", fg=typer.colors.RED, err=True)
+            for where, message in exc.problems:
+                typer.echo(f"  {where + ': ' if where else ''}{message}", err=True)
+            continue
+        warnings = find_conflicts(cfg)
+        typer.secho(f"✓ {path}", fg=typer.colors.GREEN)
+        for warning in warnings:
+            typer.secho(f"  warning: {warning}", fg=typer.colors.YELLOW)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def route(
+    prompt: Annotated[str, typer.Argument(help="The user message to route.")],
+    config: ConfigOption = None,
+    model: Annotated[str, typer.Option(help="Entrypoint or model the request names.")] = "auto",
+    system: Annotated[str | None, typer.Option(help="A system message.")] = None,  # noqa: UP007
+    max_tokens: Annotated[int | None, typer.Option(help="max_tokens of the request.")] = None,  # noqa: UP007
+    as_json: Annotated[bool, typer.Option("--json", help="Print the route as JSON.")] = False,
+) -> None:
+    """Show how a prompt would be routed, without calling any model."""
+    from crossroads.explain import explain_route
+
+    cfg = load(config)
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": prompt}
+    ]
+    body: dict[str, Any] = {"model": model, "messages": messages}
+    if max_tokens:
+        body["max_tokens"] = max_tokens
+    try:
+        result = asyncio.run(explain_route(cfg, body))
+    except CrossroadsError as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    from crossroads.explain import render_route
+
+    render_route(result)
+
+
+@app.command()
+def traces(
+    config: ConfigOption = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many traces.")] = 20,
+    trace_id: Annotated[
+        str | None, typer.Option("--id", help="Show one full trace as JSON.")  # noqa: UP007
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """List recent requests from the trace store."""
+    from crossroads.explain import render_traces
+    from crossroads.store import open_trace_store
+
+    cfg = load(config)
+    store = open_trace_store(cfg.store.traces)
+    try:
+        if trace_id:
+            found = store.get(trace_id)
+            if found is None:
+                _fail(f"no trace {trace_id!r} in {cfg.store.traces}")
+            typer.echo(json.dumps(found, indent=2))
+            return
+        rows = store.recent(limit)
+    except CrossroadsError as exc:
+        _fail(str(exc))
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    render_traces(rows)
+
+
+def _register_plugins() -> None:
+    # Commands that live beside their feature register themselves here.
+    for module in ("crossroads.eval.cli",):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ImportError:
+            continue
+        mod.register(app)
+
+
+def main() -> None:
+    """Entry point of the ``crossroads`` script."""
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    _register_plugins()
+    app(prog_name="crossroads")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The upstream protocol: ``complete``, ``stream``, ``aclose``, like an httpx transport.
+
+Bodies in and out are OpenAI-shaped whatever the provider: an upstream that speaks another
+API (Anthropic) translates at this boundary. Errors are :class:`UpstreamError` subclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from crossroads.types import Endpoint, Usage
+
+
+@dataclass(slots=True)
+class Completion:
+    """A non-streamed answer: the raw body to forward and what we read from it."""
+
+    body: bytes
+    usage: Usage | None
+
+
+class Upstream:
+    """A provider the gateway calls. ``body`` already names the upstream's model id."""
+
+    name: str
+
+    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Completion:
+        """One non-streamed call; raises an :class:`~crossroads.exceptions.UpstreamError`."""
+        raise NotImplementedError
+
+    def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        """Server-sent events, each a complete ``data: ...\\n\\n`` frame, ending with
+        ``data: [DONE]``. Closing the iterator cancels the upstream call."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+
+def usage_from(data: Any) -> Usage | None:
+    """The ``usage`` of an OpenAI response or chunk, if present."""
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    return Usage(
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+    )

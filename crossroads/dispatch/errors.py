@@ -1,0 +1,90 @@
+"""Translate what upstreams and HTTP clients raise into :class:`UpstreamError` (once, here)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import orjson
+
+from crossroads.exceptions import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+)
+
+
+def _upstream_message(raw: bytes) -> str:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw[:300].decode("utf-8", "replace").strip()
+    if isinstance(data, dict):
+        err = data.get("error", data)
+        if isinstance(err, dict):
+            return str(err.get("message") or err.get("detail") or err)[:300]
+        return str(err)[:300]
+    return str(data)[:300]
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def status_error(
+    upstream: str, status: int, raw: bytes, headers: Mapping[str, str]
+) -> UpstreamStatusError:
+    """The error for an upstream's error status, with the status the gateway answers."""
+    detail = _upstream_message(raw)
+    if status == 429:
+        answer, why = 429, "is rate limiting (429)"
+    elif status in (401, 403):
+        answer, why = 502, f"rejected the gateway's credentials ({status}): check its api_key_env"
+    elif status == 404:
+        answer, why = 502, "does not know this model or path (404): check upstream_model/base_url"
+    elif status == 408:
+        answer, why = 504, "timed out (408)"
+    elif 400 <= status < 500:
+        answer, why = status, f"rejected the request ({status})"
+    else:
+        answer, why = 502, f"failed ({status})"
+    err = UpstreamStatusError(
+        f"upstream {upstream!r} {why}: {detail}" if detail else f"upstream {upstream!r} {why}",
+        upstream=upstream,
+        status=answer,
+        body=detail,
+        retry_after=_retry_after(headers),
+    )
+    err.upstream_status = status  # type: ignore[attr-defined]
+    err.retryable = status in (408, 429) or status >= 500
+    return err
+
+
+def translate(upstream: str, exc: BaseException) -> UpstreamError:
+    """An :class:`UpstreamError` for anything an HTTP client raised."""
+    if isinstance(exc, UpstreamError):
+        return exc
+    import aiohttp
+
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamTimeoutError(f"upstream {upstream!r} timed out", upstream=upstream)
+    if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
+        return UpstreamConnectError(
+            f"could not connect to upstream {upstream!r}: {exc}", upstream=upstream
+        )
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return UpstreamProtocolError(
+            f"upstream {upstream!r} closed the connection before finishing: {exc}",
+            upstream=upstream,
+        )
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return UpstreamConnectError(f"upstream {upstream!r} failed: {exc}", upstream=upstream)
+    return UpstreamError(
+        f"upstream {upstream!r} failed: {type(exc).__name__}: {exc}", upstream=upstream
+    )

@@ -1,0 +1,368 @@
+"""The gateway as a plain ASGI application: no framework between the socket and the router.
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``,
+``GET /v1/models/{id}``, ``GET /health``, ``GET /ready`` (the ``/v1`` prefix is optional).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+import orjson
+
+from crossroads.config import Config
+from crossroads.dispatch.base import Upstream
+from crossroads.exceptions import (
+    CrossroadsError,
+    InvalidRequestError,
+    MethodNotAllowedError,
+    PayloadTooLargeError,
+    RequestError,
+    UnsupportedRouteError,
+)
+from crossroads.gateway.errors import render
+from crossroads.gateway.requests import parse_body
+from crossroads.gateway.streaming import relay_stream
+from crossroads.pipeline import Pipeline
+from crossroads.prompts import routing_request
+from crossroads.store import TraceStore, open_trace_store
+from crossroads.types import Caller, Endpoint, Trace
+
+log = logging.getLogger("crossroads.gateway")
+
+Scope = dict[str, Any]
+JSON_HEADERS = [(b"content-type", b"application/json")]
+COMPLETION_PATHS: dict[str, Endpoint] = {
+    "/v1/chat/completions": "chat",
+    "/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/completions": "completions",
+}
+
+
+class Unauthorized(RequestError):
+    """401: missing or unknown API key."""
+
+    status = 401
+    code = "invalid_api_key"
+
+
+def build_upstream(config: Any) -> Upstream:
+    """The upstream client for one ``upstreams[]`` entry."""
+    if config.kind == "anthropic":
+        from crossroads.dispatch.anthropic import AnthropicUpstream
+
+        return AnthropicUpstream(config)
+    from crossroads.dispatch.openai import OpenAIUpstream
+
+    return OpenAIUpstream(config)
+
+
+class Gateway:
+    """The ASGI app. Construct with :func:`create_app`; state is built at start-up."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        store: TraceStore | None = None,
+        upstreams: dict[str, Upstream] | None = None,
+    ) -> None:
+        self.config = config
+        self._store_override = store
+        self._upstream_overrides = upstreams or {}
+        self._started = False
+        self._start_lock: asyncio.Lock | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def startup(self) -> None:
+        """Compile the config, open the trace store, create upstream clients (idempotent)."""
+        if self._started:
+            return
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._started:
+                return
+            from crossroads.tokens import warm_up
+
+            cfg = self.config
+            self.pipeline = Pipeline(cfg).prepare()
+            warm_up()
+            self.upstreams: dict[str, Upstream] = {
+                u.name: self._upstream_overrides.get(u.name) or build_upstream(u)
+                for u in cfg.upstreams
+            }
+            self.store = self._store_override or open_trace_store(
+                cfg.store.traces, cfg.store.flush_interval_ms, cfg.store.batch_size
+            )
+            self.store.start()
+            self.keys = _api_keys(cfg)
+            created = int(time.time())
+            self._model_cards = {
+                name: {"id": name, "object": "model", "created": created, "owned_by": "crossroads"}
+                for name in self.pipeline.model_names()
+            }
+            self._models_body = orjson.dumps(
+                {"object": "list", "data": list(self._model_cards.values())}
+            )
+            self._started = True
+
+    async def shutdown(self) -> None:
+        """Close upstream connections and flush traces."""
+        if not self._started:
+            return
+        for upstream in self.upstreams.values():
+            try:
+                await upstream.aclose()
+            except Exception:  # closing must not stop the others from closing
+                log.exception("closing upstream %s failed", upstream.name)
+        self.store.close()
+        self._started = False
+
+    # ------------------------------------------------------------------ ASGI
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            if not self._started:
+                await self.startup()
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        endpoint = COMPLETION_PATHS.get(path)
+        if endpoint is not None:
+            if method != "POST":
+                return await self._error(send, MethodNotAllowedError(f"Use POST for {path}."))
+            return await self._completion(scope, receive, send, endpoint)
+        if path in ("/v1/models", "/models"):
+            if method != "GET":
+                return await self._error(send, MethodNotAllowedError(f"Use GET for {path}."))
+            try:
+                self._caller(scope)
+            except RequestError as exc:
+                return await self._error(send, exc)
+            return await _send(send, 200, self._models_body, JSON_HEADERS)
+        if path.startswith(("/v1/models/", "/models/")) and method == "GET":
+            name = path.split("/models/", 1)[1]
+            card = self._model_cards.get(name)
+            if card is None:
+                from crossroads.exceptions import ModelNotFoundError
+
+                return await self._error(
+                    send, ModelNotFoundError(f"The model {name!r} does not exist.", param="model")
+                )
+            return await _send(send, 200, orjson.dumps(card), JSON_HEADERS)
+        if path == "/health":
+            return await _send(send, 200, b'{"status":"ok"}', JSON_HEADERS)
+        if path == "/ready":
+            ready = self.store.healthy()
+            body = orjson.dumps({"status": "ready" if ready else "degraded", "store": ready})
+            return await _send(send, 200 if ready else 503, body, JSON_HEADERS)
+        await self._error(send, UnsupportedRouteError(f"No route for {method} {path}."))
+
+    # ------------------------------------------------------------------ completions
+
+    async def _completion(self, scope: Scope, receive: Any, send: Any, endpoint: Endpoint) -> None:
+        start = time.perf_counter()
+        trace = Trace(os.urandom(12).hex(), time.time(), "", endpoint, False)
+        headers = [*JSON_HEADERS, (b"x-crossroads-trace-id", trace.trace_id.encode())]
+        watcher: asyncio.Task[None] | None = None
+        gone = _Disconnect()
+        try:
+            caller = self._caller(scope)
+            trace.caller = caller
+            raw = await self._read_body(scope, receive)
+            body = parse_body(raw, endpoint)
+            trace.requested_model = body["model"]
+            trace.stream = stream = bool(body.get("stream"))
+            caller.user = body.get("user")
+            request = routing_request(body, endpoint, caller)
+            route = await self.pipeline.route(request, body["model"])
+            trace.route = route
+            model = self.pipeline.models_[route.model]
+            upstream = self.upstreams[model.upstream]
+            trace.upstream = upstream.name
+            headers += [
+                (b"x-crossroads-model", route.model.encode()),
+                (b"x-crossroads-decision", route.decision.encode()),
+            ]
+            out = dict(body)
+            out["model"] = model.target_model
+            watcher = asyncio.create_task(_watch_disconnect(receive, gone))
+            if stream:
+                await relay_stream(send, upstream, endpoint, out, headers, trace, model, start)
+            else:
+                completion = await upstream.complete(endpoint, out)
+                trace.ttft_ms = (time.perf_counter() - start) * 1000
+                if completion.usage is not None:
+                    from crossroads.cost import actual_cost
+
+                    trace.usage = completion.usage
+                    trace.cost = actual_cost(model, completion.usage)
+                await _send(send, 200, completion.body, headers)
+        except asyncio.CancelledError:
+            if not gone.happened:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            trace.status, trace.error = 499, "client disconnected; upstream call cancelled"
+        except Exception as exc:
+            status, payload, extra = render(exc)
+            trace.status = status
+            trace.error = (
+                payload.decode()[:2000] if not isinstance(exc, CrossroadsError) else str(exc)
+            )
+            if not isinstance(exc, CrossroadsError):
+                log.exception("unexpected error on %s (trace %s)", scope["path"], trace.trace_id)
+            hdrs = headers + [(k.encode(), v.encode()) for k, v in extra.items()]
+            await _send(send, status, payload, hdrs)
+        finally:
+            if watcher is not None:
+                gone.finished = True
+                watcher.cancel()
+            trace.latency_ms = (time.perf_counter() - start) * 1000
+            self.store.record(trace)
+
+    def _caller(self, scope: Scope) -> Caller:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        key_name = None
+        if self.keys:
+            token = headers.get("authorization", "")
+            token = (
+                token[7:].strip()
+                if token[:7].lower() == "bearer "
+                else headers.get("x-api-key", "")
+            )
+            key_name = self.keys.get(token)
+            if key_name is None:
+                raise Unauthorized(
+                    "Missing or unknown API key: send 'Authorization: Bearer <key>' with a key "
+                    "listed under server.api_keys."
+                )
+        return Caller(key_name=key_name, headers=headers)
+
+    async def _read_body(self, scope: Scope, receive: Any) -> bytes:
+        limit = self.config.server.max_body_bytes
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise InvalidRequestError("Invalid Content-Length header.") from None
+                if declared > limit:
+                    raise _too_large(declared, limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise asyncio.CancelledError
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit)
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def _error(self, send: Any, exc: Exception) -> None:
+        status, payload, extra = render(exc)
+        hdrs = JSON_HEADERS + [(k.encode(), v.encode()) for k, v in extra.items()]
+        await _send(send, status, payload, hdrs)
+
+
+def _too_large(size: int, limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"The request body ({size} bytes) is over the limit of {limit} bytes "
+        "(server.max_body_bytes). Send a shorter prompt or raise the limit."
+    )
+
+
+def _api_keys(cfg: Config) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for entry in cfg.server.api_keys:
+        value = os.environ.get(entry.key_env)
+        if not value:
+            raise CrossroadsError(
+                f"server.api_keys: environment variable {entry.key_env} (key {entry.name!r}) "
+                "is not set"
+            )
+        keys[value] = entry.name
+    return keys
+
+
+async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _Disconnect:
+    """Whether the client went away while its request was still being served."""
+
+    __slots__ = ("task", "happened", "finished")
+
+    def __init__(self) -> None:
+        self.task = asyncio.current_task()
+        self.happened = False
+        self.finished = False
+
+
+async def _watch_disconnect(receive: Any, state: _Disconnect) -> None:
+    """Cancel the request's task (and so its upstream call) if the client disconnects."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if not state.finished and state.task is not None:
+                state.happened = True
+                state.task.cancel()
+            return
+
+
+def create_app(
+    config: Config,
+    *,
+    store: TraceStore | None = None,
+    upstreams: dict[str, Upstream] | None = None,
+) -> Gateway:
+    """The gateway for ``config``; nothing happens until the ASGI server starts it."""
+    return Gateway(config, store=store, upstreams=upstreams)
+
+
+def app_from_env() -> Gateway:
+    """Factory for multi-worker servers: reads the config named by ``CROSSROADS_CONFIG``."""
+    from crossroads.config import load_config
+
+    path = os.environ.get("CROSSROADS_CONFIG")
+    if not path:
+        raise CrossroadsError("CROSSROADS_CONFIG is not set: it must name the config file")
+    return create_app(load_config(path))

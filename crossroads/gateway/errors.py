@@ -1,0 +1,38 @@
+"""Errors in the OpenAI format: ``{"error": {"message", "type", "param", "code"}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from crossroads.exceptions import CrossroadsError, RequestError, UpstreamError
+
+
+def error_body(message: str, error_type: str, code: str | None = None, param: Any = None) -> bytes:
+    """An OpenAI-format error body."""
+    return orjson.dumps(
+        {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    )
+
+
+def render(exc: BaseException) -> tuple[int, bytes, dict[str, str]]:
+    """Status, body and extra headers for any exception; never a traceback."""
+    if isinstance(exc, RequestError):
+        return exc.status, error_body(exc.message, exc.error_type, exc.code, exc.param), {}
+    if isinstance(exc, UpstreamError):
+        headers = {}
+        if exc.retry_after is not None:
+            headers["retry-after"] = f"{exc.retry_after:g}"
+        return exc.status, error_body(exc.message, exc.error_type, exc.code), headers
+    if isinstance(exc, CrossroadsError):
+        return 500, error_body(str(exc), "server_error", "internal_error"), {}
+    return (
+        500,
+        error_body(
+            f"internal error ({type(exc).__name__}); the gateway logged the details",
+            "server_error",
+            "internal_error",
+        ),
+        {},
+    )

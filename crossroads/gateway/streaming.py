@@ -1,0 +1,120 @@
+"""Relay an upstream's SSE stream to the client event by event, without re-encoding.
+
+Only events that mention ``usage`` are parsed (to cost the call). Once the first event is
+forwarded, a failure ends the stream with an SSE error event and ``[DONE]``: the client
+never hangs and never gets a silently truncated answer.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from crossroads.config import ModelConfig
+from crossroads.cost import actual_cost
+from crossroads.dispatch.base import Upstream, usage_from
+from crossroads.dispatch.sse import DONE, event_data
+from crossroads.exceptions import UpstreamProtocolError
+from crossroads.gateway.errors import render
+from crossroads.types import Endpoint, Trace
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+async def relay_stream(
+    send: Any,
+    upstream: Upstream,
+    endpoint: Endpoint,
+    body: dict[str, Any],
+    headers: list[tuple[bytes, bytes]],
+    trace: Trace,
+    model: ModelConfig,
+    start: float,
+) -> None:
+    """Stream ``body`` through ``upstream`` to ``send``. Raises only before the response
+    has started (so the caller can answer with a plain error status)."""
+    options = body.get("stream_options") or {}
+    client_wants_usage = bool(options.get("include_usage"))
+    body["stream_options"] = {**options, "include_usage": True}
+    events = upstream.stream(endpoint, body)
+    try:
+        try:
+            first = await anext(events)
+        except StopAsyncIteration:
+            raise UpstreamProtocolError(
+                f"upstream {upstream.name!r} closed the stream without sending anything",
+                upstream=upstream.name,
+            ) from None
+        trace.ttft_ms = (time.perf_counter() - start) * 1000
+        response_headers = [h for h in headers if h[0] != b"content-type"] + SSE_HEADERS
+        await send({"type": "http.response.start", "status": 200, "headers": response_headers})
+        done = False
+        frame: bytes | None = first
+        try:
+            while frame is not None:
+                if frame == DONE or frame.startswith(b"data: [DONE]"):
+                    done = True
+                    await send({"type": "http.response.body", "body": DONE, "more_body": True})
+                    break
+                forward = True
+                if b'"usage"' in frame:
+                    forward = _take_usage(frame, trace, model, client_wants_usage)
+                elif b'"error"' in frame and _is_error(frame):
+                    raise UpstreamProtocolError(
+                        f"upstream {upstream.name!r} sent an error mid-stream: "
+                        f"{frame[:300].decode('utf-8', 'replace').strip()}",
+                        upstream=upstream.name,
+                    )
+                if forward:
+                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+                frame = await anext(events, None)
+            if not done:
+                raise UpstreamProtocolError(
+                    f"upstream {upstream.name!r} ended the stream before [DONE]: the answer is "
+                    "incomplete",
+                    upstream=upstream.name,
+                )
+        except Exception as exc:  # after the start line, errors must travel inside the stream
+            status, payload, _ = render(exc)
+            trace.status, trace.error = status, str(exc)
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + payload + b"\n\n" + DONE,
+                    "more_body": True,
+                }
+            )
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        await events.aclose()
+
+
+def _take_usage(frame: bytes, trace: Trace, model: ModelConfig, forward_usage_only: bool) -> bool:
+    """Record usage from an event; whether to forward it (usage-only events the client did
+    not ask for are dropped)."""
+    data = event_data(frame)
+    try:
+        chunk = orjson.loads(data) if data else None
+    except orjson.JSONDecodeError:
+        return True
+    usage = usage_from(chunk)
+    if usage is None:
+        return True
+    trace.usage = usage
+    trace.cost = actual_cost(model, usage)
+    return forward_usage_only or bool(chunk.get("choices"))  # type: ignore[union-attr]
+
+
+def _is_error(frame: bytes) -> bool:
+    data = event_data(frame)
+    try:
+        chunk = orjson.loads(data) if data else None
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk

@@ -1,0 +1,168 @@
+"""The routing pipeline: signals → decisions → selection, producing a :class:`Route`.
+
+One code path computes the decision and its trace; ``crossroads route`` and the gateway
+both call :meth:`Pipeline.route`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from crossroads.config import Config, ModelConfig
+from crossroads.cost import estimate_cost
+from crossroads.decisions import CompiledDecision, CompiledEntrypoint, compile_entrypoints, match
+from crossroads.exceptions import ModelNotFoundError, NoCandidateError
+from crossroads.selection import Selector, build_selector
+from crossroads.signals import Signal, build_signal
+from crossroads.types import Candidate, Route, RoutingRequest, SignalResult
+
+
+class Pipeline:
+    """Routes requests under one config. Build with ``Pipeline(config).prepare()``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def prepare(self) -> Pipeline:
+        """Compile rules, build signals and selectors (once, before serving)."""
+        cfg = self.config
+        self.models_: dict[str, ModelConfig] = {m.name: m for m in cfg.models}
+        self.entrypoints_: dict[str, CompiledEntrypoint] = compile_entrypoints(cfg)
+        used = frozenset().union(*(e.signals for e in self.entrypoints_.values()))
+        # Lazy: a declared signal that no rule reads is never built nor computed.
+        self.signals_: dict[str, Signal] = {
+            f"{s.kind}:{s.name}": build_signal(s)
+            for s in cfg.signals
+            if f"{s.kind}:{s.name}" in used
+        }
+        self._entry_signals = {
+            name: (
+                [self.signals_[n] for n in sorted(e.signals) if not self.signals_[n].is_async],
+                [self.signals_[n] for n in sorted(e.signals) if self.signals_[n].is_async],
+            )
+            for name, e in self.entrypoints_.items()
+        }
+        self._selectors: dict[int, Selector] = {}
+        for e in self.entrypoints_.values():
+            for d in (*e.decisions, e.default):
+                self._selectors[id(d)] = build_selector(d.selection)
+        self._expected_output = cfg.server.expected_output_tokens
+        return self
+
+    def knows(self, model: str) -> bool:
+        """Whether ``model`` is a configured model or a routed entrypoint."""
+        return model in self.models_ or model in self.entrypoints_
+
+    def model_names(self) -> list[str]:
+        """Entrypoints first, then configured models."""
+        return [*self.entrypoints_, *self.models_]
+
+    async def route(self, request: RoutingRequest, model: str) -> Route:
+        """Choose the model for ``request`` sent to ``model`` (an entrypoint or a model)."""
+        start = time.perf_counter()
+        if model in self.models_:
+            route = self._explicit(request, model)
+        elif model in self.entrypoints_:
+            route = await self._routed(request, self.entrypoints_[model])
+        else:
+            raise ModelNotFoundError(
+                f"The model {model!r} does not exist. Use one of: {', '.join(self.model_names())}",
+                param="model",
+            )
+        route.routing_ms = (time.perf_counter() - start) * 1000
+        return route
+
+    def _explicit(self, request: RoutingRequest, model: str) -> Route:
+        candidate = self._candidate(request, self.models_[model])
+        return Route(
+            model=model,
+            decision="explicit",
+            selection="explicit",
+            candidates=[candidate],
+            estimated_cost=candidate.estimated_cost,
+            prompt_tokens_estimate=request.prompt_tokens,
+        )
+
+    async def _routed(self, request: RoutingRequest, entry: CompiledEntrypoint) -> Route:
+        signals = await self.compute_signals(request, entry.name)
+        decision, path = match(entry, signals)
+        candidates = [self._candidate(request, self.models_[m]) for m in decision.models]
+        eligible = [c for c in candidates if c.eligible]
+        if not eligible:
+            raise NoCandidateError(_no_candidate_message(decision, candidates), param="messages")
+        selector = self._selectors[id(decision)]
+        if selector.is_async:
+            chosen = await selector.aselect(request, eligible)
+        else:
+            chosen = selector.select(request, eligible)
+        return Route(
+            model=chosen.model,
+            decision=decision.name,
+            selection=selector.method,
+            rule_path=path,
+            signals=signals,
+            candidates=candidates,
+            estimated_cost=chosen.estimated_cost,
+            prompt_tokens_estimate=request.prompt_tokens,
+        )
+
+    async def compute_signals(
+        self, request: RoutingRequest, entrypoint: str
+    ) -> dict[str, SignalResult]:
+        """Every signal the entrypoint's rules read: cheap ones inline, the others
+        concurrently, each within its time budget (a late or failing signal is false)."""
+        sync_signals, async_signals = self._entry_signals[entrypoint]
+        results: dict[str, SignalResult] = {}
+        for signal in sync_signals:
+            t0 = time.perf_counter()
+            try:
+                result = signal.compute(request)
+            except Exception as exc:  # a broken signal must not fail the request
+                result = SignalResult(signal.name, False, error=f"{type(exc).__name__}: {exc}")
+            result.elapsed_ms = (time.perf_counter() - t0) * 1000
+            results[signal.name] = result
+        if async_signals:
+            outs = await asyncio.gather(*(_bounded(s, request) for s in async_signals))
+            results.update((r.name, r) for r in outs)
+        return results
+
+    def _candidate(self, request: RoutingRequest, model: ModelConfig) -> Candidate:
+        out_tokens = request.max_output_tokens or self._expected_output
+        cost = estimate_cost(model, request.prompt_tokens, out_tokens)
+        reason = _ineligible(request, model)
+        return Candidate(model.name, cost, reason is None, reason)
+
+
+def _ineligible(request: RoutingRequest, model: ModelConfig) -> str | None:
+    missing = request.needs.difference(model.capabilities)
+    if missing:
+        return f"lacks {', '.join(sorted(missing))}"
+    if request.endpoint not in model.endpoints:
+        return f"does not serve /{request.endpoint}"
+    needed = request.prompt_tokens + (request.max_output_tokens or 0)
+    if needed > model.context_window:
+        return f"needs {needed} tokens, context window is {model.context_window}"
+    return None
+
+
+def _no_candidate_message(decision: CompiledDecision, candidates: list[Candidate]) -> str:
+    why = "; ".join(f"{c.model}: {c.reason}" for c in candidates)
+    return (
+        f"No model of decision {decision.name!r} can serve this request ({why}). "
+        "Shorten the prompt or max_tokens, drop the unsupported feature, or add a model "
+        "that has it to the decision."
+    )
+
+
+async def _bounded(signal: Signal, request: RoutingRequest) -> SignalResult:
+    t0 = time.perf_counter()
+    try:
+        async with asyncio.timeout(signal.timeout_ms / 1000):
+            (result,) = await signal.evaluate([request])
+    except TimeoutError:
+        result = SignalResult(signal.name, False, error=f"timed out after {signal.timeout_ms:g} ms")
+    except Exception as exc:
+        result = SignalResult(signal.name, False, error=f"{type(exc).__name__}: {exc}")
+    result.elapsed_ms = (time.perf_counter() - t0) * 1000
+    return result

@@ -1,0 +1,77 @@
+"""Selection methods: pick one model among a decision's eligible candidates."""
+
+from __future__ import annotations
+
+import random
+from typing import Any, ClassVar
+
+from crossroads.registry import Registry
+from crossroads.types import Candidate, RoutingRequest
+
+SELECTORS: Registry[type[Selector]] = Registry("crossroads.selectors", "selection method")
+
+
+class Selector:
+    """Chooses among eligible candidates (never empty). ``config`` is the decision's
+    ``selection`` entry. Learned selectors set ``is_async`` and override :meth:`aselect`."""
+
+    method: ClassVar[str] = ""
+    is_async: ClassVar[bool] = False
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    def select(self, request: RoutingRequest, candidates: list[Candidate]) -> Candidate:
+        """The chosen candidate."""
+        raise NotImplementedError
+
+    async def aselect(self, request: RoutingRequest, candidates: list[Candidate]) -> Candidate:
+        """Asynchronous selection (default: :meth:`select`)."""
+        return self.select(request, candidates)
+
+
+@SELECTORS.register("first")
+@SELECTORS.register("static")
+class FirstSelector(Selector):
+    """The first eligible candidate in the decision's order."""
+
+    method = "first"
+
+    def select(self, request: RoutingRequest, candidates: list[Candidate]) -> Candidate:
+        return candidates[0]
+
+
+@SELECTORS.register("weighted")
+class WeightedSelector(Selector):
+    """A random eligible candidate with probability proportional to its weight."""
+
+    method = "weighted"
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self._random = random.Random(config.seed)
+
+    def select(self, request: RoutingRequest, candidates: list[Candidate]) -> Candidate:
+        weights = [self.config.weights.get(c.model, 1.0) for c in candidates]
+        if sum(weights) <= 0:
+            return candidates[0]
+        for c, w in zip(candidates, weights, strict=True):
+            c.score = w
+        return self._random.choices(candidates, weights=weights)[0]
+
+
+@SELECTORS.register("cheapest")
+class CheapestSelector(Selector):
+    """The eligible candidate with the lowest estimated cost (ties: decision order)."""
+
+    method = "cheapest"
+
+    def select(self, request: RoutingRequest, candidates: list[Candidate]) -> Candidate:
+        for c in candidates:
+            c.score = -c.estimated_cost
+        return min(candidates, key=lambda c: c.estimated_cost)
+
+
+def build_selector(config: Any) -> Selector:
+    """The selector for one decision's ``selection`` config."""
+    return SELECTORS.get(config.method)(config)

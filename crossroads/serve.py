@@ -1,0 +1,83 @@
+"""Run the gateway under uvicorn (uvloop + httptools), one or several worker processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from crossroads.config import Config
+from crossroads.exceptions import CrossroadsError
+
+
+def server_options(cfg: Config, host: str | None, port: int | None) -> dict[str, Any]:
+    """uvicorn settings for the gateway: the fast event loop and parser, no access log."""
+    import importlib.util
+
+    return {
+        "host": host or cfg.server.host,
+        "port": cfg.server.port if port is None else port,
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "lifespan": "on",
+        "access_log": False,
+        "log_level": os.environ.get("CROSSROADS_LOG_LEVEL", "warning"),
+        "timeout_keep_alive": 75,
+        "backlog": 4096,
+    }
+
+
+def banner(cfg: Config, host: str, port: int, workers: int) -> str:
+    """What ``serve`` prints at start-up: where, which models, which policy."""
+    url = f"http://{host}:{port}/v1"
+    lines = [f"crossroads serving on {url} ({workers} worker{'s' if workers > 1 else ''})"]
+    for m in cfg.models:
+        price = f"${m.price.input:g}/${m.price.output:g} per Mtok"
+        lines.append(f"  model {m.name:<24} via {m.upstream:<16} {price}")
+    for e in cfg.entrypoints:
+        names = e.decisions or [d.name for d in cfg.decisions]
+        default = (e.default or cfg.default_decision).models
+        lines.append(
+            f"  route {e.name!r}: decisions {', '.join(names) or '(none)'}; default {default}"
+        )
+    entry = cfg.entrypoints[0].name if cfg.entrypoints else cfg.models[0].name
+    lines += [
+        "try:",
+        f"  curl {url}/chat/completions -H 'content-type: application/json' \\",
+        f'    -d \'{{"model": "{entry}", "messages": [{{"role": "user", "content": "Hello"}}]}}\'',
+        f"  python -c \"import openai; c = openai.OpenAI(base_url='{url}', api_key='-'); "
+        f"print(c.chat.completions.create(model='{entry}', messages=[{{'role': 'user', "
+        "'content': 'Hello'}]).choices[0].message.content)\"",
+    ]
+    return "\n".join(lines)
+
+
+def run(
+    cfg: Config,
+    *,
+    config_path: Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+) -> None:
+    """Serve until interrupted."""
+    import uvicorn
+
+    from crossroads.gateway import create_app
+
+    options = server_options(cfg, host, port)
+    n = workers or cfg.server.workers
+    if n > 1:
+        if config_path is None:
+            raise CrossroadsError("--workers > 1 needs a config file (-c): workers load it by path")
+        os.environ["CROSSROADS_CONFIG"] = str(Path(config_path).resolve())
+        print(banner(cfg, options["host"], options["port"], n), flush=True)
+        uvicorn.run("crossroads.gateway.app:app_from_env", factory=True, workers=n, **options)
+        return
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg), **options))
+    print(banner(cfg, options["host"], options["port"], 1), flush=True)
+    server.run()
+    if not server.started:
+        raise CrossroadsError(
+            f"the gateway could not start on {options['host']}:{options['port']} (port in use?)"
+        )

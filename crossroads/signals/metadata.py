@@ -1,0 +1,34 @@
+"""Caller metadata signal: API key name, the ``user`` field, or a request header."""
+
+from __future__ import annotations
+
+import re
+
+from crossroads.signals.base import SIGNALS, Signal
+from crossroads.types import RoutingRequest, SignalResult
+
+
+@SIGNALS.register("metadata")
+class MetadataSignal(Signal):
+    """Matches when the caller's value is one of ``values`` or matches ``pattern``."""
+
+    kind = "metadata"
+
+    def prepare(self) -> None:
+        self._values = frozenset(self.config.values)
+        self._pattern = re.compile(self.config.pattern) if self.config.pattern else None
+        self._header = (self.config.header or "").lower()
+
+    def compute(self, request: RoutingRequest) -> SignalResult:
+        caller = request.caller
+        source = self.config.source
+        if source == "key":
+            value = caller.key_name
+        elif source == "user":
+            value = caller.user
+        else:
+            value = caller.headers.get(self._header)
+        if value is None:
+            return SignalResult(self.name, False)
+        matched = value in self._values or bool(self._pattern and self._pattern.search(value))
+        return SignalResult(self.name, matched, value)

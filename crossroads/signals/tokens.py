@@ -1,0 +1,23 @@
+"""Token-count signal: matches when the prompt's token count falls in ``[min, max)``."""
+
+from __future__ import annotations
+
+from crossroads.signals.base import SIGNALS, Signal
+from crossroads.tokens import count_tokens
+from crossroads.types import RoutingRequest, SignalResult
+
+
+@SIGNALS.register("tokens")
+class TokensSignal(Signal):
+    """Prompt length in tokens (o200k), e.g. to send long contexts to long-context models."""
+
+    kind = "tokens"
+
+    def compute(self, request: RoutingRequest) -> SignalResult:
+        n = (
+            count_tokens(self.text_of(request))
+            if self.config.scope == "last_user"
+            else (request.prompt_tokens)
+        )
+        upper = self.config.max
+        return SignalResult(self.name, n >= self.config.min and (upper is None or n < upper), n)

@@ -1,0 +1,88 @@
+"""The trace-store protocol and the factory that picks one from config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from crossroads.types import Trace
+
+
+def data_dir() -> Path:
+    """The per-user state directory (``CROSSROADS_DATA_DIR`` overrides)."""
+    env = os.environ.get("CROSSROADS_DATA_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "crossroads"
+
+
+class TraceStore:
+    """Keeps traces. :meth:`record` never blocks and never raises: the request path calls it."""
+
+    def start(self) -> None:
+        """Open connections and background writers."""
+
+    def record(self, trace: Trace) -> None:
+        """Queue one trace for writing."""
+        raise NotImplementedError
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Block until every queued trace is written (tests, shutdown)."""
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest traces, newest first, as summary rows."""
+        raise NotImplementedError
+
+    def get(self, trace_id: str) -> dict[str, Any] | None:
+        """The full trace with this id."""
+        raise NotImplementedError
+
+    def count(self) -> int:
+        """How many traces are stored."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Flush and release resources."""
+
+    def healthy(self) -> bool:
+        """Whether the store is accepting traces."""
+        return True
+
+
+def open_trace_store(spec: str, flush_interval_ms: int = 200, batch_size: int = 500) -> TraceStore:
+    """The store for a ``store.traces`` setting: ``sqlite``, ``sqlite:///path``, ``memory``, ``none``."""
+    if spec in ("memory", "none"):
+        from crossroads.store.memory import MemoryTraceStore
+
+        return MemoryTraceStore(keep=spec == "memory")
+    from crossroads.store.sqlite import SQLiteTraceStore
+
+    # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute/path.db
+    path = data_dir() / "traces.db" if spec == "sqlite" else Path(spec.removeprefix("sqlite:///"))
+    return SQLiteTraceStore(path, flush_interval_ms=flush_interval_ms, batch_size=batch_size)
+
+
+def summary(trace: Trace) -> dict[str, Any]:
+    """The columns every store indexes, from a trace."""
+    route = trace.route
+    usage = trace.usage
+    return {
+        "trace_id": trace.trace_id,
+        "created_at": trace.created_at,
+        "requested_model": trace.requested_model,
+        "model": route.model if route else None,
+        "decision": route.decision if route else None,
+        "upstream": trace.upstream,
+        "endpoint": trace.endpoint,
+        "stream": int(trace.stream),
+        "prompt_tokens": usage.prompt_tokens if usage else None,
+        "completion_tokens": usage.completion_tokens if usage else None,
+        "estimated_cost": route.estimated_cost if route else None,
+        "cost": trace.cost,
+        "ttft_ms": trace.ttft_ms,
+        "latency_ms": trace.latency_ms,
+        "status": trace.status,
+        "error": trace.error,
+    }

@@ -1,0 +1,35 @@
+"""An in-process trace store (tests, ``store.traces: memory``), bounded to the newest N."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import orjson
+
+from crossroads.store.base import TraceStore, summary
+from crossroads.types import Trace
+
+
+class MemoryTraceStore(TraceStore):
+    """Keeps the newest ``limit`` traces in memory (or none, with ``keep=False``)."""
+
+    def __init__(self, keep: bool = True, limit: int = 100_000) -> None:
+        self.keep = keep
+        self._traces: deque[Trace] = deque(maxlen=limit)
+
+    def record(self, trace: Trace) -> None:
+        if self.keep:
+            self._traces.append(trace)
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        return [summary(t) for t in list(self._traces)[::-1][:limit]]
+
+    def get(self, trace_id: str) -> dict[str, Any] | None:
+        for t in self._traces:
+            if t.trace_id == trace_id:
+                return orjson.loads(orjson.dumps(t))  # type: ignore[no-any-return]
+        return None
+
+    def count(self) -> int:
+        return len(self._traces)

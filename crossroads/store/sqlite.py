@@ -1,0 +1,183 @@
+"""SQLite trace store (WAL): a writer thread batches inserts; the request path only enqueues."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from crossroads.exceptions import StoreError
+from crossroads.store.base import TraceStore, summary
+from crossroads.types import Trace
+
+log = logging.getLogger("crossroads.store")
+
+COLUMNS = (
+    "trace_id",
+    "created_at",
+    "requested_model",
+    "model",
+    "decision",
+    "upstream",
+    "endpoint",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "estimated_cost",
+    "cost",
+    "ttft_ms",
+    "latency_ms",
+    "status",
+    "error",
+)
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS traces (
+    {COLUMNS[0]} TEXT PRIMARY KEY,
+    {", ".join(c for c in COLUMNS[1:])},
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS traces_created_at ON traces (created_at);
+"""
+INSERT = f"INSERT OR IGNORE INTO traces ({', '.join(COLUMNS)}, data) VALUES ({', '.join('?' * (len(COLUMNS) + 1))})"
+_STOP = object()
+
+
+class SQLiteTraceStore(TraceStore):
+    """Traces in a SQLite file. Several worker processes may share one file (WAL)."""
+
+    def __init__(
+        self, path: str | Path, flush_interval_ms: int = 200, batch_size: int = 500
+    ) -> None:
+        self.path = Path(path)
+        self.flush_interval_ms = flush_interval_ms
+        self.batch_size = batch_size
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self._idle = threading.Condition(self._pending_lock)
+        self._failed_since: float | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(SCHEMA)
+            return conn
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open trace store {self.path}: {exc}") from exc
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._connect().close()  # fail at start-up, not on the first request
+        self._thread = threading.Thread(target=self._run, name="crossroads-traces", daemon=True)
+        self._thread.start()
+
+    def record(self, trace: Trace) -> None:
+        if self._thread is None:
+            self.start()
+        with self._pending_lock:
+            self._pending += 1
+        self._queue.put(trace)
+
+    def _run(self) -> None:
+        conn = self._connect()
+        wait = self.flush_interval_ms / 1000
+        batch: list[Trace] = []
+        stopping = False
+        while not stopping:
+            try:
+                item = self._queue.get(timeout=wait)
+                if item is _STOP:
+                    stopping = True
+                else:
+                    batch.append(item)
+                    while len(batch) < self.batch_size:
+                        item = self._queue.get_nowait()
+                        if item is _STOP:
+                            stopping = True
+                            break
+                        batch.append(item)
+            except queue.Empty:
+                pass
+            if batch and self._write(conn, batch):
+                with self._idle:
+                    self._pending -= len(batch)
+                    self._idle.notify_all()
+                batch = []
+            elif batch:
+                time.sleep(min(1.0, wait))  # the database is busy or broken: retry the batch
+        conn.close()
+
+    def _write(self, conn: sqlite3.Connection, batch: list[Trace]) -> bool:
+        rows = []
+        for trace in batch:
+            s = summary(trace)
+            rows.append((*(s[c] for c in COLUMNS), orjson.dumps(trace)))
+        try:
+            with conn:
+                conn.executemany(INSERT, rows)
+            self._failed_since = None
+            return True
+        except sqlite3.Error as exc:
+            if self._failed_since is None:
+                self._failed_since = time.monotonic()
+                log.error(
+                    "writing %d traces to %s failed (%s); retrying", len(batch), self.path, exc
+                )
+            return False
+
+    def flush(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._pending > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreError(f"{self._pending} traces still unwritten after {timeout} s")
+                self._idle.wait(left)
+
+    def close(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout=30)
+        self._thread = None
+
+    def healthy(self) -> bool:
+        return self._failed_since is None or time.monotonic() - self._failed_since < 30
+
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        if not self.path.exists():
+            return []
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            conn.row_factory = sqlite3.Row
+            try:
+                return conn.execute(sql, args).fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read trace store {self.path}: {exc}") from exc
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self._read(
+            f"SELECT {', '.join(COLUMNS)} FROM traces ORDER BY created_at DESC LIMIT ?", (limit,)
+        )
+        return [dict(r) for r in rows]
+
+    def get(self, trace_id: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT data FROM traces WHERE trace_id = ?", (trace_id,))
+        return orjson.loads(rows[0]["data"]) if rows else None
+
+    def count(self) -> int:
+        rows = self._read("SELECT COUNT(*) AS n FROM traces")
+        return int(rows[0]["n"]) if rows else 0
