@@ -1,6 +1,6 @@
 """Child entry point of a managed model server: ``python -m crossroads.local._serve ARGS``.
 
-Runs ``llama_cpp.server`` with ARGS, after asking Linux to send SIGTERM to this process
+Runs ``llama_cpp.server`` with ARGS, with crossroads' chat formats registered, after asking Linux to send SIGTERM to this process
 when the crossroads process that started it dies, so a crashed or SIGKILLed gateway does
 not leave model servers behind. The parent must start it from a thread that lives as
 long as the server (the event-loop thread): the signal follows the parent *thread*.
@@ -35,6 +35,9 @@ def _die_with_parent() -> None:
 def main() -> None:
     """Run ``llama_cpp.server`` with this process's arguments."""
     _die_with_parent()
+    from crossroads.local.transcript import register_with_llama_cpp
+
+    register_with_llama_cpp()
     sys.argv = ["llama_cpp.server", *sys.argv[1:]]
     runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 

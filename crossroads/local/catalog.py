@@ -23,6 +23,7 @@ from typing import Literal
 
 from crossroads.exceptions import LocalModelError
 from crossroads.local.paths import models_dir
+from crossroads.local.transcript import TRANSCRIPT_FORMAT
 
 Style = Literal["chat", "completion"]
 
@@ -40,6 +41,7 @@ class LocalModel:
     license: str
     license_url: str
     size_mb: int
+    chat_format: str | None  # None: the chat template stored in the GGUF file
     locate: Callable[[Path | None], Path]
 
 
@@ -116,6 +118,7 @@ LOCAL_MODELS: dict[str, LocalModel] = {
         license="Apache-2.0",
         license_url="https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct",
         size_mb=94,
+        chat_format=None,
         locate=_locate_smollm2,
     ),
     "gemma-3-270m": LocalModel(
@@ -128,6 +131,7 @@ LOCAL_MODELS: dict[str, LocalModel] = {
         license="Gemma Terms of Use",
         license_url="https://ai.google.dev/gemma/terms",
         size_mb=241,
+        chat_format=TRANSCRIPT_FORMAT,  # no template in the file; it is a base model
         locate=_locate_gemma,
     ),
 }

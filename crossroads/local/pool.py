@@ -66,6 +66,7 @@ class LocalModelPool:
         for name, path in zip(names, paths, strict=True):
             self.servers[name] = LocalModelServer(
                 name, path, n_ctx=self.n_ctx, n_threads=self.n_threads,
+                chat_format=LOCAL_MODELS[name].chat_format,
                 log_path=logs / f"{name}.log", startup_timeout=self.startup_timeout,
                 stop_timeout=self.stop_timeout,
             )  # fmt: skip

@@ -82,6 +82,7 @@ class LocalModelServer:
         *,
         n_ctx: int = 2048,
         n_threads: int = 1,
+        chat_format: str | None = None,
         log_path: Path | None = None,
         startup_timeout: float = 120.0,
         stop_timeout: float = 5.0,
@@ -91,6 +92,7 @@ class LocalModelServer:
         self.model_path = model_path
         self.n_ctx = n_ctx
         self.n_threads = n_threads
+        self.chat_format = chat_format
         self.log_path = log_path
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
@@ -122,7 +124,7 @@ class LocalModelServer:
             "--n_threads", str(self.n_threads),
             "--n_threads_batch", str(self.n_threads),
             "--n_gpu_layers", "0",
-        ]  # fmt: skip
+        ] + (["--chat_format", self.chat_format] if self.chat_format else [])  # fmt: skip
 
     def is_running(self) -> bool:
         """Whether the child process is alive (it may still be loading)."""

@@ -52,3 +52,27 @@ def test_pool_with_an_unknown_model_fails_before_starting_anything(
     with pytest.raises(LocalModelError, match="Unknown local model 'nope'"):
         asyncio.run(pool.start())
     assert pool.servers == {}
+
+
+@pytest.mark.local_models
+def test_chat_on_the_base_model_stops_at_the_next_user_turn(data_dir: Path) -> None:
+    require_model("gemma-3-270m")
+    pool = LocalModelPool(["gemma-3-270m"], data_dir=data_dir)
+
+    async def scenario() -> dict[str, object]:
+        async with pool, httpx.AsyncClient(timeout=60) as client:
+            response = await client.post(
+                f"{pool.base_urls['gemma-3-270m']}/chat/completions",
+                json={
+                    "messages": [{"role": "user", "content": "What is the capital of France?"}],
+                    "max_tokens": 24,
+                    "temperature": 0,
+                },
+            )
+            assert response.status_code == 200, response.text
+            return dict(response.json()["choices"][0])
+
+    choice = asyncio.run(scenario())
+    text = str(choice["message"]["content"])  # type: ignore[index]
+    assert "User:" not in text and "[INST]" not in text and "<SYS>" not in text
+    assert choice["finish_reason"] == "stop"
