@@ -16,7 +16,7 @@ from crossroads.types import Endpoint
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class TextPart(_Open):

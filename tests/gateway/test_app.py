@@ -1,0 +1,388 @@
+"""The gateway in process (ASGI transport) against a fake upstream on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from crossroads.gateway import create_app
+from crossroads.store.memory import MemoryTraceStore
+from crossroads.testing.fake_upstream import FakeUpstream
+from tests.conftest import routing_config
+
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture
+async def gateway(
+    fake_upstream: FakeUpstream,
+) -> AsyncIterator[tuple[httpx.AsyncClient, MemoryTraceStore, FakeUpstream]]:
+    store = MemoryTraceStore()
+    app = create_app(
+        routing_config(fake_upstream.base_url, server={"max_body_bytes": 64 * 1024}), store=store
+    )
+    await app.startup()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=20
+    ) as client:
+        yield client, store, fake_upstream
+    await app.shutdown()
+
+
+def msg(text: str = "hello", **body: Any) -> dict[str, Any]:
+    return {"model": "auto", "messages": [{"role": "user", "content": text}], **body}
+
+
+def sse_events(text: str) -> list[Any]:
+    out = []
+    for block in text.split("\n\n"):
+        if block.startswith("data: "):
+            data = block[6:]
+            out.append(data if data == "[DONE]" else orjson.loads(data))
+    return out
+
+
+async def test_routes_and_answers_with_headers_and_trace(gateway) -> None:
+    client, store, _ = gateway
+    r = await client.post(CHAT, json=msg("write some python"))
+    assert r.status_code == 200
+    assert r.headers["x-crossroads-model"] == "big"
+    assert r.headers["x-crossroads-decision"] == "coding"
+    body = r.json()
+    assert body["choices"][0]["message"]["content"] == "echo: write some python"
+    assert body["model"] == "b"  # the upstream's model id
+    trace = store.get(r.headers["x-crossroads-trace-id"])
+    assert trace["route"]["model"] == "big" and trace["status"] == 200
+    assert trace["route"]["rule_path"] == ["coding: keyword:code=T"]
+    assert trace["route"]["signals"]["keyword:code"]["matched"] is True
+    assert trace["usage"]["completion_tokens"] > 0
+    # cost = usage x price of the chosen model
+    expected = (
+        trace["usage"]["prompt_tokens"] * 3.0 + trace["usage"]["completion_tokens"] * 15.0
+    ) / 1e6
+    assert trace["cost"] == pytest.approx(expected)
+    assert {c["model"] for c in trace["route"]["candidates"]} == {"big"}
+
+
+async def test_default_decision_and_explicit_model(gateway) -> None:
+    client, store, _ = gateway
+    r = await client.post(CHAT, json=msg("hi"))
+    assert (r.headers["x-crossroads-model"], r.headers["x-crossroads-decision"]) == (
+        "small",
+        "default",
+    )
+    r = await client.post(CHAT, json={**msg("hi"), "model": "big"})
+    assert (r.headers["x-crossroads-model"], r.headers["x-crossroads-decision"]) == (
+        "big",
+        "explicit",
+    )
+
+
+async def test_stream_passes_chunks_and_strips_usage_the_client_did_not_ask_for(gateway) -> None:
+    client, store, _ = gateway
+    r = await client.post(CHAT, json=msg("hi", stream=True))
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = sse_events(r.text)
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert all(c["choices"] for c in chunks), "usage-only chunk must be stripped"
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == "echo: hi"
+    trace = store.get(r.headers["x-crossroads-trace-id"])
+    assert trace["stream"] is True and trace["usage"]["completion_tokens"] > 0 and trace["cost"] > 0
+    assert trace["ttft_ms"] is not None and trace["ttft_ms"] <= trace["latency_ms"]
+
+
+async def test_stream_keeps_usage_when_asked(gateway) -> None:
+    client, _, _ = gateway
+    r = await client.post(CHAT, json=msg("hi", stream=True, stream_options={"include_usage": True}))
+    events = sse_events(r.text)
+    usage_chunks = [e for e in events[:-1] if e.get("usage")]
+    assert len(usage_chunks) == 1 and usage_chunks[0]["choices"] == []
+
+
+async def test_completions_endpoint(gateway) -> None:
+    client, _, _ = gateway
+    r = await client.post(
+        "/v1/completions", json={"model": "auto", "prompt": "Once upon a time", "max_tokens": 5}
+    )
+    assert r.status_code == 200 and r.json()["choices"][0]["text"]
+
+
+async def test_models_list_and_get(gateway) -> None:
+    client, _, _ = gateway
+    ids = [m["id"] for m in (await client.get("/v1/models")).json()["data"]]
+    assert ids == ["auto", "small", "big"]
+    assert (await client.get("/v1/models/auto")).json()["id"] == "auto"
+    r = await client.get("/v1/models/nope")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+
+
+async def test_health_and_ready(gateway) -> None:
+    client, _, _ = gateway
+    assert (await client.get("/health")).json() == {"status": "ok"}
+    assert (await client.get("/ready")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "param", "fragment"),
+    [
+        (b"{", 400, None, "not valid JSON"),
+        (b"", 400, None, "empty"),
+        (b"[1, 2]", 400, None, "must be a JSON object"),
+        (b'{"messages": [{"role": "user", "content": "x"}]}', 400, "model", "required"),
+        (b'{"model": "auto"}', 400, "messages", "required"),
+        (b'{"model": "auto", "messages": []}', 400, "messages", "at least 1"),
+        (b'{"model": "auto", "messages": "hello"}', 400, "messages", "valid list"),
+        (
+            b'{"model": "auto", "messages": [{"role": "bot", "content": "x"}]}',
+            400,
+            "messages[0].role",
+            "'user'",
+        ),
+        (b'{"model": "auto", "messages": [{"content": "x"}]}', 400, "messages[0].role", "required"),
+        (
+            b'{"model": "auto", "messages": [{"role": "user"}]}',
+            400,
+            "messages[0]",
+            "needs 'content'",
+        ),
+        (
+            b'{"model": "auto", "messages": [{"role": "tool", "content": "x"}]}',
+            400,
+            "messages[0]",
+            "tool_call_id",
+        ),
+        (
+            b'{"model": "auto", "messages": [{"role": "user", "content": 5}]}',
+            400,
+            "messages[0].content",
+            "",
+        ),
+        (
+            b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "temperature": 3}',
+            400,
+            "temperature",
+            "less than or equal to 2",
+        ),
+        (
+            b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}',
+            400,
+            "max_tokens",
+            "greater than or equal to 1",
+        ),
+        (
+            b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}',
+            400,
+            "stream",
+            "boolean",
+        ),
+        (
+            b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}',
+            400,
+            "tools[0].function",
+            "required",
+        ),
+        (
+            b'{"model": "auto", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}',
+            400,
+            "response_format.type",
+            "json_object",
+        ),
+        (b'{"model": 42, "messages": [{"role": "user", "content": "x"}]}', 400, "model", "string"),
+        (
+            b'{"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}',
+            404,
+            "model",
+            "does not exist",
+        ),
+    ],
+)
+async def test_bad_input_gets_openai_error_naming_the_field(
+    gateway, body: bytes, status: int, param: str | None, fragment: str
+) -> None:
+    client, store, _ = gateway
+    r = await client.post(CHAT, content=body, headers={"content-type": "application/json"})
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["param"] == param
+    assert fragment in error["message"]
+    assert "Traceback" not in r.text
+    trace = store.get(r.headers["x-crossroads-trace-id"])
+    assert trace["status"] == status
+
+
+async def test_huge_body_is_413_before_reading_it(gateway) -> None:
+    client, _, _ = gateway
+    r = await client.post(CHAT, json=msg("x" * 100_000))
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    assert "max_body_bytes" in r.json()["error"]["message"]
+
+
+async def test_wrong_method_and_unknown_path(gateway) -> None:
+    client, _, _ = gateway
+    assert (await client.get(CHAT)).status_code == 405
+    r = await client.post("/v1/embeddingz", json={})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+async def test_no_candidate_fits(gateway) -> None:
+    client, _, _ = gateway
+    r = await client.post(CHAT, json={**msg("hi"), "model": "auto", "max_tokens": 200_000})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "no_candidate"
+    assert "context window" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code", "fragment"),
+    [
+        ("500", 502, "upstream_status", "failed (500)"),
+        ("503", 502, "upstream_status", "failed (503)"),
+        ("429:7", 429, "upstream_status", "rate limiting"),
+        ("malformed_json", 502, "upstream_protocol", "invalid JSON"),
+        ("truncated_body", 502, "upstream_protocol", "closed the connection"),
+        ("refuse", 502, "upstream_protocol", "closed the connection"),
+    ],
+)
+async def test_upstream_failures_are_mapped_and_explained(
+    gateway, fault: str, status: int, code: str, fragment: str
+) -> None:
+    client, store, upstream = gateway
+    upstream.set_fault(fault)
+    r = await client.post(CHAT, json=msg("hi"))
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["code"] == code and fragment in error["message"] and "'fake'" in error["message"]
+    if fault.startswith("429"):
+        assert r.headers["retry-after"] == "7"
+    assert store.get(r.headers["x-crossroads-trace-id"])["status"] == status
+
+
+async def test_upstream_unreachable(fake_upstream: FakeUpstream) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    app = create_app(routing_config(f"http://127.0.0.1:{port}/v1"), store=MemoryTraceStore())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as client:
+        r = await client.post(CHAT, json=msg("hi"))
+    await app.shutdown()
+    assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_unreachable"
+
+
+async def test_upstream_timeout_is_504_not_a_hang(fake_upstream: FakeUpstream) -> None:
+    cfg = routing_config(
+        fake_upstream.base_url,
+        upstreams=[
+            {"name": "fake", "base_url": fake_upstream.base_url, "timeouts": {"total": 0.5}}
+        ],
+    )
+    app = create_app(cfg, store=MemoryTraceStore())
+    fake_upstream.set_fault("hang")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=10
+    ) as client:
+        r = await client.post(CHAT, json=msg("hi"))
+    await app.shutdown()
+    assert r.status_code == 504 and r.json()["error"]["code"] == "upstream_timeout"
+
+
+async def test_stream_failure_before_first_byte_is_a_plain_error(gateway) -> None:
+    client, _, upstream = gateway
+    upstream.set_fault("503")
+    r = await client.post(CHAT, json=msg("hi", stream=True))
+    assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_status"
+
+
+async def test_stream_cut_midway_ends_with_error_event_and_done(gateway) -> None:
+    client, store, upstream = gateway
+    upstream.set_fault("cut_stream:2")
+    r = await client.post(CHAT, json=msg("hi", stream=True))
+    assert r.status_code == 200
+    events = sse_events(r.text)
+    assert events[-1] == "[DONE]"
+    error = events[-2]["error"]
+    assert error["code"] == "upstream_protocol" and "closed the connection" in error["message"]
+    text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-2])
+    assert text and "echo: hi".startswith(text)  # what arrived is a prefix, never garbage
+    trace = store.get(r.headers["x-crossroads-trace-id"])
+    assert trace["status"] == 502 and "closed the connection" in trace["error"]
+
+
+async def test_client_disconnect_cancels_the_upstream_call(fake_upstream: FakeUpstream) -> None:
+    """A raw ASGI call whose client leaves while the upstream hangs: the gateway cancels the
+    upstream request (the fake sees it leave) and records a 499 trace."""
+    store = MemoryTraceStore()
+    app = create_app(routing_config(fake_upstream.base_url), store=store)
+    await app.startup()
+    fake_upstream.set_fault("hang")
+    body = orjson.dumps(msg("hi"))
+    gone = asyncio.Event()
+    sent: list[dict] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict:
+        if messages:
+            return messages.pop()
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": CHAT,
+        "headers": [(b"content-type", b"application/json")],
+        "query_string": b"",
+    }
+    task = asyncio.create_task(app(scope, receive, send))
+    for _ in range(200):
+        if fake_upstream.stats()["in_flight"] >= 1:
+            break
+        await asyncio.sleep(0.01)
+    assert fake_upstream.stats()["in_flight"] == 1
+    gone.set()
+    await asyncio.wait_for(task, 5)
+    for _ in range(200):
+        if fake_upstream.stats()["in_flight"] == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert fake_upstream.stats()["in_flight"] == 0
+    assert sent == []  # nobody to answer
+    (trace,) = store.recent()
+    assert trace["status"] == 499
+    await app.shutdown()
+
+
+async def test_api_keys_are_enforced_and_named_in_traces(
+    fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEAM_A_KEY", "secret-a")
+    store = MemoryTraceStore()
+    cfg = routing_config(
+        fake_upstream.base_url, server={"api_keys": [{"name": "team-a", "key_env": "TEAM_A_KEY"}]}
+    )
+    app = create_app(cfg, store=store)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as client:
+        r = await client.post(CHAT, json=msg("hi"))
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+        r = await client.post(CHAT, json=msg("hi"), headers={"authorization": "Bearer wrong"})
+        assert r.status_code == 401
+        r = await client.post(CHAT, json=msg("hi"), headers={"authorization": "Bearer secret-a"})
+        assert r.status_code == 200
+        assert (await client.get("/v1/models")).status_code == 401
+    await app.shutdown()
+    assert store.get(r.headers["x-crossroads-trace-id"])["caller"]["key_name"] == "team-a"

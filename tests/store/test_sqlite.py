@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from crossroads.store import open_trace_store
+from crossroads.store.sqlite import SQLiteTraceStore
+from crossroads.types import Route, Trace, Usage
+
+
+def trace(i: int) -> Trace:
+    return Trace(
+        trace_id=f"t{i:05d}",
+        created_at=1_700_000_000 + i,
+        requested_model="auto",
+        endpoint="chat",
+        stream=False,
+        route=Route(model="small", decision="default", selection="first"),
+        usage=Usage(10, 5),
+        cost=0.001,
+        latency_ms=1.5,
+    )
+
+
+def test_batched_writes_from_many_threads_keep_every_trace(tmp_path: Path) -> None:
+    store = SQLiteTraceStore(tmp_path / "t.db", flush_interval_ms=5, batch_size=64)
+    store.start()
+    threads = [
+        threading.Thread(target=lambda k=k: [store.record(trace(k * 250 + i)) for i in range(250)])
+        for k in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.flush()
+    assert store.count() == 1000
+    store.close()
+    rows = (
+        sqlite3.connect(tmp_path / "t.db")
+        .execute("SELECT COUNT(DISTINCT trace_id) FROM traces")
+        .fetchone()
+    )
+    assert rows == (1000,)
+
+
+def test_recent_and_get_round_trip(tmp_path: Path) -> None:
+    store = SQLiteTraceStore(tmp_path / "t.db", flush_interval_ms=5)
+    for i in range(3):
+        store.record(trace(i))
+    store.flush()
+    assert [r["trace_id"] for r in store.recent(2)] == ["t00002", "t00001"]
+    full = store.get("t00001")
+    assert full["route"]["decision"] == "default" and full["usage"] == {
+        "prompt_tokens": 10,
+        "completion_tokens": 5,
+    }
+    assert store.get("missing") is None
+    store.close()
+
+
+def test_record_never_blocks_while_the_database_is_locked(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SQLiteTraceStore(path, flush_interval_ms=5)
+    store.start()
+    blocker = sqlite3.connect(path, timeout=5, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: the writer thread must wait
+    started = time.perf_counter()
+    for i in range(100):
+        store.record(trace(i))
+    assert time.perf_counter() - started < 1.0  # enqueueing only; generous bound for slow CI
+    blocker.rollback()
+    blocker.close()
+    store.flush(timeout=60)
+    assert store.count() == 100
+    store.close()
+
+
+def test_close_flushes_what_is_queued(tmp_path: Path) -> None:
+    store = SQLiteTraceStore(tmp_path / "t.db", flush_interval_ms=10_000)
+    for i in range(10):
+        store.record(trace(i))
+    store.close()
+    assert SQLiteTraceStore(tmp_path / "t.db").count() == 10
+
+
+def test_store_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CROSSROADS_DATA_DIR", str(tmp_path / "data"))
+    assert open_trace_store("sqlite").path == tmp_path / "data" / "traces.db"
+    assert open_trace_store(f"sqlite:///{tmp_path}/x.db").path == tmp_path / "x.db"
+    memory = open_trace_store("memory")
+    memory.record(trace(1))
+    assert memory.count() == 1
+    none = open_trace_store("none")
+    none.record(trace(1))
+    assert none.count() == 0

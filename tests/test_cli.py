@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from crossroads import __version__
+from crossroads.cli import app
+
+runner = CliRunner()
+GOOD = """
+upstreams: [{name: u, base_url: "http://127.0.0.1:9/v1"}]
+models:
+  - {name: small, upstream: u, price: {input: 0.1, output: 0.2}}
+  - {name: big, upstream: u, price: {input: 3, output: 15}}
+signals: [{kind: keyword, name: code, keywords: [python]}]
+decisions: [{name: coding, when: "keyword:code", models: [big, small], selection: cheapest}]
+default: {models: [small]}
+"""
+BAD = """
+upstreams: [{name: u, base_url: "http://x/v1"}]
+models: [{name: a, upstream: u}]
+signals: [{kind: keyword, name: urgent, keywords: [asap]}]
+decisions:
+  - {name: a, when: "keyword:urgent", models: [a]}
+  - {name: b, when: "keyword:urgent", models: [a]}
+  - {name: c, when: {all: ["keyword:urgnt"]}, models: [a]}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "c.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_validate_reports_paths_and_exits_non_zero(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["validate", write(tmp_path, BAD)])
+    assert result.exit_code == 1
+    assert "decisions[2].when.all[0]: unknown signal 'keyword:urgnt'" in result.output
+
+
+def test_validate_warns_about_shadowed_rules_but_passes(tmp_path: Path) -> None:
+    text = BAD.replace('{all: ["keyword:urgnt"]}', '"keyword:urgent"')
+    result = runner.invoke(app, ["validate", write(tmp_path, text)])
+    assert result.exit_code == 0
+    assert "warning: entrypoint 'auto': decision 'b' never matches" in result.output
+
+
+def test_route_shows_the_decision_without_calling_a_model(tmp_path: Path) -> None:
+    config = write(tmp_path, GOOD)
+    result = runner.invoke(app, ["route", "write python code", "-c", config, "--json"])
+    assert result.exit_code == 0, result.output
+    route = json.loads(result.output)
+    assert route["decision"] == "coding" and route["model"] == "small"  # cheapest of the two
+    assert route["signals"]["keyword:code"]["matched"] is True
+    assert {c["model"] for c in route["candidates"]} == {"big", "small"}
+    table = runner.invoke(app, ["route", "hello", "-c", config])
+    assert table.exit_code == 0 and "default" in table.output and "small" in table.output
+
+
+def test_route_with_an_unknown_model_fails_cleanly(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["route", "hi", "-c", write(tmp_path, GOOD), "--model", "nope"])
+    assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_traces_on_an_empty_store(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["traces", "-c", write(tmp_path, GOOD), "--json"])
+    assert result.exit_code == 0 and result.output == ""
+
+
+def test_help_everywhere_and_version() -> None:
+    for command in ([], ["serve"], ["validate"], ["route"], ["traces"]):
+        result = runner.invoke(app, [*command, "--help"])
+        assert result.exit_code == 0 and "Usage" in result.output
+    assert __version__ in runner.invoke(app, ["--version"]).output

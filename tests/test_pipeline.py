@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from crossroads.config import parse_config
+from crossroads.exceptions import ModelNotFoundError, NoCandidateError
+from crossroads.pipeline import Pipeline
+from crossroads.prompts import routing_request
+from crossroads.signals.base import SIGNALS, Signal
+from crossroads.types import RoutingRequest, SignalResult
+
+MODELS = [
+    {
+        "name": "small",
+        "upstream": "u",
+        "price": {"input": 0.1, "output": 0.2},
+        "context_window": 1000,
+        "capabilities": ["json"],
+    },
+    {
+        "name": "big",
+        "upstream": "u",
+        "price": {"input": 3.0, "output": 15.0},
+        "context_window": 100000,
+        "capabilities": ["tools", "json", "vision"],
+    },
+]
+
+
+def pipeline(**extra: Any) -> Pipeline:
+    cfg = parse_config(
+        {"upstreams": [{"name": "u", "base_url": "http://x/v1"}], "models": MODELS, **extra}
+    )
+    return Pipeline(cfg).prepare()
+
+
+def chat(text: str, **body: Any) -> RoutingRequest:
+    return routing_request(
+        {"model": "auto", "messages": [{"role": "user", "content": text}], **body}
+    )
+
+
+def route(p: Pipeline, request: RoutingRequest, model: str = "auto"):
+    return asyncio.run(p.route(request, model))
+
+
+def test_cheapest_picks_lowest_estimated_cost_and_reports_every_candidate() -> None:
+    p = pipeline(default={"models": ["big", "small"], "selection": "cheapest"})
+    r = route(p, chat("hello"))
+    assert r.model == "small" and r.selection == "cheapest"
+    costs = {c.model: c.estimated_cost for c in r.candidates}
+    assert costs["small"] < costs["big"]
+    assert r.estimated_cost == costs["small"]
+
+
+def test_candidates_that_cannot_fit_the_context_are_skipped_with_a_reason() -> None:
+    p = pipeline(default={"models": ["small", "big"], "selection": "first"})
+    r = route(p, chat("word " * 2000))
+    assert r.model == "big"
+    small = next(c for c in r.candidates if c.model == "small")
+    assert not small.eligible and "context window is 1000" in small.reason
+
+
+def test_capabilities_the_request_uses_are_required() -> None:
+    p = pipeline(default={"models": ["small", "big"]})
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
+    assert route(p, chat("hi", tools=tools)).model == "big"
+    assert route(p, chat("hi", response_format={"type": "json_object"})).model == "small"
+
+
+def test_no_eligible_candidate_is_a_clear_client_error() -> None:
+    p = pipeline(default={"models": ["small"]})
+    with pytest.raises(NoCandidateError, match=r"small: lacks tools"):
+        route(p, chat("hi", tools=[{"type": "function", "function": {"name": "f"}}]))
+
+
+def test_concrete_model_passes_through_with_its_cost() -> None:
+    p = pipeline()
+    r = route(p, chat("hello"), model="big")
+    assert (r.model, r.decision, r.selection) == ("big", "explicit", "explicit")
+    assert r.estimated_cost > 0
+
+
+def test_unknown_model_lists_what_exists() -> None:
+    with pytest.raises(ModelNotFoundError, match="auto, small, big"):
+        route(pipeline(), chat("hi"), model="gpt-9")
+
+
+def test_weighted_selection_follows_weights() -> None:
+    p = pipeline(
+        default={
+            "models": ["small", "big"],
+            "selection": {"method": "weighted", "weights": {"small": 3, "big": 1}, "seed": 7},
+        }
+    )
+    picks = [route(p, chat("hi")).model for _ in range(400)]
+    share = picks.count("small") / len(picks)
+    assert 0.65 < share < 0.85
+
+
+def test_signals_no_rule_reads_are_never_built() -> None:
+    p = pipeline(
+        signals=[
+            {"kind": "keyword", "name": "used", "keywords": ["a"]},
+            {"kind": "regex", "name": "unused", "patterns": ["b"]},
+        ],
+        decisions=[{"name": "d", "when": "keyword:used", "models": ["big"]}],
+    )
+    assert set(p.signals_) == {"keyword:used"}
+    r = route(p, chat("a b"))
+    assert set(r.signals) == {"keyword:used"} and r.decision == "d"
+
+
+class _SlowSignal(Signal):
+    kind = "slow_test"
+    is_async = True
+
+    async def evaluate(self, requests: list[RoutingRequest]) -> list[SignalResult]:
+        await asyncio.sleep(5)
+        return [SignalResult(self.name, True) for _ in requests]
+
+
+def test_async_signal_over_its_budget_counts_as_false() -> None:
+    from types import SimpleNamespace
+
+    p = pipeline(default={"models": ["small"]})
+    slow = _SlowSignal(SimpleNamespace(name="s", timeout_ms=20, scope="all"))
+    p._entry_signals["auto"] = ([], [slow])
+    results = asyncio.run(p.compute_signals(chat("x"), "auto"))
+    assert results["slow_test:s"].matched is False
+    assert "timed out after 20 ms" in results["slow_test:s"].error
+    assert results["slow_test:s"].elapsed_ms < 1000
+
+
+def test_a_failing_signal_is_false_and_recorded() -> None:
+    p = pipeline(
+        signals=[{"kind": "keyword", "name": "k", "keywords": ["x"]}],
+        decisions=[{"name": "d", "when": "keyword:k", "models": ["big"]}],
+    )
+    broken = p.signals_["keyword:k"]
+    broken.compute = lambda request: 1 / 0  # type: ignore[method-assign]
+    r = route(p, chat("x"))
+    assert r.decision == "default" and "ZeroDivisionError" in r.signals["keyword:k"].error
+
+
+def test_builtin_kinds_are_in_the_registry() -> None:
+    from crossroads.signals import signal_kinds
+
+    assert {"keyword", "regex", "tokens", "metadata", "has_code"} <= set(signal_kinds())
+    assert SIGNALS.get("keyword").kind == "keyword"
