@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import orjson
 
 from crossroads.config import OpenAIUpstream as OpenAIUpstreamConfig
@@ -26,7 +27,7 @@ class OpenAIUpstream(Upstream):
     def __init__(self, config: OpenAIUpstreamConfig) -> None:
         self.config = config
         self.name = config.name
-        self._session: Any = None
+        self._session: aiohttp.ClientSession | None = None
 
     def _headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json", **self.config.headers}
@@ -37,10 +38,8 @@ class OpenAIUpstream(Upstream):
             headers[header] = f"Bearer {key}" if header == "authorization" else key
         return headers
 
-    def _client(self) -> Any:
+    def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            import aiohttp
-
             t = self.config.timeouts
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(

@@ -1,0 +1,43 @@
+"""Every setting and every CLI command is documented."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from crossroads import config as cfg
+from crossroads.cli import _register_plugins, app
+
+DOCS = Path(__file__).parent.parent / "docs"
+README = Path(__file__).parent.parent / "README.md"
+
+
+def _settings(model: type[BaseModel]) -> set[str]:
+    names = set()
+    for name, field in model.model_fields.items():
+        names.add(field.alias or name)
+    return names
+
+
+def test_every_setting_is_in_the_configuration_reference() -> None:
+    text = (DOCS / "configuration.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+)(?:\[\])?`", text))
+    documented |= set(re.findall(r"^([a-z_]+):", text, flags=re.MULTILINE))  # top-level keys
+    models = [
+        cfg.Config, cfg.ServerConfig, cfg.ApiKey, cfg.StoreConfig, cfg.Timeouts, cfg.OpenAIUpstream,
+        cfg.AnthropicUpstream, cfg.Price, cfg.ModelConfig, cfg.KeywordSignal, cfg.RegexSignal,
+        cfg.TokensSignal, cfg.MetadataSignal, cfg.HasCodeSignal, cfg.Decision, cfg.DefaultDecision,
+        cfg.Entrypoint, cfg.WeightedSelection,
+    ]
+    missing = {f"{m.__name__}.{s}" for m in models for s in _settings(m) if s not in documented}
+    assert not missing, f"document these settings in docs/configuration.md: {sorted(missing)}"
+
+
+def test_every_cli_command_is_in_the_readme() -> None:
+    _register_plugins()
+    text = README.read_text()
+    commands = [c.name or c.callback.__name__ for c in app.registered_commands]
+    missing = [c for c in commands if f"crossroads {c}" not in text]
+    assert not missing, f"document these commands in README.md: {missing}"
