@@ -1,30 +1,16 @@
-"""Where crossroads keeps per-user state: assembled model files, server logs, traces.
+"""Where local models keep their files under the per-user data dir.
 
-``CROSSROADS_DATA_DIR`` overrides the location; otherwise ``$XDG_DATA_HOME/crossroads``,
-falling back to ``~/.local/share/crossroads``.
+The data dir itself is :func:`crossroads.store.base.data_dir` (``CROSSROADS_DATA_DIR``
+overrides it); models go to ``models/``, server logs to ``logs/``.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 
+from crossroads.store.base import data_dir
 
-def data_dir(env: Mapping[str, str] | None = None) -> Path:
-    """The per-user data directory (not created).
-
-    >>> data_dir({"CROSSROADS_DATA_DIR": "/tmp/xr"})
-    PosixPath('/tmp/xr')
-    """
-    if env is None:
-        env = os.environ
-    override = env.get("CROSSROADS_DATA_DIR")
-    if override:
-        return Path(override).expanduser()
-    xdg = env.get("XDG_DATA_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return base / "crossroads"
+__all__ = ["data_dir", "logs_dir", "models_dir"]
 
 
 def models_dir(base: Path | None = None) -> Path:
