@@ -1,0 +1,171 @@
+"""CLI commands of the offline path: ``crossroads eval``, ``crossroads fit``, ``crossroads calibrate``.
+
+Each is a thin wrapper over a library function (``evaluate``/``write_report``, ``fit_artifact``,
+``calibrate_artifact``). numpy, pandas, sklearn and onnxruntime are imported inside the
+commands only, so ``crossroads --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def _split_names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    import ast
+
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--param expects key=value, got {pair!r}")
+        try:
+            params[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            params[key] = raw
+    return params
+
+
+def fit_artifact(
+    data: Path,
+    router_name: str,
+    out: Path,
+    *,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    include_val: bool = False,
+) -> Path:
+    """Fit ``router_name`` on the dataset's train split (plus val if asked) and save it."""
+    import time
+
+    from crossroads.eval.datasets import features_for, load_dataset, split_indices
+    from crossroads.routers import make, save
+
+    ds = load_dataset(data)
+    features, kind = features_for(ds, progress=True)
+    split = split_indices(ds, seed=seed)
+    rows = split["train"]
+    if include_val:
+        import numpy as np
+
+        rows = np.sort(np.concatenate([rows, split["val"]]))
+    router = make(router_name, **(params or {}))
+    started = time.perf_counter()
+    router.fit(features[rows], ds.outcomes.subset(rows))
+    meta = {
+        "dataset": ds.name,
+        "data_path": str(data),
+        "features": kind,
+        "fit_split": "train+val" if include_val else "train",
+        "seed": seed,
+        "n_prompts": int(len(rows)),
+        "fit_seconds": round(time.perf_counter() - started, 3),
+        "cost_unit": ds.cost_unit,
+        "cost_note": ds.cost_note,
+    }
+    return save(router, out, name=router_name, meta=meta)
+
+
+def calibrate_artifact(
+    artifact: Path, target: str, *, data: Path | None = None, split: str = "val", seed: int = 0
+) -> dict[str, Any]:
+    """Calibrate a saved router on ``split`` of its dataset and store the result in it."""
+    from crossroads.eval.calibrate import calibrate
+    from crossroads.eval.datasets import features_for, load_dataset, split_indices
+    from crossroads.routers import load_artifact, save
+
+    payload = load_artifact(artifact)
+    meta = payload["meta"]
+    if split == "test":
+        raise typer.BadParameter(
+            "calibrating on the test split would leak it into the router; use val (default)"
+        )
+    if split == "val" and meta.get("fit_split") == "train+val":
+        raise typer.BadParameter(
+            "this artifact was fitted on train+val: calibrate it on other data"
+        )
+    ds = load_dataset(data or meta["data_path"])
+    features, _ = features_for(ds)
+    rows = split_indices(ds, seed=int(meta.get("seed", seed)))[split]
+    result = calibrate(
+        payload["router"], features[rows], ds.outcomes.subset(rows), target, split=split
+    )
+    result["dataset"] = ds.name
+    save(payload["router"], artifact, name=payload["router_name"], calibration=result, meta=meta)
+    return result
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``eval``, ``fit`` and ``calibrate`` commands to ``app``."""
+
+    @app.command("eval")
+    def eval_command(
+        data: Annotated[
+            list[Path], typer.Option("--data", help="Dataset folder(s) (routing.parquet).")
+        ],
+        routers: Annotated[
+            str, typer.Option(help="Comma-separated router names; default: all built-ins.")
+        ] = "",
+        out: Annotated[Path, typer.Option(help="Report directory.")] = Path("reports"),
+        seed: Annotated[int, typer.Option(help="Seed of splits and bootstrap.")] = 0,
+        bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% CIs.")] = 200,
+    ) -> None:
+        """Fit routers on each dataset's train split, evaluate them and the baselines on its
+        test split, and write markdown, JSON, PNG and HTML reports to OUT."""
+        from crossroads.eval.report import markdown_table, write_report
+        from crossroads.eval.runner import evaluate
+
+        names = _split_names(routers) or None
+        results = []
+        for path in data:
+            result = evaluate(path, names, seed=seed, n_boot=bootstrap, progress=True)
+            results.append(result)
+            typer.echo(f"\n## {result.dataset} (test split, {result.seconds:.1f} s)\n")
+            typer.echo(markdown_table(result))
+        page = write_report(results, out)
+        typer.echo(f"\nreport: {page}")
+
+    @app.command("fit")
+    def fit_command(
+        data: Annotated[Path, typer.Option("--data", help="Dataset folder.")],
+        router: Annotated[str, typer.Option(help="Registered router name, e.g. knn, mlp, mf.")],
+        out: Annotated[Path, typer.Option(help="Artifact file to write.")],
+        param: Annotated[
+            list[str] | None, typer.Option(help="Router parameter key=value (repeatable).")
+        ] = None,
+        seed: Annotated[int, typer.Option(help="Seed of the train/val/test split.")] = 0,
+        include_val: Annotated[
+            bool, typer.Option(help="Also fit on the validation split (then calibrate elsewhere).")
+        ] = False,
+    ) -> None:
+        """Fit a router on a dataset's train split and write an artifact."""
+        path = fit_artifact(
+            data, router, out, params=_parse_params(param or []), seed=seed, include_val=include_val
+        )
+        typer.echo(f"wrote {path}")
+
+    @app.command("calibrate")
+    def calibrate_command(
+        artifact: Annotated[Path, typer.Argument(help="Router artifact from `crossroads fit`.")],
+        target: Annotated[
+            str, typer.Option(help="quality:0.95 | quality-abs:0.8 | cost-share:0.3")
+        ],
+        data: Annotated[
+            Path | None, typer.Option(help="Dataset folder (default: the one it was fitted on).")
+        ] = None,
+        split: Annotated[str, typer.Option(help="Held-out split to calibrate on.")] = "val",
+    ) -> None:
+        """Choose lambda/tau meeting TARGET on held-out data and store them in the artifact."""
+        import json
+
+        try:
+            result = calibrate_artifact(artifact, target, data=data, split=split)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        typer.echo(json.dumps(result, indent=2))

@@ -1,0 +1,190 @@
+"""Reports of an evaluation: a markdown table, JSON, PNG cost-quality plots, an HTML page."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from crossroads.eval.metrics import upper_hull
+from crossroads.eval.runner import EvalResult
+
+COLUMNS = [
+    ("aiq", "AIQ"),
+    ("max_quality", "max quality"),
+    ("quality_at_best_cost", "quality @ best-single cost"),
+    ("cost_share_at_best_quality", "cost share @ best-single quality"),
+    ("apgr", "APGR"),
+    ("cpt50", "CPT(50%)"),
+    ("cpt80", "CPT(80%)"),
+    ("cpt95", "CPT(95%)"),
+]
+
+
+def _fmt(value: float | None, lo: float | None = None, hi: float | None = None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if math.isinf(value):
+        return "never"
+    text = f"{value:.3f}"
+    if lo is not None and hi is not None and not (math.isnan(lo) or math.isnan(hi)):
+        hi_text = "inf" if math.isinf(hi) else f"{hi:.3f}"
+        text += f" [{lo:.3f}, {hi_text}]"
+    return text
+
+
+def to_dict(result: EvalResult) -> dict[str, Any]:
+    """A JSON-ready view of ``result`` (curves included)."""
+    return {
+        "dataset": result.dataset,
+        "models": result.models,
+        "split_sizes": result.split_sizes,
+        "split_rule": result.split_rule,
+        "numbers_from": "test split",
+        "features": result.features,
+        "cost_unit": result.cost_unit,
+        "cost_note": result.cost_note,
+        "best_single": result.best_single,
+        "strong_weak": result.strong_weak,
+        "cost_ratio_max_min": result.cost_ratio,
+        "seconds": result.seconds,
+        "seed": result.seed,
+        "single_points": result.single_points,
+        "routers": [
+            {
+                "name": r.name,
+                "kind": r.kind,
+                "metrics": r.metrics,
+                "ci95": {k: list(v) for k, v in r.intervals.items()},
+                "fit_seconds": r.fit_seconds,
+                "predict_ms_per_prompt": r.predict_ms_per_prompt,
+                "points": r.points.tolist(),
+            }
+            for r in result.results
+        ],
+    }
+
+
+def markdown_table(result: EvalResult) -> str:
+    """The metrics table (values with 95% bootstrap intervals), one row per router."""
+    cols = [c for c in COLUMNS if any(c[0] in r.metrics for r in result.results)]
+    head = ["router", "kind", *[label for _, label in cols], "fit s", "predict ms/prompt"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    ordered = sorted(result.results, key=lambda r: (r.kind == "single", -r.metrics["aiq"]))
+    for r in ordered:
+        cells = [r.name, r.kind]
+        for key, _ in cols:
+            lo, hi = r.intervals.get(key, (None, None))
+            cells.append(_fmt(r.metrics.get(key), lo, hi))
+        cells.append("–" if r.fit_seconds is None else f"{r.fit_seconds:.2f}")
+        cells.append("–" if r.predict_ms_per_prompt is None else f"{r.predict_ms_per_prompt:.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown(result: EvalResult) -> str:
+    """The whole markdown report of one dataset."""
+    sizes = ", ".join(f"{k} {v}" for k, v in result.split_sizes.items())
+    return "\n".join(
+        [
+            f"# {result.dataset}: router evaluation",
+            "",
+            f"- All numbers are on the **test split** ({sizes}; {result.split_rule}; "
+            f"seed {result.seed}); 95% bootstrap intervals in brackets.",
+            f"- Prompt features: {result.features}.",
+            f"- Cost: {result.cost_note}; unit `{result.cost_unit}`; most/least expensive "
+            f"model cost ratio {result.cost_ratio:.1f}x.",
+            f"- Best single model on test: `{result.best_single}`."
+            + (
+                f" Strong/weak (by train quality): `{result.strong_weak[0]}` / "
+                f"`{result.strong_weak[1]}`."
+                if result.strong_weak
+                else ""
+            ),
+            "- `random` is routing each prompt at random among the models, whose expected "
+            "curve is the hull of the single models; `mean` predicts each model's mean "
+            "training quality (prompt-free); `oracle` knows the test outcomes.",
+            "",
+            markdown_table(result),
+            "",
+            f"![cost-quality curves]({result.dataset}.png)",
+            "",
+        ]
+    )
+
+
+def plot(result: EvalResult, path: Path) -> Path:
+    """PNG of every router's hull with its points, the single models and the oracle."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for r in result.results:
+        if r.kind == "single":
+            continue
+        hull = upper_hull(r.points)
+        style = {"oracle": ":", "random": "--"}.get(r.name, "-")
+        (line,) = ax.plot(
+            hull[:, 0], hull[:, 1], style, label=f"{r.name} (AIQ {r.metrics['aiq']:.3f})"
+        )
+        if r.name not in {"oracle", "random"}:
+            ax.scatter(r.points[:, 0], r.points[:, 1], s=6, color=line.get_color(), alpha=0.4)
+    for model, (c, q) in result.single_points.items():
+        ax.scatter([c], [q], marker="*", s=90, color="black", zorder=5)
+        if len(result.single_points) <= 12:
+            ax.annotate(model, (c, q), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(f"mean cost per prompt ({result.cost_unit})")
+    ax.set_ylabel("mean quality")
+    if result.cost_ratio > 20:
+        ax.set_xscale("log")
+    ax.set_title(f"{result.dataset}: cost-quality on the test split")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(results: list[EvalResult], out: str | Path) -> Path:
+    """Write ``<name>.md``, ``<name>.json``, ``<name>.png`` per dataset and ``index.html``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sections = []
+    for result in results:
+        (out / f"{result.dataset}.md").write_text(markdown(result))
+        (out / f"{result.dataset}.json").write_text(
+            json.dumps(to_dict(result), indent=1, default=float)
+        )
+        plot(result, out / f"{result.dataset}.png")
+        sections.append(_html_section(result))
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>crossroads evaluation</title>"
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:"
+        "collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}</style></head><body>"
+        "<h1>crossroads router evaluation</h1><p>All numbers are on each dataset's test split, "
+        "with 95% bootstrap intervals.</p>" + "".join(sections) + "</body></html>"
+    )
+    (out / "index.html").write_text(page)
+    return out / "index.html"
+
+
+def _html_section(result: EvalResult) -> str:
+    rows = []
+    for line in markdown_table(result).splitlines():
+        if line.startswith("|---"):
+            continue
+        cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
+        tag = "th" if not rows else "td"
+        rows.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+    name = html.escape(result.dataset)
+    return (
+        f"<h2>{name}</h2><p>{html.escape(result.cost_note)}; features: "
+        f"{html.escape(result.features)}; split: {html.escape(result.split_rule)}. "
+        f"<a href='{name}.md'>markdown</a> · <a href='{name}.json'>JSON</a></p>"
+        f"<table>{''.join(rows)}</table><p><img src='{name}.png' width='800'></p>"
+    )

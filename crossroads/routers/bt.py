@@ -1,0 +1,77 @@
+"""Bradley-Terry router for preference data (RouteLLM "similarity-weighted ranking").
+
+For a prompt, the ``n_neighbors`` most similar training prompts vote on every model pair
+(``i`` beats ``j`` where its quality is higher, half a win each on a tie), weighted by
+similarity, plus ``prior_strength`` votes from the whole training set. Bradley-Terry
+strengths are fitted to those votes by the MM algorithm (Hunter, 2004). The prediction for a
+model is its modelled win rate against the field, so it ranks models rather than
+estimating absolute quality: fine for ``lam`` sweeps; calibrate ``quality_target`` on it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from crossroads.routers.base import Outcomes, Router, fill_missing
+
+
+def _pairwise_wins(quality: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted win matrices: ``(b, k, m)`` qualities and ``(b, k)`` weights -> ``(b, m, m)``."""
+    diff = quality[:, :, :, None] - quality[:, :, None, :]
+    votes = (diff > 0) + 0.5 * (diff == 0)
+    return np.einsum("bk,bkij->bij", weights, votes)
+
+
+def bradley_terry(wins: np.ndarray, iterations: int = 30) -> np.ndarray:
+    """MM estimates of BT strengths from ``(b, m, m)`` win matrices (diagonal ignored)."""
+    b, m, _ = wins.shape
+    wins = wins * (1 - np.eye(m))
+    games = wins + wins.transpose(0, 2, 1)
+    won = wins.sum(axis=2) + 1e-9
+    p = np.ones((b, m))
+    for _ in range(iterations):
+        denom = (games / (p[:, :, None] + p[:, None, :])).sum(axis=2) + 1e-12
+        p = won / denom
+        p /= p.sum(axis=1, keepdims=True) / m
+    return p
+
+
+class BradleyTerryRouter(Router):
+    """Similarity-weighted Bradley-Terry over pairwise preferences of neighbouring prompts."""
+
+    def __init__(
+        self,
+        n_neighbors: int = 40,
+        prior_strength: float = 5.0,
+        iterations: int = 30,
+        embedder: object | None = None,
+    ) -> None:
+        self.n_neighbors = n_neighbors
+        self.prior_strength = prior_strength
+        self.iterations = iterations
+        self.embedder = embedder
+
+    def _fit(self, features: np.ndarray, outcomes: Outcomes) -> None:
+        norms = np.linalg.norm(features, axis=1, keepdims=True)
+        self.train_features_ = (features / np.maximum(norms, 1e-12)).astype(np.float32)
+        self.train_quality_ = fill_missing(outcomes.quality).astype(np.float32)
+        q = self.train_quality_
+        wins = np.zeros((q.shape[1], q.shape[1]))
+        for start in range(0, len(q), 256):
+            chunk = q[start : start + 256][None]
+            wins += _pairwise_wins(chunk, np.ones((1, chunk.shape[1])))[0]
+        self.global_win_rate_ = wins / len(q)
+
+    def _predict(self, features: np.ndarray) -> np.ndarray:
+        queries = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+        k = min(self.n_neighbors, len(self.train_features_))
+        out = np.empty((len(queries), self.train_quality_.shape[1]))
+        for start in range(0, len(queries), 64):
+            sims = queries[start : start + 64] @ self.train_features_.T
+            idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+            w = np.maximum(np.take_along_axis(sims, idx, axis=1), 0.0) + 1e-6
+            wins = _pairwise_wins(self.train_quality_[idx], w / w.sum(1, keepdims=True) * k)
+            wins += self.prior_strength * self.global_win_rate_
+            p = bradley_terry(wins, self.iterations)
+            out[start : start + 64] = (p[:, :, None] / (p[:, :, None] + p[:, None, :])).mean(2)
+        return out

@@ -1,0 +1,69 @@
+"""Selection over predictions, shared by every router.
+
+Two objectives, both restricted to the allowed candidates:
+- ``lam``: maximise ``quality - lam * cost``;
+- ``quality_target``: the cheapest model whose predicted quality >= target, or the model with
+  the highest predicted quality when none reaches it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def select(
+    quality: np.ndarray,
+    cost: np.ndarray,
+    *,
+    lam: float | None = None,
+    quality_target: float | None = None,
+    candidates: Sequence[int] | np.ndarray | None = None,
+) -> np.ndarray:
+    """Index of the chosen model per row of ``quality``/``cost`` (both ``(n, n_models)``).
+
+    >>> select(np.array([[0.9, 0.6]]), np.array([[10.0, 1.0]]), lam=0.01).tolist()
+    [0]
+    >>> select(np.array([[0.9, 0.6]]), np.array([[10.0, 1.0]]), quality_target=0.5).tolist()
+    [1]
+    """
+    if (lam is None) == (quality_target is None):
+        raise ValueError("give exactly one objective: lam=<float> or quality_target=<float>")
+    quality = np.atleast_2d(np.asarray(quality, dtype=np.float64))
+    cost = np.atleast_2d(np.asarray(cost, dtype=np.float64))
+    allowed = np.zeros(quality.shape[1], dtype=bool)
+    if candidates is None:
+        allowed[:] = True
+    else:
+        allowed[np.asarray(candidates, dtype=int)] = True
+        if not allowed.any():
+            raise ValueError("candidates is empty: give at least one model index")
+    if lam is not None:
+        # lam = inf means the cheapest, ties broken by quality.
+        score = -cost + 1e-12 * quality if lam == np.inf else quality - lam * cost
+        score = np.where(allowed, score, -np.inf)
+        return np.argmax(score, axis=1)
+    meets = (quality >= quality_target) & allowed
+    cheapest = np.argmin(np.where(meets, cost, np.inf), axis=1)
+    best = np.argmax(np.where(allowed, quality, -np.inf), axis=1)
+    return np.where(meets.any(axis=1), cheapest, best)
+
+
+def lambda_grid(quality: np.ndarray, cost: np.ndarray, n: int = 80) -> np.ndarray:
+    """Trade-off values where choices change: 0, quantiles of per-prompt breakpoints, inf.
+
+    A breakpoint is ``(q_best - q_j) / (c_best - c_j)`` for a cheaper model ``j`` than the
+    prompt's highest-quality one, i.e. the ``lam`` at which the choice would switch to ``j``.
+    """
+    best = np.argmax(quality, axis=1)
+    rows = np.arange(len(quality))
+    dq = quality[rows, best][:, None] - quality
+    dc = cost[rows, best][:, None] - cost
+    ok = (dc > 0) & (dq >= 0)
+    ratios = dq[ok] / dc[ok]
+    ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
+    if ratios.size == 0:
+        return np.array([0.0, np.inf])
+    qs = np.quantile(ratios, np.linspace(0, 1, n))
+    return np.unique(np.concatenate([[0.0], qs * (1 - 1e-9), [np.inf]]))

@@ -1,0 +1,66 @@
+import asyncio
+
+import numpy as np
+import pytest
+
+from crossroads.embeddings import HashingEmbedder
+from crossroads.exceptions import ConfigError, NoCandidateError
+from crossroads.routers import Outcomes, make, save
+from crossroads.routers.serving import RouterService
+
+TEXTS = [f"please write python code for task {i}" for i in range(40)] + [
+    f"tell me a short poem about the sea {i}" for i in range(40)
+]
+
+
+@pytest.fixture
+def artifact(tmp_path):
+    # "big" is good at code, "small" at poems; big costs 10x.
+    quality = np.array([[1.0, 0.0]] * 40 + [[0.0, 1.0]] * 40)
+    cost = np.tile([10.0, 1.0], (80, 1))
+    embedder = HashingEmbedder()
+    router = make("knn", n_neighbors=5).fit(
+        embedder.encode(TEXTS), Outcomes(["big-key", "small"], quality, cost)
+    )
+    return save(router, tmp_path / "knn.joblib", calibration={"lambda": 0.01})
+
+
+def test_score_maps_names_and_chooses(artifact) -> None:
+    service = RouterService(artifact, model_map={"big-key": "big"}, embedder=HashingEmbedder())
+    assert service.load() is service
+    assert service.models == ["big", "small"]
+    code, poem = service.score(
+        ["write python code for task 3", "a poem about the sea"], ["big", "small", "other"]
+    )
+    assert code.model == "big" and poem.model == "small"
+    assert code.objective == {"lambda": 0.01}  # calibrated default
+    assert set(code.quality) == {"big", "small"} and code.unscored == ["other"]
+    assert code.cost["big"] == pytest.approx(10.0)
+
+
+def test_objective_override_and_candidates(artifact) -> None:
+    cheap = RouterService(artifact, objective={"lambda": 1.0}, embedder=HashingEmbedder())
+    assert cheap.score(["write python code"], ["big-key", "small"])[0].model == "small"
+    only_big = RouterService(
+        artifact, objective={"quality_target": 0.5}, embedder=HashingEmbedder()
+    )
+    assert only_big.score(["a poem about the sea"], ["big-key"])[0].model == "big-key"
+
+
+def test_async_score(artifact) -> None:
+    service = RouterService(artifact, embedder=HashingEmbedder())
+    (decision,) = asyncio.run(service.ascore(["write python code"], ["big-key", "small"]))
+    assert decision.model == "big-key"
+
+
+def test_errors_name_what_to_fix(artifact, tmp_path) -> None:
+    with pytest.raises(NoCandidateError, match="model_map"):
+        RouterService(artifact, embedder=HashingEmbedder()).score(["x"], ["gpt-9"])
+    with pytest.raises(ConfigError, match="not models of"):
+        RouterService(artifact, model_map={"nope": "x"}, embedder=HashingEmbedder()).load()
+    with pytest.raises(ConfigError, match="lambda: float"):
+        RouterService(artifact, objective={"beta": 1.0}, embedder=HashingEmbedder()).load()
+    from crossroads.exceptions import CrossroadsError
+
+    with pytest.raises(CrossroadsError, match="crossroads fit"):
+        RouterService(tmp_path / "missing.joblib").load()
