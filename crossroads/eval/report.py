@@ -150,10 +150,55 @@ def plot(result: EvalResult, path: Path) -> Path:
     return path
 
 
+def summary_rows(result: EvalResult) -> dict[str, Any]:
+    """Targets of one dataset: best learned router vs the best non-oracle baseline."""
+    learned = [r for r in result.results if r.kind == "learned"]
+    baselines = [r for r in result.results if r.kind != "learned" and r.name != "oracle"]
+    best = max(learned, key=lambda r: r.metrics["aiq"]) if learned else None
+    base = max(baselines, key=lambda r: r.metrics["aiq"])
+    oracle = next(r for r in result.results if r.name == "oracle")
+    cheapest_share = (
+        min(r.metrics["cost_share_at_best_quality"] for r in learned) if learned else math.nan
+    )
+    return {
+        "dataset": result.dataset,
+        "best_router": best.name if best else None,
+        "best_router_aiq": best.metrics["aiq"] if best else math.nan,
+        "best_router_aiq_ci": best.intervals.get("aiq") if best else None,
+        "best_baseline": base.name,
+        "best_baseline_aiq": base.metrics["aiq"],
+        "oracle_aiq": oracle.metrics["aiq"],
+        "aiq_above_baselines": bool(best and best.metrics["aiq"] > base.metrics["aiq"]),
+        "best_cost_share_at_best_quality": cheapest_share,
+        "cost_ratio": result.cost_ratio,
+    }
+
+
+def summary_markdown(results: list[EvalResult]) -> str:
+    """One row per dataset: does the best learned router meet the targets?"""
+    head = (
+        "| dataset | best router (AIQ, 95% CI) | best non-oracle baseline (AIQ) | oracle AIQ "
+        "| AIQ above baselines | least cost share @ best-single quality | cost ratio |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|"]
+    for result in results:
+        row = summary_rows(result)
+        lo, hi = row["best_router_aiq_ci"] or (math.nan, math.nan)
+        lines.append(
+            f"| {row['dataset']} | {row['best_router']} {row['best_router_aiq']:.3f} "
+            f"[{lo:.3f}, {hi:.3f}] | {row['best_baseline']} {row['best_baseline_aiq']:.3f} "
+            f"| {row['oracle_aiq']:.3f} | {'yes' if row['aiq_above_baselines'] else 'no'} "
+            f"| {_fmt(row['best_cost_share_at_best_quality'])} | {row['cost_ratio']:.1f}x |"
+        )
+    return "\n".join(lines)
+
+
 def write_report(results: list[EvalResult], out: str | Path) -> Path:
-    """Write ``<name>.md``, ``<name>.json``, ``<name>.png`` per dataset and ``index.html``."""
+    """Write ``<name>.md``, ``<name>.json``, ``<name>.png`` per dataset, ``summary.md`` and
+    ``index.html``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.md").write_text(summary_markdown(results) + "\n")
     sections = []
     for result in results:
         (out / f"{result.dataset}.md").write_text(markdown(result))
@@ -167,7 +212,9 @@ def write_report(results: list[EvalResult], out: str | Path) -> Path:
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:"
         "collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}</style></head><body>"
         "<h1>crossroads router evaluation</h1><p>All numbers are on each dataset's test split, "
-        "with 95% bootstrap intervals.</p>" + "".join(sections) + "</body></html>"
+        "with 95% bootstrap intervals. <a href='summary.md'>summary</a></p>"
+        + "".join(sections)
+        + "</body></html>"
     )
     (out / "index.html").write_text(page)
     return out / "index.html"

@@ -27,3 +27,16 @@ def test_add_model_rejects_known_names() -> None:
     router = MatrixFactorizationRouter().fit(x, outcomes)
     with pytest.raises(ValueError, match="already known"):
         router.add_model("model-0", x[:5], outcomes.quality[:5, 0])
+
+
+def test_cold_start_study_on_synthetic_data(tmp_path) -> None:
+    from crossroads.eval.coldstart import cold_start_study
+    from crossroads.eval.datasets import load_dataset
+    from crossroads.eval.synthetic import make_routing_data, write_dataset
+
+    ds = load_dataset(write_dataset(tmp_path / "syn", n=1000, n_models=5, seed=5))
+    x, _, _ = make_routing_data(n=1000, n_models=5, seed=5)
+    rows = cold_start_study(ds, "model-4", ks=(50,), features=x, rank=4)
+    by = {r["method"]: r for r in rows}
+    assert set(by) == {"mf, all train labels (ceiling)", "mf + add_model", "mean of k labels"}
+    assert by["mf + add_model"]["rmse_new_model"] < by["mean of k labels"]["rmse_new_model"]
