@@ -123,9 +123,12 @@ class StoreConfig(_Strict):
 
 
 class Timeouts(_Strict):
-    """Seconds; ``read`` is the longest wait for the next byte, ``total`` for the whole call."""
+    """Seconds. ``first_byte``: until the response (or the first stream event) starts;
+    ``read``: the longest wait for the next bytes (between stream chunks); ``total``: the
+    whole call."""
 
     connect: float = Field(5.0, gt=0)
+    first_byte: float = Field(120.0, gt=0)
     read: float = Field(300.0, gt=0)
     total: float = Field(600.0, gt=0)
 
@@ -178,7 +181,27 @@ class AnthropicUpstream(_UpstreamBase):
     default_max_tokens: int = Field(4096, ge=1)
 
 
-Upstream = _tagged("kind", "openai", OpenAIUpstream, AnthropicUpstream)
+class LocalUpstream(OpenAIUpstream):
+    """A model bundled with crossroads (``crossroads.local``): ``crossroads serve`` runs it in
+    its own llama.cpp server on a free loopback port and fills in ``base_url``."""
+
+    kind: Literal["local"]  # type: ignore[assignment]
+    model: str
+    base_url: str = "http://127.0.0.1:0/v1"
+    n_ctx: int = Field(2048, ge=256)
+    n_threads: int = Field(1, ge=1)
+
+    @field_validator("model")
+    @classmethod
+    def _bundled(cls, value: str) -> str:
+        from crossroads.local.catalog import LOCAL_MODELS
+
+        if value not in LOCAL_MODELS:
+            raise ValueError(f"unknown local model {value!r}; bundled: {', '.join(LOCAL_MODELS)}")
+        return value
+
+
+Upstream = _tagged("kind", "openai", OpenAIUpstream, AnthropicUpstream, LocalUpstream)
 
 
 class Price(_Strict):
@@ -188,23 +211,87 @@ class Price(_Strict):
     output: float = Field(0.0, ge=0)
 
 
-class ModelConfig(_Strict):
-    """A model the gateway can route to, served by one upstream."""
+class EndpointConfig(_Strict):
+    """One deployment of a model: an upstream, the model id there, its share of traffic."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.:/@-]+$")
     upstream: str
     upstream_model: str | None = None
+    weight: float = Field(1.0, gt=0)
+    max_concurrency: int | None = Field(None, ge=1)
+
+
+class ModelConfig(_Strict):
+    """A model the gateway can route to, served by one upstream or several endpoints."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.:/@-]+$")
+    upstream: str | None = None
+    upstream_model: str | None = None
+    endpoints: list[EndpointConfig] = []
+    balancing: Literal["least_loaded", "latency", "prefix_affinity", "weighted"] = "least_loaded"
+    fallbacks: list[str] = []
     price: Price = Price()
     context_window: int = Field(8192, ge=1)
     max_output_tokens: int | None = Field(None, ge=1)
     capabilities: list[Literal["tools", "vision", "json"]] = ["tools", "json"]
-    endpoints: list[Literal["chat", "completions"]] = ["chat", "completions"]
+    serves: list[Literal["chat", "completions"]] = ["chat", "completions"]
     description: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way_to_reach_it(self) -> ModelConfig:
+        if (self.upstream is None) == (not self.endpoints):
+            raise ValueError(
+                "give either 'upstream' (one endpoint) or 'endpoints' (a list), not both or neither"
+            )
+        return self
+
+    @property
+    def deployments(self) -> list[EndpointConfig]:
+        """Every endpoint of the model (``upstream`` is shorthand for one)."""
+        if self.endpoints:
+            return [
+                e
+                if e.upstream_model
+                else e.model_copy(update={"upstream_model": self.target_model})
+                for e in self.endpoints
+            ]
+        assert self.upstream is not None
+        return [EndpointConfig(upstream=self.upstream, upstream_model=self.target_model)]
 
     @property
     def target_model(self) -> str:
-        """The model id sent to the upstream."""
+        """The model id sent to the upstream (unless an endpoint names its own)."""
         return self.upstream_model or self.name
+
+
+class RetryConfig(_Strict):
+    """Retries of retryable failures (connect errors, timeouts, 429, 5xx, broken bodies)."""
+
+    max_attempts: int = Field(4, ge=1, le=20)
+    backoff_base_ms: float = Field(50.0, ge=0)
+    backoff_max_ms: float = Field(2000.0, ge=0)
+    max_retry_after_s: float = Field(5.0, ge=0)
+
+
+class BreakerConfig(_Strict):
+    """Per-endpoint circuit breaker."""
+
+    consecutive_failures: int = Field(5, ge=1)
+    error_rate: float = Field(0.5, gt=0, le=1)
+    window_s: float = Field(30.0, gt=0)
+    min_requests: int = Field(20, ge=1)
+    open_s: float = Field(10.0, gt=0)
+    half_open_probes: int = Field(1, ge=1)
+
+
+class DispatchConfig(_Strict):
+    """How a chosen model's request reaches an endpoint, and what happens when one fails."""
+
+    retries: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
+    fallback_across_models: bool = True
+    deadline_s: float = Field(600.0, gt=0)
+    ttft_slo_ms: float = Field(2000.0, gt=0)
+    prefix_chars: int = Field(1024, ge=16)
 
 
 # --------------------------------------------------------------------------- signals
@@ -263,7 +350,7 @@ class MetadataSignal(_SignalBase):
     """Matches on who is calling: API key name, the ``user`` field, or a request header."""
 
     kind: Literal["metadata"]
-    source: Literal["key", "user", "header"]
+    source: Literal["key", "user", "header", "endpoint"]
     header: str | None = None
     values: list[str] = []
     pattern: str | None = None
@@ -422,6 +509,7 @@ class Config(_Strict):
 
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
+    dispatch: DispatchConfig = DispatchConfig()
     upstreams: list[Upstream] = Field(min_length=1)
     models: list[ModelConfig] = Field(min_length=1)
     signals: list[SignalConfig] = []
@@ -476,13 +564,29 @@ def _reference_problems(cfg: Config) -> list[tuple[str, str]]:
         for dup in sorted(_duplicates(items)):
             problems.append((label, f"{dup!r} is defined more than once"))
     for i, m in enumerate(cfg.models):
-        if m.upstream not in upstreams:
+        if m.upstream is not None and m.upstream not in upstreams:
             problems.append(
                 (
                     f"models[{i}].upstream",
                     f"unknown upstream {m.upstream!r}; known: {_known(upstreams)}",
                 )
             )
+        for j, e in enumerate(m.endpoints):
+            if e.upstream not in upstreams:
+                problems.append(
+                    (
+                        f"models[{i}].endpoints[{j}].upstream",
+                        f"unknown upstream {e.upstream!r}; known: {_known(upstreams)}",
+                    )
+                )
+        for j, f in enumerate(m.fallbacks):
+            if f not in models or f == m.name:
+                problems.append(
+                    (
+                        f"models[{i}].fallbacks[{j}]",
+                        f"{f!r} is not another configured model; known: {_known(models - {m.name})}",
+                    )
+                )
     for i, e in enumerate(cfg.entrypoints):
         if e.name in models:
             problems.append(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from crossroads.config import Config, ModelConfig
 from crossroads.cost import estimate_cost
@@ -21,8 +22,11 @@ from crossroads.types import Candidate, Route, RoutingRequest, SignalResult
 class Pipeline:
     """Routes requests under one config. Build with ``Pipeline(config).prepare()``."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, availability: Callable[[str], str | None] | None = None
+    ) -> None:
         self.config = config
+        self.availability = availability
 
     def prepare(self) -> Pipeline:
         """Compile rules, build signals and selectors (once, before serving)."""
@@ -90,6 +94,9 @@ class Pipeline:
         candidates = [self._candidate(request, self.models_[m]) for m in decision.models]
         eligible = [c for c in candidates if c.eligible]
         if not eligible:
+            # Only down, not unfit: keep the first; dispatch answers 503 with Retry-After.
+            eligible = [c for c in candidates if (c.reason or "").startswith("unavailable")][:1]
+        if not eligible:
             raise NoCandidateError(_no_candidate_message(decision, candidates), param="messages")
         selector = self._selectors[id(decision)]
         if selector.is_async:
@@ -131,6 +138,8 @@ class Pipeline:
         out_tokens = request.max_output_tokens or self._expected_output
         cost = estimate_cost(model, request.prompt_tokens, out_tokens)
         reason = _ineligible(request, model)
+        if reason is None and self.availability is not None:
+            reason = self.availability(model.name)
         return Candidate(model.name, cost, reason is None, reason)
 
 
@@ -138,7 +147,7 @@ def _ineligible(request: RoutingRequest, model: ModelConfig) -> str | None:
     missing = request.needs.difference(model.capabilities)
     if missing:
         return f"lacks {', '.join(sorted(missing))}"
-    if request.endpoint not in model.endpoints:
+    if request.endpoint not in model.serves:
         return f"does not serve /{request.endpoint}"
     needed = request.prompt_tokens + (request.max_output_tokens or 0)
     if needed > model.context_window:

@@ -100,6 +100,7 @@ class Trace:
     endpoint: Endpoint
     stream: bool
     route: Route | None = None
+    model: str | None = None  # the model that answered (differs from route.model after a fallback)
     upstream: str | None = None
     usage: Usage | None = None
     cost: float | None = None

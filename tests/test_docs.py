@@ -29,7 +29,8 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         cfg.Config, cfg.ServerConfig, cfg.ApiKey, cfg.StoreConfig, cfg.Timeouts, cfg.OpenAIUpstream,
         cfg.AnthropicUpstream, cfg.Price, cfg.ModelConfig, cfg.KeywordSignal, cfg.RegexSignal,
         cfg.TokensSignal, cfg.MetadataSignal, cfg.HasCodeSignal, cfg.Decision, cfg.DefaultDecision,
-        cfg.Entrypoint, cfg.WeightedSelection,
+        cfg.Entrypoint, cfg.WeightedSelection, cfg.EndpointConfig, cfg.DispatchConfig,
+        cfg.RetryConfig, cfg.BreakerConfig,
     ]
     missing = {f"{m.__name__}.{s}" for m in models for s in _settings(m) if s not in documented}
     assert not missing, f"document these settings in docs/configuration.md: {sorted(missing)}"

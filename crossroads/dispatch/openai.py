@@ -15,7 +15,7 @@ from crossroads.config import OpenAIUpstream as OpenAIUpstreamConfig
 from crossroads.dispatch.base import Completion, Upstream, usage_from
 from crossroads.dispatch.errors import status_error, translate
 from crossroads.dispatch.sse import frames
-from crossroads.exceptions import UpstreamProtocolError
+from crossroads.exceptions import UpstreamProtocolError, UpstreamTimeoutError
 from crossroads.types import Endpoint
 
 PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
@@ -56,17 +56,33 @@ class OpenAIUpstream(Upstream):
     def _url(self, endpoint: Endpoint) -> str:
         return self.config.base_url + PATHS[endpoint]
 
+    def _first_byte_timeout(self, timer: asyncio.Timeout) -> UpstreamTimeoutError:
+        return UpstreamTimeoutError(
+            f"upstream {self.name!r} sent nothing within "
+            f"timeouts.first_byte ({self.config.timeouts.first_byte:g} s)",
+            upstream=self.name,
+        )
+
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Completion:
         session = self._client()
+        timer = asyncio.timeout(self.config.timeouts.first_byte)
         try:
-            async with session.post(
-                self._url(endpoint), data=orjson.dumps(body), params=self.config.query or None
-            ) as resp:
+            async with (
+                timer,
+                session.post(
+                    self._url(endpoint), data=orjson.dumps(body), params=self.config.query or None
+                ) as resp,
+            ):
+                timer.reschedule(None)
                 raw = await resp.read()
                 if resp.status >= 400:
                     raise status_error(self.name, resp.status, raw, resp.headers)
         except asyncio.CancelledError:
             raise
+        except TimeoutError as exc:
+            if timer.expired():
+                raise self._first_byte_timeout(timer) from None
+            raise translate(self.name, exc) from exc
         except Exception as exc:
             raise translate(self.name, exc) from exc
         try:
@@ -85,16 +101,28 @@ class OpenAIUpstream(Upstream):
 
     async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
         session = self._client()
+        # The first-byte timer covers the request and the first event; it is switched off
+        # before the first yield, so it never fires while the consumer holds the task.
+        timer = asyncio.timeout(self.config.timeouts.first_byte)
         try:
-            async with session.post(
-                self._url(endpoint), data=orjson.dumps(body), params=self.config.query or None
-            ) as resp:
+            async with (
+                timer,
+                session.post(
+                    self._url(endpoint), data=orjson.dumps(body), params=self.config.query or None
+                ) as resp,
+            ):
                 if resp.status >= 400:
                     raise status_error(self.name, resp.status, await resp.read(), resp.headers)
                 async for frame in frames(resp.content.iter_any()):
+                    if timer.when() is not None:
+                        timer.reschedule(None)
                     yield frame
         except (asyncio.CancelledError, GeneratorExit):
             raise
+        except TimeoutError as exc:
+            if timer.expired():
+                raise self._first_byte_timeout(timer) from None
+            raise translate(self.name, exc) from exc
         except Exception as exc:
             raise translate(self.name, exc) from exc
 

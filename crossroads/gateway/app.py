@@ -15,7 +15,9 @@ from typing import Any
 import orjson
 
 from crossroads.config import Config
+from crossroads.cost import actual_cost
 from crossroads.dispatch.base import Upstream
+from crossroads.dispatch.dispatcher import Dispatcher
 from crossroads.exceptions import (
     CrossroadsError,
     InvalidRequestError,
@@ -92,12 +94,14 @@ class Gateway:
             from crossroads.tokens import warm_up
 
             cfg = self.config
-            self.pipeline = Pipeline(cfg).prepare()
             warm_up()
             self.upstreams: dict[str, Upstream] = {
                 u.name: self._upstream_overrides.get(u.name) or build_upstream(u)
                 for u in cfg.upstreams
             }
+            self.dispatcher = Dispatcher(cfg, self.upstreams).prepare()
+            self.pipeline = Pipeline(cfg, availability=self.dispatcher.unavailable).prepare()
+            self._prefix_chars = cfg.dispatch.prefix_chars
             self.store = self._store_override or open_trace_store(
                 cfg.store.traces, cfg.store.flush_interval_ms, cfg.store.batch_size
             )
@@ -204,26 +208,26 @@ class Gateway:
             request = routing_request(body, endpoint, caller)
             route = await self.pipeline.route(request, body["model"])
             trace.route = route
-            model = self.pipeline.models_[route.model]
-            upstream = self.upstreams[model.upstream]
-            trace.upstream = upstream.name
-            headers += [
-                (b"x-crossroads-model", route.model.encode()),
-                (b"x-crossroads-decision", route.decision.encode()),
-            ]
-            out = dict(body)
-            out["model"] = model.target_model
+            headers.append((b"x-crossroads-decision", route.decision.encode()))
+            chain = self.dispatcher.chain(route)
+            prefix = request.text[: self._prefix_chars]
             watcher = asyncio.create_task(_watch_disconnect(receive, gone))
             if stream:
-                await relay_stream(send, upstream, endpoint, out, headers, trace, model, start)
+                await relay_stream(
+                    send, self.dispatcher, chain, endpoint, body, headers, trace, start, prefix
+                )
             else:
-                completion = await upstream.complete(endpoint, out)
+                completion, model = await self.dispatcher.complete(
+                    chain, endpoint, body, trace, prefix
+                )
+                trace.model, trace.upstream = model.name, trace.attempts[-1].upstream
                 trace.ttft_ms = (time.perf_counter() - start) * 1000
                 if completion.usage is not None:
-                    from crossroads.cost import actual_cost
-
                     trace.usage = completion.usage
                     trace.cost = actual_cost(model, completion.usage)
+                headers.append((b"x-crossroads-model", model.name.encode()))
+                if len(trace.attempts) > 1:
+                    headers.append((b"x-crossroads-attempts", str(len(trace.attempts)).encode()))
                 await _send(send, 200, completion.body, headers)
         except asyncio.CancelledError:
             if not gone.happened:
@@ -239,6 +243,8 @@ class Gateway:
             if not isinstance(exc, CrossroadsError):
                 log.exception("unexpected error on %s (trace %s)", scope["path"], trace.trace_id)
             hdrs = headers + [(k.encode(), v.encode()) for k, v in extra.items()]
+            if trace.route is not None:
+                hdrs.append((b"x-crossroads-model", trace.route.model.encode()))
             await _send(send, status, payload, hdrs)
         finally:
             if watcher is not None:

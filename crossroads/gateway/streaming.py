@@ -14,7 +14,8 @@ import orjson
 
 from crossroads.config import ModelConfig
 from crossroads.cost import actual_cost
-from crossroads.dispatch.base import Upstream, usage_from
+from crossroads.dispatch.base import usage_from
+from crossroads.dispatch.dispatcher import Dispatcher
 from crossroads.dispatch.sse import DONE, event_data
 from crossroads.exceptions import UpstreamProtocolError
 from crossroads.gateway.errors import render
@@ -29,33 +30,35 @@ SSE_HEADERS = [
 
 async def relay_stream(
     send: Any,
-    upstream: Upstream,
+    dispatcher: Dispatcher,
+    chain: list[str],
     endpoint: Endpoint,
     body: dict[str, Any],
     headers: list[tuple[bytes, bytes]],
     trace: Trace,
-    model: ModelConfig,
     start: float,
+    prefix: str,
 ) -> None:
-    """Stream ``body`` through ``upstream`` to ``send``. Raises only before the response
-    has started (so the caller can answer with a plain error status)."""
+    """Stream ``body`` to ``send`` through the first model/endpoint of ``chain`` that starts
+    a stream. Raises only before the response has started (so the caller can answer with a
+    plain error status); afterwards errors travel inside the stream."""
     options = body.get("stream_options") or {}
     client_wants_usage = bool(options.get("include_usage"))
     body["stream_options"] = {**options, "include_usage": True}
-    events = upstream.stream(endpoint, body)
+    stream = await dispatcher.open_stream(chain, endpoint, body, trace, prefix)
+    model = stream.model
+    trace.model, trace.upstream = model.name, stream.endpoint.key
+    trace.ttft_ms = (time.perf_counter() - start) * 1000
+    ok, failure = False, None
     try:
-        try:
-            first = await anext(events)
-        except StopAsyncIteration:
-            raise UpstreamProtocolError(
-                f"upstream {upstream.name!r} closed the stream without sending anything",
-                upstream=upstream.name,
-            ) from None
-        trace.ttft_ms = (time.perf_counter() - start) * 1000
         response_headers = [h for h in headers if h[0] != b"content-type"] + SSE_HEADERS
+        response_headers.append((b"x-crossroads-model", model.name.encode()))
+        if len(trace.attempts) > 1:
+            response_headers.append((b"x-crossroads-attempts", str(len(trace.attempts)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": response_headers})
         done = False
-        frame: bytes | None = first
+        frame: bytes | None = stream.first
+        name = stream.endpoint.upstream.name
         try:
             while frame is not None:
                 if frame == DONE or frame.startswith(b"data: [DONE]"):
@@ -67,32 +70,31 @@ async def relay_stream(
                     forward = _take_usage(frame, trace, model, client_wants_usage)
                 elif b'"error"' in frame and _is_error(frame):
                     raise UpstreamProtocolError(
-                        f"upstream {upstream.name!r} sent an error mid-stream: "
+                        f"upstream {name!r} sent an error mid-stream: "
                         f"{frame[:300].decode('utf-8', 'replace').strip()}",
-                        upstream=upstream.name,
+                        upstream=name,
                     )
                 if forward:
                     await send({"type": "http.response.body", "body": frame, "more_body": True})
-                frame = await anext(events, None)
+                frame = await anext(stream.rest, None)
             if not done:
                 raise UpstreamProtocolError(
-                    f"upstream {upstream.name!r} ended the stream before [DONE]: the answer is "
-                    "incomplete",
-                    upstream=upstream.name,
+                    f"upstream {name!r} ended the stream before [DONE]: the answer is incomplete",
+                    upstream=name,
                 )
+            ok = True
         except Exception as exc:  # after the start line, errors must travel inside the stream
             status, payload, _ = render(exc)
             trace.status, trace.error = status, str(exc)
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": b"data: " + payload + b"\n\n" + DONE,
-                    "more_body": True,
-                }
-            )
+            failure = str(exc)
+            event = b"data: " + payload + b"\n\n" + DONE
+            await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
     finally:
-        await events.aclose()
+        await stream.aclose(ok, failure)
+        if ok and trace.usage and trace.usage.completion_tokens > 1 and trace.ttft_ms is not None:
+            rest_ms = (time.perf_counter() - start) * 1000 - trace.ttft_ms
+            stream.endpoint.observe_tpot(rest_ms / (trace.usage.completion_tokens - 1))
 
 
 def _take_usage(frame: bytes, trace: Trace, model: ModelConfig, forward_usage_only: bool) -> bool:

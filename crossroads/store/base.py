@@ -72,7 +72,7 @@ def summary(trace: Trace) -> dict[str, Any]:
         "trace_id": trace.trace_id,
         "created_at": trace.created_at,
         "requested_model": trace.requested_model,
-        "model": route.model if route else None,
+        "model": trace.model or (route.model if route else None),
         "decision": route.decision if route else None,
         "upstream": trace.upstream,
         "endpoint": trace.endpoint,

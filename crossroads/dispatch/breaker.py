@@ -1,0 +1,97 @@
+"""A circuit breaker per endpoint: consecutive failures or an error rate over a window open it;
+after ``open_s`` a few probes are let through (half-open); a success closes it again."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Literal
+
+from crossroads.config import BreakerConfig
+
+State = Literal["closed", "open", "half_open"]
+
+
+class CircuitBreaker:
+    """Decides whether an endpoint may be tried now. Not thread-safe: one per event loop."""
+
+    def __init__(self, config: BreakerConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.clock = clock
+        self.state: State = "closed"
+        self.opened_at = 0.0
+        self.consecutive = 0
+        self.probes = 0
+        self.reason = ""
+        self._window: deque[tuple[float, bool]] = deque()
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self.config.window_s
+        while self._window and self._window[0][0] < horizon:
+            self._window.popleft()
+
+    def available(self) -> bool:
+        """Whether a call may go through now (without taking a probe slot)."""
+        if self.state == "closed":
+            return True
+        if self.state == "open":
+            return self.clock() - self.opened_at >= self.config.open_s
+        return self.probes < self.config.half_open_probes
+
+    def acquire(self) -> bool:
+        """Take permission for one call; half-open lets ``half_open_probes`` through."""
+        if self.state == "open" and self.clock() - self.opened_at >= self.config.open_s:
+            self.state, self.probes = "half_open", 0
+        if self.state == "closed":
+            return True
+        if self.state == "half_open" and self.probes < self.config.half_open_probes:
+            self.probes += 1
+            return True
+        return False
+
+    def success(self) -> None:
+        """A call succeeded: reset failures; a half-open breaker closes."""
+        now = self.clock()
+        self.consecutive = 0
+        self._window.append((now, True))
+        self._prune(now)
+        if self.state != "closed":
+            self.state, self.probes, self.reason = "closed", 0, ""
+
+    def failure(self, reason: str) -> None:
+        """A call failed: maybe open the breaker."""
+        now = self.clock()
+        self.consecutive += 1
+        self._window.append((now, False))
+        self._prune(now)
+        if self.state == "half_open":
+            self._open(now, f"probe failed: {reason}")
+            return
+        if self.state == "open":
+            return
+        cfg = self.config
+        if self.consecutive >= cfg.consecutive_failures:
+            self._open(now, f"{self.consecutive} consecutive failures, last: {reason}")
+            return
+        if len(self._window) >= cfg.min_requests:
+            failed = sum(1 for _, ok in self._window if not ok)
+            if failed / len(self._window) >= cfg.error_rate:
+                self._open(
+                    now,
+                    f"{failed}/{len(self._window)} calls failed in {cfg.window_s:g} s, last: {reason}",
+                )
+
+    def release_probe(self) -> None:
+        """A probe ended without a verdict (cancelled): free its slot."""
+        if self.state == "half_open" and self.probes > 0:
+            self.probes -= 1
+
+    def _open(self, now: float, reason: str) -> None:
+        self.state, self.opened_at, self.probes, self.reason = "open", now, 0, reason
+
+    def retry_after(self) -> float:
+        """Seconds until the breaker lets a probe through (0 if it would now)."""
+        if self.state != "open":
+            return 0.0
+        return max(0.0, self.opened_at + self.config.open_s - self.clock())

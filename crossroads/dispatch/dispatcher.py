@@ -1,0 +1,258 @@
+"""Dispatch a routed request: pick an endpoint, retry, fail over to other endpoints of the
+model, then to the next compatible model, with circuit breakers and one deadline.
+
+The chain of models is the chosen one, then its explicit ``fallbacks``, then (with
+``dispatch.fallback_across_models``) the decision's other eligible candidates in order.
+A request that fails for a reason another endpoint would not fix (the upstream says the
+request itself is bad) is not retried. When every endpoint of every model in the chain has
+an open circuit, the answer is an immediate 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from crossroads.config import Config, ModelConfig
+from crossroads.dispatch.balancing import choose
+from crossroads.dispatch.base import Completion, Upstream
+from crossroads.dispatch.endpoints import EndpointState, build_endpoints
+from crossroads.dispatch.retries import backoff_s, is_retryable
+from crossroads.exceptions import (
+    CrossroadsError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeoutError,
+)
+from crossroads.types import Attempt, Endpoint, Route, Trace
+
+T = TypeVar("T")
+
+
+class AllEndpointsDownError(UpstreamError):
+    """503: every endpoint of every model that could serve the request has an open circuit."""
+
+    status = 503
+    code = "all_endpoints_down"
+    retryable = False
+
+
+@dataclass(slots=True)
+class OpenStream:
+    """A stream whose first event has arrived: forward ``first``, then ``rest``."""
+
+    first: bytes
+    rest: AsyncIterator[bytes]
+    endpoint: EndpointState
+    model: ModelConfig
+    started: float
+
+    async def aclose(self, ok: bool, error: str | None = None) -> None:
+        """End the stream: close the upstream call, release the endpoint, record the outcome."""
+        try:
+            await self.rest.aclose()  # type: ignore[attr-defined]
+        finally:
+            self.endpoint.in_flight -= 1
+            if ok:
+                self.endpoint.breaker.success()
+            elif error is not None:
+                self.endpoint.failed += 1
+                self.endpoint.breaker.failure(error)
+
+
+class Dispatcher:
+    """Owns endpoint state for every model; one per worker process."""
+
+    def __init__(self, config: Config, upstreams: dict[str, Upstream]) -> None:
+        self.config = config
+        self.upstreams = upstreams
+
+    def prepare(self) -> Dispatcher:
+        """Build endpoint state (once, at start-up)."""
+        cfg = self.config
+        self.models_: dict[str, ModelConfig] = {m.name: m for m in cfg.models}
+        self.endpoints_: dict[str, list[EndpointState]] = {
+            m.name: build_endpoints(m.name, m.deployments, self.upstreams, cfg.dispatch.breaker)
+            for m in cfg.models
+        }
+        return self
+
+    # ------------------------------------------------------------------ what selection sees
+
+    def unavailable(self, model: str) -> str | None:
+        """Why ``model`` cannot take a request now (every endpoint open or saturated), or None."""
+        endpoints = self.endpoints_[model]
+        for e in endpoints:
+            if e.breaker.available() and not e.saturated:
+                return None
+        if all(not e.breaker.available() for e in endpoints):
+            return "unavailable: circuit open on " + ", ".join(e.key for e in endpoints)
+        return "unavailable: every endpoint at max_concurrency"
+
+    def chain(self, route: Route) -> list[str]:
+        """Models to try, in order."""
+        order = [route.model, *self.models_[route.model].fallbacks]
+        if self.config.dispatch.fallback_across_models:
+            order += [
+                c.model
+                for c in route.candidates
+                if c.eligible or (c.reason or "").startswith("unavailable")
+            ]
+        return list(dict.fromkeys(order))
+
+    def snapshot(self) -> list[dict[str, object]]:
+        """Every endpoint's live state."""
+        return [e.snapshot() for eps in self.endpoints_.values() for e in eps]
+
+    # ------------------------------------------------------------------ calls
+
+    async def complete(
+        self, chain: list[str], endpoint: Endpoint, body: dict[str, Any], trace: Trace, prefix: str
+    ) -> tuple[Completion, ModelConfig]:
+        """A non-streamed answer from the first model/endpoint of ``chain`` that gives one."""
+
+        async def call(e: EndpointState, m: ModelConfig) -> Completion:
+            return await e.upstream.complete(endpoint, {**body, "model": e.upstream_model})
+
+        result, e, m = await self._attempt(chain, call, trace, prefix, keep_open=False)
+        return result, m
+
+    async def open_stream(
+        self, chain: list[str], endpoint: Endpoint, body: dict[str, Any], trace: Trace, prefix: str
+    ) -> OpenStream:
+        """A stream whose first event has arrived; failures before it fall back transparently."""
+
+        async def call(e: EndpointState, m: ModelConfig) -> OpenStream:
+            events = e.upstream.stream(endpoint, {**body, "model": e.upstream_model})
+            try:
+                first = await anext(events)
+            except StopAsyncIteration:
+                raise UpstreamProtocolError(
+                    f"upstream {e.upstream.name!r} closed the stream without sending anything",
+                    upstream=e.upstream.name,
+                ) from None
+            except BaseException:
+                await events.aclose()  # type: ignore[attr-defined]
+                raise
+            return OpenStream(first, events, e, m, time.perf_counter())
+
+        stream, _, _ = await self._attempt(chain, call, trace, prefix, keep_open=True)
+        return stream
+
+    async def _attempt(
+        self,
+        chain: list[str],
+        call: Callable[[EndpointState, ModelConfig], Awaitable[T]],
+        trace: Trace,
+        prefix: str,
+        keep_open: bool,
+    ) -> tuple[T, EndpointState, ModelConfig]:
+        dcfg = self.config.dispatch
+        deadline = time.monotonic() + dcfg.deadline_s
+        last: BaseException | None = None
+        for name in chain:
+            model = self.models_[name]
+            endpoints = self.endpoints_[name]
+            tries: dict[str, int] = {}
+            for _ in range(dcfg.retries.max_attempts):
+                ready = [e for e in endpoints if e.breaker.available()]
+                if not ready:
+                    break
+                fresh = [e for e in ready if e.key not in tries] or ready
+                pool = [e for e in fresh if not e.saturated] or fresh
+                e = choose(model.balancing, pool, prefix, dcfg.ttft_slo_ms)
+                if e.key in tries:  # every ready endpoint was tried: back off before again
+                    retry_after = getattr(last, "retry_after", None)
+                    if retry_after is not None and retry_after > dcfg.retries.max_retry_after_s:
+                        break  # too long to wait here: next model, or the client gets 429
+                    wait = backoff_s(tries[e.key], dcfg.retries, retry_after)
+                    if time.monotonic() + wait >= deadline:
+                        break
+                    await asyncio.sleep(wait)
+                if not e.breaker.acquire():
+                    continue
+                tries[e.key] = tries.get(e.key, 0) + 1
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise UpstreamTimeoutError(
+                        f"no answer within dispatch.deadline_s ({dcfg.deadline_s:g} s) after "
+                        f"{len(trace.attempts)} attempts",
+                        upstream=e.upstream.name,
+                    )
+                e.in_flight += 1
+                start = time.perf_counter()
+                try:
+                    async with asyncio.timeout(left):
+                        result = await call(e, model)
+                except asyncio.CancelledError:
+                    e.in_flight -= 1
+                    e.breaker.release_probe()
+                    raise
+                except BaseException as exc:
+                    e.in_flight -= 1
+                    err = _as_upstream_error(exc, e, left)
+                    _record(trace, e, start, err)
+                    if not is_retryable(err):
+                        e.breaker.success()  # the endpoint answered; the request was at fault
+                        raise err from None
+                    e.failed += 1
+                    e.breaker.failure(str(err))
+                    last = err
+                    continue
+                ms = (time.perf_counter() - start) * 1000
+                e.observe_ttft(ms)
+                e.served += 1
+                _record(trace, e, start, None)
+                if not keep_open:
+                    e.in_flight -= 1
+                    e.breaker.success()
+                return result, e, model
+        if last is None:
+            raise self._all_down(chain)
+        if isinstance(last, CrossroadsError) and len(trace.attempts) > 1:
+            tried = ", ".join(dict.fromkeys(a.upstream for a in trace.attempts))
+            last.args = (f"{last} (after {len(trace.attempts)} attempts on {tried})",)
+            if isinstance(last, UpstreamError):
+                last.message = last.args[0]
+        raise last
+
+    def _all_down(self, chain: list[str]) -> AllEndpointsDownError:
+        endpoints = [e for name in chain for e in self.endpoints_[name]]
+        wait = min((e.breaker.retry_after() for e in endpoints), default=1.0)
+        down = "; ".join(
+            f"{e.model} @ {e.key}: {e.breaker.reason or e.breaker.state}" for e in endpoints
+        )
+        return AllEndpointsDownError(
+            f"Every endpoint that could serve this request is down ({down}). "
+            f"Retry in {wait:.1f} s.",
+            status=503,
+            retry_after=max(1.0, round(wait, 1)),
+        )
+
+
+def _as_upstream_error(exc: BaseException, e: EndpointState, left: float) -> BaseException:
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeoutError(
+            f"upstream {e.upstream.name!r} did not answer within the remaining deadline "
+            f"({left:.1f} s)",
+            upstream=e.upstream.name,
+        )
+    return exc
+
+
+def _record(trace: Trace, e: EndpointState, start: float, error: BaseException | None) -> None:
+    trace.attempts.append(
+        Attempt(
+            model=e.model,
+            upstream=e.key,
+            outcome="ok" if error is None else "error",
+            latency_ms=round((time.perf_counter() - start) * 1000, 3),
+            error=None if error is None else f"{type(error).__name__}: {error}",
+            status=getattr(error, "upstream_status", getattr(error, "status", None))
+            if error
+            else None,
+        )
+    )
