@@ -20,6 +20,7 @@ _BUILTIN: dict[str, str] = {
     "mf": "crossroads.routers.mf:MatrixFactorizationRouter",
     "bt": "crossroads.routers.bt:BradleyTerryRouter",
     "cluster": "crossroads.routers.cluster:ClusterRouter",
+    "ensemble": "crossroads.routers.ensemble:EnsembleRouter",
 }
 
 

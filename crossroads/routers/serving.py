@@ -185,3 +185,43 @@ class RouterService:
     ) -> list[RouterDecision]:
         """``score`` in a worker thread, for the gateway's event loop."""
         return await asyncio.to_thread(self.score, texts, candidates, costs)
+
+
+class RouterSelector:
+    """The gateway's ``selection: {method: router, ...}`` over a :class:`RouterService`.
+
+    Duck-types ``crossroads.selection.Selector`` (``method``, ``is_async``, ``select``,
+    ``aselect``); register it with ``SELECTORS.register("router")(RouterSelector)``. ``config``
+    needs ``router`` (artifact path) and may have ``objective`` and ``model_map``. Scores the
+    request's last user message (or all its text), sets each candidate's ``score`` to the
+    objective value, and returns the chosen candidate; candidates the artifact does not know
+    keep ``score = None`` and are never chosen while a known one is eligible.
+    """
+
+    method = "router"
+    is_async = True
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.service = RouterService(
+            config.router,
+            objective=getattr(config, "objective", None),
+            model_map=getattr(config, "model_map", None),
+        )
+
+    def _pick(self, candidates: list[Any], decision: RouterDecision) -> Any:
+        for c in candidates:
+            c.score = decision.score.get(c.model)
+        return next(c for c in candidates if c.model == decision.model)
+
+    def select(self, request: Any, candidates: list[Any]) -> Any:
+        """Blocking selection (embeds the prompt in the calling thread)."""
+        text = request.last_user_text or request.text
+        (decision,) = self.service.score([text], [c.model for c in candidates])
+        return self._pick(candidates, decision)
+
+    async def aselect(self, request: Any, candidates: list[Any]) -> Any:
+        """Selection with the embedding in a worker thread."""
+        text = request.last_user_text or request.text
+        (decision,) = await self.service.ascore([text], [c.model for c in candidates])
+        return self._pick(candidates, decision)

@@ -64,3 +64,21 @@ def test_errors_name_what_to_fix(artifact, tmp_path) -> None:
 
     with pytest.raises(CrossroadsError, match="crossroads fit"):
         RouterService(tmp_path / "missing.joblib").load()
+
+
+def test_router_selector_picks_a_candidate(artifact) -> None:
+    from types import SimpleNamespace
+
+    from crossroads.routers.serving import RouterSelector
+    from crossroads.types import Candidate, RoutingRequest
+
+    config = SimpleNamespace(router=artifact, objective=None, model_map={"big-key": "big"})
+    selector = RouterSelector(config)
+    selector.service.embedder = HashingEmbedder()
+    request = RoutingRequest(body={}, text="x", last_user_text="write python code for task 1")
+    candidates = [Candidate("big"), Candidate("small"), Candidate("elsewhere")]
+    chosen = asyncio.run(selector.aselect(request, candidates))
+    assert chosen.model == "big"
+    assert candidates[0].score is not None and candidates[2].score is None
+    request.last_user_text = "a poem about the sea"
+    assert selector.select(request, candidates).model == "small"
