@@ -48,15 +48,20 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def load(path: Path | None) -> Any:
-    """The config at ``path``, or the built-in default; exits with the problems on error."""
+def load(path: Path | None, announce: bool = False) -> Any:
+    """The config at ``path``, or the built-in default (printing the providers it found when
+    ``announce``); exits with the problems on error."""
     from crossroads.config import load_config
 
     try:
         if path is None:
             from crossroads.defaults import default_config
 
-            return default_config()
+            notes: list[str] = []
+            cfg = default_config(notes=notes)
+            if announce:
+                typer.echo("built-in config; providers:\n" + "\n".join(notes))
+            return cfg
         return load_config(path)
     except ConfigError as exc:
         _fail(str(exc))
@@ -76,11 +81,30 @@ def serve(
     """Start the gateway."""
     from crossroads.serve import run
 
-    cfg = load(config)
+    cfg = load(config, announce=config is None)
     try:
         run(cfg, config_path=config, host=host, port=port, workers=workers)
     except CrossroadsError as exc:
         _fail(str(exc))
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the config.")] = Path(
+        "crossroads.yaml"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write the built-in default config (with the providers found now) to a file to edit."""
+    from crossroads.defaults import write_default_config
+
+    notes: list[str] = []
+    try:
+        written = write_default_config(path, force=force, notes=notes)
+    except CrossroadsError as exc:
+        _fail(str(exc))
+    typer.echo("\n".join(["providers:", *notes]))
+    typer.echo(f"wrote {written}; serve it with: crossroads serve -c {written}")
 
 
 @app.command()

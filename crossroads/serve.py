@@ -33,7 +33,8 @@ def banner(cfg: Config, host: str, port: int, workers: int) -> str:
     lines = [f"crossroads serving on {url} ({workers} worker{'s' if workers > 1 else ''})"]
     for m in cfg.models:
         price = f"${m.price.input:g}/${m.price.output:g} per Mtok"
-        lines.append(f"  model {m.name:<24} via {m.upstream:<16} {price}")
+        via = ", ".join(d.upstream for d in m.deployments)
+        lines.append(f"  model {m.name:<24} via {via:<16} {price}")
     for e in cfg.entrypoints:
         names = e.decisions or [d.name for d in cfg.decisions]
         default = (e.default or cfg.default_decision).models
@@ -60,13 +61,60 @@ def run(
     port: int | None = None,
     workers: int | None = None,
 ) -> None:
-    """Serve until interrupted."""
+    """Serve until interrupted; local models (``kind: local`` upstreams) start first and
+    stop with the gateway."""
+    n = workers or cfg.server.workers
+    cfg, pool = _start_local_models(cfg, n)
+    try:
+        _run(cfg, config_path=config_path, host=host, port=port, workers=n, pool=pool)
+    finally:
+        if pool is not None:
+            import asyncio
+
+            asyncio.run(pool.stop())
+
+
+def _start_local_models(cfg: Config, workers: int) -> tuple[Config, Any]:
+    from crossroads.local.upstreams import local_upstreams, start_local_upstreams
+
+    wanted = local_upstreams(cfg)
+    if not wanted:
+        return cfg, None
+    if workers > 1:
+        raise CrossroadsError(
+            "--workers > 1 cannot share local models (kind: local upstreams): serve them with "
+            "one worker, or run llama.cpp servers yourself and point kind: openai upstreams at them"
+        )
+    import asyncio
+
+    names = ", ".join(dict.fromkeys(u.model for u in wanted))
+    print(f"starting local models: {names} ...", flush=True)
+    return asyncio.run(start_local_upstreams(cfg))
+
+
+def pool_lines(pool: Any) -> list[str]:
+    """One line per running local model server: model, process, URL, log."""
+    return [
+        f"  local {name:<24} llama.cpp pid {server.pid} at {server.base_url} (log: {server.log_path})"
+        for name, server in pool.servers.items()
+    ]
+
+
+def _run(
+    cfg: Config,
+    *,
+    config_path: Path | None,
+    host: str | None,
+    port: int | None,
+    workers: int,
+    pool: Any,
+) -> None:
     import uvicorn
 
     from crossroads.gateway import create_app
 
     options = server_options(cfg, host, port)
-    n = workers or cfg.server.workers
+    n = workers
     if n > 1:
         if config_path is None:
             raise CrossroadsError("--workers > 1 needs a config file (-c): workers load it by path")
@@ -75,7 +123,10 @@ def run(
         uvicorn.run("crossroads.gateway.app:app_from_env", factory=True, workers=n, **options)
         return
     server = uvicorn.Server(uvicorn.Config(create_app(cfg), **options))
-    print(banner(cfg, options["host"], options["port"], 1), flush=True)
+    text = banner(cfg, options["host"], options["port"], 1)
+    if pool is not None:
+        text = text.replace("\ntry:", "\n" + "\n".join(pool_lines(pool)) + "\ntry:", 1)
+    print(text, flush=True)
     server.run()
     if not server.started:
         raise CrossroadsError(

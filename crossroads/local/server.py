@@ -219,6 +219,7 @@ class LocalModelServer:
             self._process = subprocess.Popen(
                 self.command(port), stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, env=env, cwd=self.model_path.parent,
+                start_new_session=True,  # Ctrl-C reaches the gateway, which stops us in order
             )  # fmt: skip
         except OSError as exc:
             raise LocalModelError(

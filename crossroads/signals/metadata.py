@@ -1,4 +1,5 @@
-"""Caller metadata signal: API key name, the ``user`` field, or a request header."""
+"""Caller metadata signal: API key name, the ``user`` field, a request header, or the
+endpoint called (``chat`` or ``completions``)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ class MetadataSignal(Signal):
             value = caller.key_name
         elif source == "user":
             value = caller.user
+        elif source == "endpoint":
+            value = request.endpoint
         else:
             value = caller.headers.get(self._header)
         if value is None:
