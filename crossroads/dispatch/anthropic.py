@@ -1,0 +1,154 @@
+"""The Anthropic upstream: OpenAI chat bodies in and out, Anthropic's Messages API on the wire,
+on one pooled aiohttp session per upstream. The mappings live in
+:mod:`crossroads.dispatch.anthropic_translate`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from crossroads.config import AnthropicUpstream as AnthropicUpstreamConfig
+from crossroads.dispatch.anthropic_stream import StreamTranslator
+from crossroads.dispatch.anthropic_translate import to_anthropic, to_openai, unsupported
+from crossroads.dispatch.base import Completion, Upstream
+from crossroads.dispatch.errors import status_error, translate
+from crossroads.dispatch.sse import event_data, frames
+from crossroads.exceptions import UpstreamProtocolError, UpstreamStatusError
+from crossroads.types import Endpoint
+
+MESSAGES_PATH = "/v1/messages"
+
+
+class AnthropicUpstream(Upstream):
+    """Calls ``{base_url}/v1/messages``; only the ``chat`` endpoint exists on Anthropic."""
+
+    def __init__(self, config: AnthropicUpstreamConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self._session: aiohttp.ClientSession | None = None
+
+    def _headers(self) -> dict[str, str]:
+        headers = {
+            "content-type": "application/json",
+            "anthropic-version": self.config.api_version,
+            **self.config.headers,
+        }
+        env = self.config.api_key_env
+        key = os.environ.get(env) if env else None
+        if key:
+            headers["x-api-key"] = key
+        return headers
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            t = self.config.timeouts
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self.config.max_connections, ttl_dns_cache=300, enable_cleanup_closed=True
+                ),
+                timeout=aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_read=t.read),
+                headers=self._headers(),
+                skip_auto_headers=("User-Agent",),
+                auto_decompress=True,
+            )
+        return self._session
+
+    def _request(self, endpoint: Endpoint, body: dict[str, Any], stream: bool) -> bytes:
+        if endpoint != "chat":
+            raise unsupported(
+                self.name,
+                f"the /{endpoint} endpoint does not exist on Anthropic's Messages API: "
+                "send the prompt to /v1/chat/completions, or route this model's "
+                f"{endpoint} requests elsewhere",
+            )
+        return orjson.dumps({**to_anthropic(body, self.config), "stream": stream})
+
+    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Completion:
+        payload = self._request(endpoint, body, stream=False)
+        session = self._client()
+        try:
+            async with session.post(self.config.base_url + MESSAGES_PATH, data=payload) as resp:
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise anthropic_status_error(self.name, resp.status, raw, resp.headers)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raise translate(self.name, exc) from exc
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamProtocolError(
+                f"upstream {self.name!r} answered with invalid JSON ({exc}): {raw[:200]!r}",
+                upstream=self.name,
+            ) from None
+        completion, usage = to_openai(data, self.name)
+        return Completion(orjson.dumps(completion), usage)
+
+    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        payload = self._request(endpoint, body, stream=True)
+        session = self._client()
+        translator = StreamTranslator(self.name)
+        try:
+            async with session.post(self.config.base_url + MESSAGES_PATH, data=payload) as resp:
+                if resp.status >= 400:
+                    raise anthropic_status_error(
+                        self.name, resp.status, await resp.read(), resp.headers
+                    )
+                async for frame in frames(resp.content.iter_any()):
+                    for out in translator.feed(self._event(frame)):
+                        yield out
+                    if translator.finished:
+                        return
+            raise UpstreamProtocolError(
+                f"upstream {self.name!r} ended the stream without 'message_stop': "
+                "the answer is incomplete",
+                upstream=self.name,
+            )
+        except (asyncio.CancelledError, GeneratorExit):
+            raise
+        except Exception as exc:
+            raise translate(self.name, exc) from exc
+
+    def _event(self, frame: bytes) -> dict[str, Any]:
+        data = event_data(frame)
+        if not data:
+            return {}  # comments and keep-alives
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError(
+                f"upstream {self.name!r} sent a stream event that is not JSON: {data[:200]!r}",
+                upstream=self.name,
+            ) from None
+        return event if isinstance(event, dict) else {}
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def anthropic_status_error(
+    upstream: str, status: int, raw: bytes, headers: Mapping[str, str]
+) -> UpstreamStatusError:
+    """:func:`status_error`, except Anthropic's 529 (overloaded) answers a retryable 503."""
+    err = status_error(upstream, status, raw, headers)
+    if status != 529:
+        return err
+    overloaded = UpstreamStatusError(
+        f"upstream {upstream!r} is overloaded (529): {err.body}; retry later or route to "
+        "another model",
+        upstream=upstream,
+        status=503,
+        body=err.body,
+        retry_after=err.retry_after,
+    )
+    overloaded.upstream_status = 529  # type: ignore[attr-defined]
+    overloaded.retryable = True
+    return overloaded
