@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from bench.procs import OUT, Service, rss_mb, run_loadgen, settle, start_fake_upstream
+from bench.procs import OUT, Service, cpu_seconds, rss_mb, run_loadgen, settle, start_fake_upstream
 from bench.report import render_report
 from bench.targets import crossroads_service, litellm_service, litellm_version
 
@@ -114,13 +114,22 @@ def run_target(
         run_loadgen(
             ["--url", url, *target_args, "--duration", "1", "--warmup", "0"], args.cpu_aux, 60
         )
+        server = service or upstream
         for load_name, load_args in loads:
+            cpu0, up0 = cpu_seconds(server.pid), cpu_seconds(upstream.pid)
             summary = run_loadgen(
                 ["--url", url, *target_args, *load_args],
                 args.cpu_aux,
                 timeout=args.duration + args.warmup + args.timeout + 60,
             )
             result["loads"][load_name] = summary
+            sent = max(1, summary["sent_total"])
+            summary["server_cpu_us_per_req"] = round(
+                (cpu_seconds(server.pid) - cpu0) / sent * 1e6, 1
+            )
+            summary["upstream_cpu_us_per_req"] = round(
+                (cpu_seconds(upstream.pid) - up0) / sent * 1e6, 1
+            )
             summary["settle_s"] = round(settle(url, *_model_and_key(target_args)), 2)
             if service is not None:
                 result["rss_loaded_mb"] = max(result.get("rss_loaded_mb", 0), rss_mb(service.pid))
@@ -144,6 +153,7 @@ def _line(summary: dict[str, Any]) -> str:
     return (
         f"{summary['throughput']:>8.1f}/s  p50 {lat['p50']:7.2f}  p90 {lat['p90']:7.2f}  "
         f"p99 {lat['p99']:7.2f} ms  errors {summary['errors']}  lg-cpu {summary['loadgen_cpu']:.2f}"
+        f"  cpu/req {summary.get('server_cpu_us_per_req', 0):.0f} us"
     )
 
 

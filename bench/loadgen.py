@@ -162,6 +162,7 @@ class LoadGenerator:
         self.measure_from = 0.0
         self.measure_to = 0.0
         self.peak_in_flight = 0
+        self.sent = 0  # every request, warm-up included (for CPU per request)
         self._in_flight = 0
 
     async def connect(self) -> Connection:
@@ -175,6 +176,7 @@ class LoadGenerator:
     async def one(self, conn: Connection | None, intended: float) -> Connection | None:
         """Send one request on ``conn`` (or a new connection); record it; return the connection."""
         self._in_flight += 1
+        self.sent += 1
         self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
         try:
             if conn is None or conn.closed:
@@ -299,6 +301,7 @@ def summarise(gen: LoadGenerator, cpu_fraction: float) -> dict[str, Any]:
         "connections": gen.spec.connections,
         "duration": gen.spec.duration,
         "requests": len(window),
+        "sent_total": gen.sent,
         "ok": len(ok),
         "errors": len(window) - len(ok),
         "error_kinds": gen.errors,

@@ -54,8 +54,9 @@ def _label(target: str) -> str:
 def throughput_table(data: dict[str, Any]) -> list[str]:
     """Closed-loop max throughput, with ratios against direct and against LiteLLM."""
     lines = [
-        "| load | target | req/s median [min–max] | × direct | × LiteLLM | errors | p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|---|---|",
+        "| load | target | req/s median [min–max] | × direct | × LiteLLM | errors | p50 ms | p99 ms "
+        "| server CPU µs/req | ⇒ req/s per core | upstream CPU µs/req |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for load in (n for n in data["loads"] if n.startswith("closed")):
         direct = _median(_collect(data, "direct", load, lambda s: s["throughput"]))
@@ -70,9 +71,13 @@ def throughput_table(data: dict[str, Any]) -> list[str]:
             p99 = _collect(data, target, load, lambda s: s["latency_ms"]["p99"])
             vs_direct = f"{med / direct:.3f}" if direct and target != "direct" else "–"
             vs_litellm = f"{med / litellm:.1f}" if litellm and target != "litellm" else "–"
+            cpu = _collect(data, target, load, lambda s: s.get("server_cpu_us_per_req", 0))
+            up = _collect(data, target, load, lambda s: s.get("upstream_cpu_us_per_req", 0))
+            per_core = f"{1e6 / _median(cpu):.0f}" if cpu and _median(cpu) > 0 else "–"
             lines.append(
                 f"| {load} | {_label(target)} | {_spread(rates, '{:.0f}')} | {vs_direct} | {vs_litellm} "
-                f"| {errors:.0f} | {_median(p50):.2f} | {_median(p99):.2f} |"
+                f"| {errors:.0f} | {_median(p50):.2f} | {_median(p99):.2f} | {_spread(cpu, '{:.0f}')} "
+                f"| {per_core} | {_spread(up, '{:.0f}')} |"
             )
     return lines
 
@@ -80,8 +85,8 @@ def throughput_table(data: dict[str, Any]) -> list[str]:
 def latency_table(data: dict[str, Any]) -> list[str]:
     """Open-loop latency at fixed rates, and what each target adds over direct."""
     lines = [
-        "| load | target | achieved req/s | p50 ms | p90 ms | p99 ms | added p50 ms | added p90 ms | added p99 ms | errors |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| load | target | achieved req/s | p50 ms | p90 ms | p99 ms | added p50 ms | added p90 ms | added p99 ms | errors | CPU µs/req |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for load in (n for n in data["loads"] if n.startswith("open")):
         for target in data["targets"]:
@@ -105,9 +110,10 @@ def latency_table(data: dict[str, Any]) -> list[str]:
                 _collect(data, target, load, lambda s: s["requests"])
             )
             note = " (saturated)" if saturated else ""
+            cpu = _collect(data, target, load, lambda s: s.get("server_cpu_us_per_req", 0))
             lines.append(
                 f"| {load} | {_label(target)} | {_median(achieved):.0f}{note} | {' | '.join(cells)} "
-                f"| {' | '.join(added)} | {errors:.0f} |"
+                f"| {' | '.join(added)} | {errors:.0f} | {_spread(cpu, '{:.0f}')} |"
             )
     return lines
 
