@@ -21,6 +21,7 @@ from crossroads.dispatch.balancing import choose
 from crossroads.dispatch.base import Completion, Upstream
 from crossroads.dispatch.endpoints import EndpointState, build_endpoints
 from crossroads.dispatch.retries import backoff_s, is_retryable
+from crossroads.dispatch.sse import event_data, parse_event
 from crossroads.exceptions import (
     CrossroadsError,
     UpstreamError,
@@ -42,9 +43,9 @@ class AllEndpointsDownError(UpstreamError):
 
 @dataclass(slots=True)
 class OpenStream:
-    """A stream whose first event has arrived: forward ``first``, then ``rest``."""
+    """A stream whose first content has arrived: forward ``head``, then ``rest``."""
 
-    first: bytes
+    head: list[bytes]
     rest: AsyncIterator[bytes]
     endpoint: EndpointState
     model: ModelConfig
@@ -74,8 +75,11 @@ class Dispatcher:
         """Build endpoint state (once, at start-up)."""
         cfg = self.config
         self.models_: dict[str, ModelConfig] = {m.name: m for m in cfg.models}
+        self.deployments_: dict[str, EndpointState] = {}
         self.endpoints_: dict[str, list[EndpointState]] = {
-            m.name: build_endpoints(m.name, m.deployments, self.upstreams, cfg.dispatch.breaker)
+            m.name: build_endpoints(
+                m.name, m.deployments, self.upstreams, cfg.dispatch.breaker, self.deployments_
+            )
             for m in cfg.models
         }
         return self
@@ -105,7 +109,7 @@ class Dispatcher:
 
     def snapshot(self) -> list[dict[str, object]]:
         """Every endpoint's live state."""
-        return [e.snapshot() for eps in self.endpoints_.values() for e in eps]
+        return [e.snapshot() for e in self.deployments_.values()]
 
     # ------------------------------------------------------------------ calls
 
@@ -127,17 +131,26 @@ class Dispatcher:
 
         async def call(e: EndpointState, m: ModelConfig) -> OpenStream:
             events = e.upstream.stream(endpoint, {**body, "model": e.upstream_model})
+            head: list[bytes] = []
             try:
-                first = await anext(events)
-            except StopAsyncIteration:
-                raise UpstreamProtocolError(
-                    f"upstream {e.upstream.name!r} closed the stream without sending anything",
-                    upstream=e.upstream.name,
-                ) from None
+                # Hold back events until one carries content: a failure before it is
+                # invisible to the client, so it can fall back transparently.
+                async for frame in events:
+                    head.append(frame)
+                    data = event_data(frame)
+                    if data is None:
+                        continue
+                    if data == b"[DONE]" or _has_content(parse_event(data, e.upstream.name)):
+                        break
+                else:
+                    raise UpstreamProtocolError(
+                        f"upstream {e.upstream.name!r} closed the stream before any content",
+                        upstream=e.upstream.name,
+                    )
             except BaseException:
                 await events.aclose()  # type: ignore[attr-defined]
                 raise
-            return OpenStream(first, events, e, m, time.perf_counter())
+            return OpenStream(head, events, e, m, time.perf_counter())
 
         stream, _, _ = await self._attempt(chain, call, trace, prefix, keep_open=True)
         return stream
@@ -194,7 +207,7 @@ class Dispatcher:
                 except BaseException as exc:
                     e.in_flight -= 1
                     err = _as_upstream_error(exc, e, left)
-                    _record(trace, e, start, err)
+                    _record(trace, model.name, e, start, err)
                     if not is_retryable(err):
                         e.breaker.success()  # the endpoint answered; the request was at fault
                         raise err from None
@@ -205,7 +218,7 @@ class Dispatcher:
                 ms = (time.perf_counter() - start) * 1000
                 e.observe_ttft(ms)
                 e.served += 1
-                _record(trace, e, start, None)
+                _record(trace, model.name, e, start, None)
                 if not keep_open:
                     e.in_flight -= 1
                     e.breaker.success()
@@ -220,17 +233,34 @@ class Dispatcher:
         raise last
 
     def _all_down(self, chain: list[str]) -> AllEndpointsDownError:
-        endpoints = [e for name in chain for e in self.endpoints_[name]]
+        endpoints = list(dict.fromkeys(e for name in chain for e in self.endpoints_[name]))
         wait = min((e.breaker.retry_after() for e in endpoints), default=1.0)
-        down = "; ".join(
-            f"{e.model} @ {e.key}: {e.breaker.reason or e.breaker.state}" for e in endpoints
-        )
+        down = "; ".join(f"{e.key}: {e.breaker.reason or e.breaker.state}" for e in endpoints)
         return AllEndpointsDownError(
             f"Every endpoint that could serve this request is down ({down}). "
             f"Retry in {wait:.1f} s.",
             status=503,
             retry_after=max(1.0, round(wait, 1)),
         )
+
+
+def _has_content(chunk: dict[str, Any]) -> bool:
+    """Whether a stream chunk carries something the client would see (text, tool call,
+    finish reason, usage)."""
+    if chunk.get("usage"):
+        return True
+    for choice in chunk.get("choices") or ():
+        if choice.get("finish_reason") is not None or choice.get("text"):
+            return True
+        delta = choice.get("delta") or {}
+        if (
+            delta.get("content")
+            or delta.get("tool_calls")
+            or delta.get("function_call")
+            or delta.get("refusal")
+        ):
+            return True
+    return False
 
 
 def _as_upstream_error(exc: BaseException, e: EndpointState, left: float) -> BaseException:
@@ -243,10 +273,12 @@ def _as_upstream_error(exc: BaseException, e: EndpointState, left: float) -> Bas
     return exc
 
 
-def _record(trace: Trace, e: EndpointState, start: float, error: BaseException | None) -> None:
+def _record(
+    trace: Trace, model: str, e: EndpointState, start: float, error: BaseException | None
+) -> None:
     trace.attempts.append(
         Attempt(
-            model=e.model,
+            model=model,
             upstream=e.key,
             outcome="ok" if error is None else "error",
             latency_ms=round((time.perf_counter() - start) * 1000, 3),

@@ -69,10 +69,13 @@ def build_endpoints(
     deployments: list[EndpointConfig],
     upstreams: dict[str, Upstream],
     breaker: BreakerConfig,
+    known: dict[str, EndpointState],
 ) -> list[EndpointState]:
-    """Endpoint states for one model's deployments."""
-    return [
-        EndpointState(
+    """Endpoint states for one model's deployments. Models served by the same deployment
+    (upstream and model id) share one state, so load and circuit are seen by both."""
+    out = []
+    for d in deployments:
+        state = EndpointState(
             model=model,
             upstream=upstreams[d.upstream],
             upstream_model=d.upstream_model or model,
@@ -80,5 +83,5 @@ def build_endpoints(
             max_concurrency=d.max_concurrency,
             breaker=CircuitBreaker(breaker),
         )
-        for d in deployments
-    ]
+        out.append(known.setdefault(state.key, state))
+    return out

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from crossroads.exceptions import UpstreamProtocolError
 
 DONE = b"data: [DONE]\n\n"
 
@@ -29,3 +34,22 @@ def event_data(frame: bytes) -> bytes | None:
     """The ``data:`` payload of one event (joined over lines), or None for comments."""
     parts = [line[5:].lstrip(b" ") for line in frame.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(parts) if parts else None
+
+
+def parse_event(data: bytes, upstream: str) -> dict[str, Any]:
+    """One event's JSON; anything else is the upstream's protocol error."""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        chunk = None
+    if not isinstance(chunk, dict):
+        raise UpstreamProtocolError(
+            f"upstream {upstream!r} sent an event that is not a JSON object: {data[:200]!r}",
+            upstream=upstream,
+        )
+    if "error" in chunk and "choices" not in chunk:
+        raise UpstreamProtocolError(
+            f"upstream {upstream!r} sent an error mid-stream: {data[:300].decode('utf-8', 'replace')}",
+            upstream=upstream,
+        )
+    return chunk

@@ -1,7 +1,8 @@
 """The gateway as a plain ASGI application: no framework between the socket and the router.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``,
-``GET /v1/models/{id}``, ``GET /health``, ``GET /ready`` (the ``/v1`` prefix is optional).
+``GET /v1/models/{id}``, ``GET /health``, ``GET /ready`` (the ``/v1`` prefix is optional),
+and ``GET /v1/crossroads/endpoints``: live endpoint state (load, latency, circuit).
 """
 
 from __future__ import annotations
@@ -181,6 +182,13 @@ class Gateway:
                     send, ModelNotFoundError(f"The model {name!r} does not exist.", param="model")
                 )
             return await _send(send, 200, orjson.dumps(card), JSON_HEADERS)
+        if path == "/v1/crossroads/endpoints" and method == "GET":
+            try:
+                self._caller(scope)
+            except RequestError as exc:
+                return await self._error(send, exc)
+            body = orjson.dumps({"object": "list", "data": self.dispatcher.snapshot()})
+            return await _send(send, 200, body, JSON_HEADERS)
         if path == "/health":
             return await _send(send, 200, b'{"status":"ok"}', JSON_HEADERS)
         if path == "/ready":

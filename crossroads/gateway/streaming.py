@@ -10,13 +10,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
-
 from crossroads.config import ModelConfig
 from crossroads.cost import actual_cost
 from crossroads.dispatch.base import usage_from
 from crossroads.dispatch.dispatcher import Dispatcher
-from crossroads.dispatch.sse import DONE, event_data
+from crossroads.dispatch.sse import DONE, event_data, parse_event
 from crossroads.exceptions import UpstreamProtocolError
 from crossroads.gateway.errors import render
 from crossroads.types import Endpoint, Trace
@@ -57,26 +55,21 @@ async def relay_stream(
             response_headers.append((b"x-crossroads-attempts", str(len(trace.attempts)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": response_headers})
         done = False
-        frame: bytes | None = stream.first
+        head = iter(stream.head)
+        frame: bytes | None = next(head)
         name = stream.endpoint.upstream.name
         try:
             while frame is not None:
-                if frame == DONE or frame.startswith(b"data: [DONE]"):
+                data = event_data(frame)
+                if data == b"[DONE]":
                     done = True
                     await send({"type": "http.response.body", "body": DONE, "more_body": True})
                     break
-                forward = True
-                if b'"usage"' in frame:
-                    forward = _take_usage(frame, trace, model, client_wants_usage)
-                elif b'"error"' in frame and _is_error(frame):
-                    raise UpstreamProtocolError(
-                        f"upstream {name!r} sent an error mid-stream: "
-                        f"{frame[:300].decode('utf-8', 'replace').strip()}",
-                        upstream=name,
-                    )
-                if forward:
+                if data is not None and _forward(
+                    data, frame, name, trace, model, client_wants_usage
+                ):
                     await send({"type": "http.response.body", "body": frame, "more_body": True})
-                frame = await anext(stream.rest, None)
+                frame = next(head, None) or await anext(stream.rest, None)
             if not done:
                 raise UpstreamProtocolError(
                     f"upstream {name!r} ended the stream before [DONE]: the answer is incomplete",
@@ -97,26 +90,16 @@ async def relay_stream(
             stream.endpoint.observe_tpot(rest_ms / (trace.usage.completion_tokens - 1))
 
 
-def _take_usage(frame: bytes, trace: Trace, model: ModelConfig, forward_usage_only: bool) -> bool:
-    """Record usage from an event; whether to forward it (usage-only events the client did
-    not ask for are dropped)."""
-    data = event_data(frame)
-    try:
-        chunk = orjson.loads(data) if data else None
-    except orjson.JSONDecodeError:
-        return True
+def _forward(
+    data: bytes, frame: bytes, upstream: str, trace: Trace, model: ModelConfig, wants_usage: bool
+) -> bool:
+    """Check one event, record its usage; whether to forward it (a usage-only event the
+    client did not ask for is dropped). Every event is parsed, so a broken one never
+    reaches the client."""
+    chunk = parse_event(data, upstream)
     usage = usage_from(chunk)
     if usage is None:
         return True
     trace.usage = usage
     trace.cost = actual_cost(model, usage)
-    return forward_usage_only or bool(chunk.get("choices"))  # type: ignore[union-attr]
-
-
-def _is_error(frame: bytes) -> bool:
-    data = event_data(frame)
-    try:
-        chunk = orjson.loads(data) if data else None
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk
+    return wants_usage or bool(chunk.get("choices"))

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from crossroads.config import BreakerConfig
+from crossroads.dispatch.breaker import CircuitBreaker
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_opens_after_consecutive_failures_and_recovers_through_a_probe() -> None:
+    clock = Clock()
+    b = CircuitBreaker(BreakerConfig(consecutive_failures=3, open_s=10), clock)
+    for _ in range(2):
+        assert b.acquire()
+        b.failure("500")
+    assert b.state == "closed"
+    b.failure("500")
+    assert b.state == "open" and not b.available() and not b.acquire()
+    assert "3 consecutive failures" in b.reason and b.retry_after() == 10
+    clock.now = 10
+    assert b.available()
+    assert b.acquire() and b.state == "half_open"
+    assert not b.acquire()  # one probe at a time
+    b.success()
+    assert b.state == "closed" and b.acquire()
+
+
+def test_failed_probe_reopens() -> None:
+    clock = Clock()
+    b = CircuitBreaker(BreakerConfig(consecutive_failures=1, open_s=5), clock)
+    b.failure("x")
+    clock.now = 5
+    assert b.acquire()
+    b.failure("still down")
+    assert b.state == "open" and b.retry_after() == 5 and "probe failed" in b.reason
+
+
+def test_error_rate_over_window_opens_without_consecutive_failures() -> None:
+    clock = Clock()
+    b = CircuitBreaker(
+        BreakerConfig(consecutive_failures=100, error_rate=0.5, min_requests=10, window_s=30), clock
+    )
+    for i in range(10):
+        clock.now = i
+        if i % 2:
+            b.failure("x")
+        else:
+            b.success()
+    assert b.state == "open"
+
+
+def test_old_results_leave_the_window() -> None:
+    clock = Clock()
+    b = CircuitBreaker(
+        BreakerConfig(consecutive_failures=100, error_rate=0.5, min_requests=4, window_s=10), clock
+    )
+    for _ in range(3):
+        b.failure("x")
+        b.success()
+    clock.now = 100
+    b.failure("x")  # the earlier failures are out of the window: 1 of 1 < min_requests
+    assert b.state == "closed"
+
+
+def test_cancelled_probe_frees_its_slot() -> None:
+    clock = Clock()
+    b = CircuitBreaker(BreakerConfig(consecutive_failures=1, open_s=1), clock)
+    b.failure("x")
+    clock.now = 1
+    assert b.acquire()
+    b.release_probe()
+    assert b.acquire()

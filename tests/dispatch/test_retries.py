@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from crossroads.config import RetryConfig
+from crossroads.dispatch.errors import status_error
+from crossroads.dispatch.retries import backoff_s, is_retryable
+from crossroads.exceptions import InvalidRequestError, UpstreamConnectError, UpstreamTimeoutError
+
+
+def test_what_is_retryable() -> None:
+    assert is_retryable(UpstreamConnectError("x"))
+    assert is_retryable(UpstreamTimeoutError("x"))
+    for status in (429, 500, 502, 503, 404, 401):
+        assert is_retryable(status_error("u", status, b"{}", {})), status
+    for status in (400, 422):
+        assert not is_retryable(status_error("u", status, b"{}", {})), status
+    assert not is_retryable(InvalidRequestError("bad"))
+
+
+def test_backoff_is_jittered_exponential_and_capped() -> None:
+    cfg = RetryConfig(backoff_base_ms=100, backoff_max_ms=300)
+    assert all(0 <= backoff_s(1, cfg) <= 0.1 for _ in range(100))
+    assert all(0 <= backoff_s(5, cfg) <= 0.3 for _ in range(100))
+    assert len({backoff_s(3, cfg) for _ in range(20)}) > 1
+
+
+def test_retry_after_wins() -> None:
+    assert backoff_s(1, RetryConfig(), retry_after=2.5) == 2.5
+
+
+def test_status_error_reads_retry_after_and_message() -> None:
+    err = status_error("u", 429, b'{"error": {"message": "slow down"}}', {"retry-after": "3"})
+    assert err.status == 429 and err.retry_after == 3.0 and "slow down" in str(err)
