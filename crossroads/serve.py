@@ -89,7 +89,10 @@ def _start_local_models(cfg: Config, workers: int) -> tuple[Config, Any]:
 
     names = ", ".join(dict.fromkeys(u.model for u in wanted))
     print(f"starting local models: {names} ...", flush=True)
-    return asyncio.run(start_local_upstreams(cfg))
+    cfg, pool = asyncio.run(start_local_upstreams(cfg))
+    if pool is not None:
+        pool.supervise()  # restart a model server that dies; requests fall back meanwhile
+    return cfg, pool
 
 
 def pool_lines(pool: Any) -> list[str]:

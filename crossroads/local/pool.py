@@ -17,6 +17,7 @@ from crossroads.local.catalog import (
 from crossroads.local.paths import data_dir as default_data_dir
 from crossroads.local.paths import logs_dir
 from crossroads.local.server import LocalModelServer
+from crossroads.local.supervisor import Supervisor
 
 
 class LocalModelPool:
@@ -44,6 +45,7 @@ class LocalModelPool:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.servers: dict[str, LocalModelServer] = {}
+        self.supervisor: Supervisor | None = None
 
     @property
     def base_urls(self) -> dict[str, str]:
@@ -79,8 +81,18 @@ class LocalModelPool:
             raise failures[0]
         return self.base_urls
 
+    def supervise(self, interval: float = 1.0, max_restarts: int = 5) -> Supervisor:
+        """Restart servers that die, from a background thread, until :meth:`stop`."""
+        if self.supervisor is None:
+            self.supervisor = Supervisor(self.servers, interval=interval, max_restarts=max_restarts)
+        self.supervisor.start()
+        return self.supervisor
+
     async def stop(self) -> None:
-        """Stop every server (terminate, then kill after ``stop_timeout``); idempotent."""
+        """Stop the supervisor, then every server (terminate, then kill after
+        ``stop_timeout``); idempotent."""
+        if self.supervisor is not None:
+            await asyncio.to_thread(self.supervisor.stop, self.startup_timeout)
         await asyncio.gather(*(server.stop() for server in self.servers.values()))
 
     async def health(self, timeout: float = 2.0) -> dict[str, bool]:

@@ -98,6 +98,7 @@ class LocalModelServer:
         self.stop_timeout = stop_timeout
         self.port_attempts = port_attempts
         self.port: int | None = None
+        self.last_port: int | None = None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -126,6 +127,14 @@ class LocalModelServer:
             "--n_gpu_layers", "0",
         ] + (["--chat_format", self.chat_format] if self.chat_format else [])  # fmt: skip
 
+    async def restart(self) -> str:
+        """Start a dead (or stopped) child again on the port it last had, so the base URL
+        handed out stays valid; returns it."""
+        if self.last_port is None:
+            raise LocalModelError(f"Local model server {self.name!r} was never started")
+        await self.stop()
+        return await self.start(self.last_port)
+
     def is_running(self) -> bool:
         """Whether the child process is alive (it may still be loading)."""
         return self._process is not None and self._process.poll() is None
@@ -136,24 +145,26 @@ class LocalModelServer:
             return False
         return await http_status(HOST, self.port, "/v1/models", timeout) == 200
 
-    async def start(self) -> str:
-        """Start the child on a free port, wait until it serves, and return its base URL.
+    async def start(self, port: int | None = None) -> str:
+        """Start the child on ``port`` (default: a free one), wait until it serves, and
+        return its base URL.
 
         Raises :class:`LocalModelError` with the end of its log if it exits or does not
         answer within ``startup_timeout`` seconds.
         """
         if self.is_running():
             return self.base_url
-        for attempt in range(1, self.port_attempts + 1):
-            self._spawn(free_port())
+        attempts = 1 if port is not None else self.port_attempts
+        for attempt in range(1, attempts + 1):
+            self._spawn(port if port is not None else free_port())
             try:
                 await self._wait_ready()
                 return self.base_url
             except _PortTaken:
-                if attempt == self.port_attempts:
+                if attempt == attempts:
                     raise LocalModelError(
                         f"Local model server {self.name!r} found no free port after "
-                        f"{attempt} attempts; see {self.log_path}"
+                        f"{attempt} attempt(s); see {self.log_path}"
                     ) from None
             except BaseException:
                 await self.stop()
@@ -227,7 +238,7 @@ class LocalModelServer:
             ) from exc
         finally:
             log.close()
-        self.port = port
+        self.port = self.last_port = port
         _RUNNING.add(self)
 
     async def _wait_ready(self) -> None:

@@ -7,7 +7,6 @@ config holds exactly the two local models.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -34,9 +33,24 @@ class Served:
     process: subprocess.Popen[bytes]
 
     def local_pid(self, model: str) -> int:
-        match = re.search(rf"local {re.escape(model)}\s+llama\.cpp pid (\d+)", self.log.read_text())
-        assert match, f"no pid for {model} in the banner:\n{self.log.read_text()}"
-        return int(match.group(1))
+        """The pid of the (current) server of a local model: a child of crossroads serve."""
+        for pid, cmdline in _children(self.process.pid):
+            if model.encode() in cmdline:
+                return pid
+        raise AssertionError(f"no running server for {model} under pid {self.process.pid}")
+
+
+def _children(parent: int) -> list[tuple[int, list[bytes]]]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == parent and fields[0] != "Z":
+            found.append((int(stat.parent.name), cmdline))
+    return found
 
 
 def _free_port() -> int:
@@ -76,7 +90,7 @@ def _serve(tmp: Path) -> Iterator[Served]:
             time.sleep(0.2)
         yield served
     finally:
-        pids = [int(p) for p in re.findall(r"llama\.cpp pid (\d+)", log.read_text())]
+        pids = [pid for pid, _ in _children(process.pid)]
         process.terminate()
         try:
             process.wait(30)
@@ -197,15 +211,15 @@ def _assert_traced(served: Served, trace_id: str, model: str, stream: bool = Fal
     assert row["cost"] == 0
 
 
-def test_a_killed_model_server_is_replaced_by_the_other_model(served_alone: Served) -> None:
+def test_a_killed_model_server_is_replaced_then_restarted(served_alone: Served) -> None:
     c = client(served_alone)
     first = c.chat.completions.with_raw_response.create(
         model="auto", messages=[{"role": "user", "content": "Hi"}], max_tokens=4
     )
     assert first.headers["x-crossroads-model"] == "smollm2"
-    os.kill(served_alone.local_pid("smollm2-135m-instruct"), signal.SIGKILL)
-    time.sleep(0.2)
     for stream in (False, True):
+        # the supervisor restarts it within seconds: kill whichever server runs now
+        os.kill(served_alone.local_pid("smollm2-135m-instruct"), signal.SIGKILL)
         raw = c.chat.completions.with_raw_response.create(
             model="auto",
             messages=[{"role": "user", "content": "What is the capital of France?"}],
@@ -219,3 +233,13 @@ def test_a_killed_model_server_is_replaced_by_the_other_model(served_alone: Serv
         else:
             text = raw.parse().choices[0].message.content
         assert text is not None
+    # the supervisor restarts SmolLM2 on its port, and chat goes back to it
+    deadline = time.monotonic() + 90
+    while True:
+        raw = c.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+        )
+        if raw.headers["x-crossroads-model"] == "smollm2":
+            break
+        assert time.monotonic() < deadline, "SmolLM2 never came back after being killed"
+        time.sleep(1)
