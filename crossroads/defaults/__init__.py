@@ -74,7 +74,8 @@ def default_config_data(
         raise ConfigError(
             [("", "nothing to route to: no local model is installed and no provider was found. "
                   "Install the local models (see docs/local-models.md), set OPENAI_API_KEY or "
-                  "ANTHROPIC_API_KEY, start Ollama, or pass -c path/to/config.yaml")],
+                  "ANTHROPIC_API_KEY, start Ollama, or pass -c path/to/config.yaml"),
+             *(("", note.strip()) for note in notes)],
             source="built-in config",
         )  # fmt: skip
     if providers:
