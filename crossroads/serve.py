@@ -41,6 +41,14 @@ def banner(cfg: Config, host: str, port: int, workers: int) -> str:
         lines.append(
             f"  route {e.name!r}: decisions {', '.join(names) or '(none)'}; default {default}"
         )
+        chosen = sorted((d for d in cfg.decisions if d.name in names), key=lambda d: -d.priority)
+        for d in chosen:
+            lines.append(
+                f"    if {_rule_text(d.when)} → {', '.join(d.models)} "
+                f"({d.name}, {d.selection.method})"
+            )
+        fallback = e.default or cfg.default_decision
+        lines.append(f"    else → {', '.join(fallback.models)} ({fallback.name})")
     entry = cfg.entrypoints[0].name if cfg.entrypoints else cfg.models[0].name
     lines += [
         "try:",
@@ -51,6 +59,17 @@ def banner(cfg: Config, host: str, port: int, workers: int) -> str:
         "'content': 'Hello'}]).choices[0].message.content)\"",
     ]
     return "\n".join(lines)
+
+
+def _rule_text(rule: Any) -> str:
+    """A rule in one line: ``any(metadata:completions_api, regex:continuation)``."""
+    if isinstance(rule, str):
+        return rule
+    for op in ("all", "any"):
+        children = getattr(rule, op, None)
+        if isinstance(children, list):
+            return f"{op}({', '.join(_rule_text(r) for r in children)})"
+    return f"not({_rule_text(rule.not_)})"
 
 
 def run(

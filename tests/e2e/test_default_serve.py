@@ -141,6 +141,8 @@ def test_banner_shows_url_pool_policy_and_examples(served: Served) -> None:
     for model in ("smollm2", "gemma3"):
         assert f"model {model}" in text
     assert "local smollm2-135m-instruct" in text and "local gemma-3-270m" in text
+    assert "if any(metadata:completions_api, regex:continuation) → gemma3, smollm2" in text
+    assert "else → smollm2, gemma3 (chat)" in text
     assert "curl " in text and "openai.OpenAI(" in text
 
 
