@@ -52,6 +52,17 @@ class Pipeline:
             for d in (*e.decisions, e.default):
                 self._selectors[id(d)] = build_selector(d.selection)
         self._expected_output = cfg.server.expected_output_tokens
+        # Anthropic has no legacy completions API: models only it serves cannot take them.
+        kinds = {u.name: u.kind for u in cfg.upstreams}
+        self._serves = {
+            m.name: frozenset(m.serves)
+            - (
+                {"completions"}
+                if all(kinds[d.upstream] == "anthropic" for d in m.deployments)
+                else set()
+            )
+            for m in cfg.models
+        }
         return self
 
     def knows(self, model: str) -> bool:
@@ -137,17 +148,17 @@ class Pipeline:
     def _candidate(self, request: RoutingRequest, model: ModelConfig) -> Candidate:
         out_tokens = request.max_output_tokens or self._expected_output
         cost = estimate_cost(model, request.prompt_tokens, out_tokens)
-        reason = _ineligible(request, model)
+        reason = _ineligible(request, model, self._serves[model.name])
         if reason is None and self.availability is not None:
             reason = self.availability(model.name)
         return Candidate(model.name, cost, reason is None, reason)
 
 
-def _ineligible(request: RoutingRequest, model: ModelConfig) -> str | None:
+def _ineligible(request: RoutingRequest, model: ModelConfig, serves: frozenset[str]) -> str | None:
     missing = request.needs.difference(model.capabilities)
     if missing:
         return f"lacks {', '.join(sorted(missing))}"
-    if request.endpoint not in model.serves:
+    if request.endpoint not in serves:
         return f"does not serve /{request.endpoint}"
     needed = request.prompt_tokens + (request.max_output_tokens or 0)
     if needed > model.context_window:

@@ -151,3 +151,20 @@ def test_builtin_kinds_are_in_the_registry() -> None:
 
     assert {"keyword", "regex", "tokens", "metadata", "has_code"} <= set(signal_kinds())
     assert SIGNALS.get("keyword").kind == "keyword"
+
+
+def test_models_served_only_by_anthropic_take_no_legacy_completions() -> None:
+    cfg = parse_config(
+        {
+            "upstreams": [
+                {"name": "u", "base_url": "http://x/v1"},
+                {"name": "claude", "kind": "anthropic", "api_key_env": "K"},
+            ],
+            "models": [{"name": "c", "upstream": "claude"}, {"name": "o", "upstream": "u"}],
+            "default": {"models": ["c", "o"]},
+        }
+    )
+    p = Pipeline(cfg).prepare()
+    r = route(p, routing_request({"model": "auto", "prompt": "Once"}, "completions"))
+    assert r.model == "o"
+    assert next(c for c in r.candidates if c.model == "c").reason == "does not serve /completions"

@@ -52,6 +52,8 @@ def status_error(
         answer, why = 504, "timed out (408)"
     elif 400 <= status < 500:
         answer, why = status, f"rejected the request ({status})"
+    elif status in (503, 529):
+        answer, why = 503, f"is overloaded or unavailable ({status})"
     else:
         answer, why = 502, f"failed ({status})"
     err = UpstreamStatusError(

@@ -552,7 +552,7 @@ async def test_gateway_completions_endpoint_is_a_clear_400(gateway, fake: FakeAn
     client, _ = gateway
     r = await client.post("/v1/completions", json={"model": "auto", "prompt": "hi"})
     assert r.status_code == 400
-    assert "does not exist on Anthropic's Messages API" in r.json()["error"]["message"]
+    assert "does not serve /completions" in r.json()["error"]["message"]
     assert fake.app.requests == []
 
 

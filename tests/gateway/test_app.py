@@ -243,7 +243,7 @@ async def test_no_candidate_fits(gateway) -> None:
     ("fault", "status", "code", "fragment"),
     [
         ("500", 502, "upstream_status", "failed (500)"),
-        ("503", 502, "upstream_status", "failed (503)"),
+        ("503", 503, "upstream_status", "overloaded or unavailable (503)"),
         ("429:7", 429, "upstream_status", "rate limiting"),
         ("malformed_json", 502, "upstream_protocol", "invalid JSON"),
         ("truncated_body", 502, "upstream_protocol", "closed the connection"),
@@ -298,7 +298,7 @@ async def test_upstream_timeout_is_504_not_a_hang(fake_upstream: FakeUpstream) -
 
 async def test_stream_failure_before_first_byte_is_a_plain_error(gateway) -> None:
     client, _, upstream = gateway
-    upstream.set_fault("503")
+    upstream.set_fault("502")
     r = await client.post(CHAT, json=msg("hi", stream=True))
     assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_status"
 
