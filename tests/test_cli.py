@@ -75,3 +75,11 @@ def test_help_everywhere_and_version() -> None:
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
     assert __version__ in runner.invoke(app, ["--version"]).output
+
+
+def test_version_verbose_lists_model_licences() -> None:
+    out = runner.invoke(app, ["--version", "--verbose"]).output
+    assert __version__ in out
+    for needle in ("SmolLM2", "Apache-2.0", "Gemma Terms of Use", "all-MiniLM-L6-v2"):
+        assert needle in out
+    assert "Usage" in runner.invoke(app, []).output

@@ -119,7 +119,7 @@ class Dispatcher:
         """A non-streamed answer from the first model/endpoint of ``chain`` that gives one."""
 
         async def call(e: EndpointState, m: ModelConfig) -> Completion:
-            return await e.upstream.complete(endpoint, {**body, "model": e.upstream_model})
+            return await e.upstream.complete(endpoint, upstream_body(body, e, m))
 
         result, e, m = await self._attempt(chain, call, trace, prefix, keep_open=False)
         return result, m
@@ -130,7 +130,7 @@ class Dispatcher:
         """A stream whose first event has arrived; failures before it fall back transparently."""
 
         async def call(e: EndpointState, m: ModelConfig) -> OpenStream:
-            events = e.upstream.stream(endpoint, {**body, "model": e.upstream_model})
+            events = e.upstream.stream(endpoint, upstream_body(body, e, m))
             head: list[bytes] = []
             try:
                 # Hold back events until one carries content: a failure before it is
@@ -242,6 +242,17 @@ class Dispatcher:
             status=503,
             retry_after=max(1.0, round(wait, 1)),
         )
+
+
+def upstream_body(body: dict[str, Any], e: EndpointState, m: ModelConfig) -> dict[str, Any]:
+    """The body for one endpoint: its model id, and output capped at ``max_output_tokens``."""
+    out = {**body, "model": e.upstream_model}
+    cap = m.max_output_tokens
+    if cap is not None:
+        key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+        asked = body.get(key)
+        out[key] = cap if not isinstance(asked, int) else min(asked, cap)
+    return out
 
 
 def _has_content(chunk: dict[str, Any]) -> bool:

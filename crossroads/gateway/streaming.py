@@ -17,7 +17,8 @@ from crossroads.dispatch.dispatcher import Dispatcher
 from crossroads.dispatch.sse import DONE, event_data, parse_event
 from crossroads.exceptions import UpstreamProtocolError
 from crossroads.gateway.errors import render
-from crossroads.types import Endpoint, Trace
+from crossroads.tokens import count_tokens
+from crossroads.types import Endpoint, Trace, Usage
 
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -58,6 +59,7 @@ async def relay_stream(
         head = iter(stream.head)
         frame: bytes | None = next(head)
         name = stream.endpoint.upstream.name
+        ledger = _Ledger(trace, model, name, client_wants_usage)
         try:
             while frame is not None:
                 data = event_data(frame)
@@ -65,9 +67,7 @@ async def relay_stream(
                     done = True
                     await send({"type": "http.response.body", "body": DONE, "more_body": True})
                     break
-                if data is not None and _forward(
-                    data, frame, name, trace, model, client_wants_usage
-                ):
+                if data is not None and ledger.take(data):
                     await send({"type": "http.response.body", "body": frame, "more_body": True})
                 frame = next(head, None) or await anext(stream.rest, None)
             if not done:
@@ -76,6 +76,7 @@ async def relay_stream(
                     upstream=name,
                 )
             ok = True
+            ledger.settle()
         except Exception as exc:  # after the start line, errors must travel inside the stream
             status, payload, _ = render(exc)
             trace.status, trace.error = status, str(exc)
@@ -90,16 +91,44 @@ async def relay_stream(
             stream.endpoint.observe_tpot(rest_ms / (trace.usage.completion_tokens - 1))
 
 
-def _forward(
-    data: bytes, frame: bytes, upstream: str, trace: Trace, model: ModelConfig, wants_usage: bool
-) -> bool:
-    """Check one event, record its usage; whether to forward it (a usage-only event the
-    client did not ask for is dropped). Every event is parsed, so a broken one never
-    reaches the client."""
-    chunk = parse_event(data, upstream)
-    usage = usage_from(chunk)
-    if usage is None:
+class _Ledger:
+    """What a relayed stream cost: the upstream's usage event, or, when it sends none (some
+    servers ignore ``stream_options``), an estimate from the relayed text."""
+
+    __slots__ = ("trace", "model", "upstream", "wants_usage", "pieces")
+
+    def __init__(self, trace: Trace, model: ModelConfig, upstream: str, wants_usage: bool) -> None:
+        self.trace = trace
+        self.model = model
+        self.upstream = upstream
+        self.wants_usage = wants_usage
+        self.pieces: list[str] = []
+
+    def take(self, data: bytes) -> bool:
+        """Check one event and account for it; whether to forward it (a usage-only event the
+        client did not ask for is dropped). Every event is parsed, so a broken one never
+        reaches the client."""
+        chunk = parse_event(data, self.upstream)
+        usage = usage_from(chunk)
+        if usage is not None:
+            self.trace.usage = usage
+            self.trace.cost = actual_cost(self.model, usage)
+            return self.wants_usage or bool(chunk.get("choices"))
+        if self.trace.usage is None:
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or choice
+                text = delta.get("content") or delta.get("text")
+                if text:
+                    self.pieces.append(text)
+                for call in delta.get("tool_calls") or ():
+                    self.pieces.append((call.get("function") or {}).get("arguments") or "")
         return True
-    trace.usage = usage
-    trace.cost = actual_cost(model, usage)
-    return wants_usage or bool(chunk.get("choices"))
+
+    def settle(self) -> None:
+        """Estimate usage when the upstream reported none."""
+        trace = self.trace
+        if trace.usage is not None or trace.route is None:
+            return
+        completion = count_tokens("".join(self.pieces))
+        trace.usage = Usage(trace.route.prompt_tokens_estimate, completion, estimated=True)
+        trace.cost = actual_cost(self.model, trace.usage)

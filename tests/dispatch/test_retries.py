@@ -30,3 +30,34 @@ def test_retry_after_wins() -> None:
 def test_status_error_reads_retry_after_and_message() -> None:
     err = status_error("u", 429, b'{"error": {"message": "slow down"}}', {"retry-after": "3"})
     assert err.status == 429 and err.retry_after == 3.0 and "slow down" in str(err)
+
+
+def test_upstream_body_names_the_endpoint_model_and_caps_output() -> None:
+    from crossroads.config import parse_config
+    from crossroads.dispatch.dispatcher import Dispatcher, upstream_body
+
+    cfg = parse_config(
+        {
+            "upstreams": [{"name": "u", "base_url": "http://x/v1"}],
+            "models": [
+                {"name": "a", "upstream": "u", "upstream_model": "org/a", "max_output_tokens": 100},
+                {"name": "b", "upstream": "u"},
+            ],
+        }
+    )
+    d = Dispatcher(cfg, {"u": type("U", (), {"name": "u"})()}).prepare()  # type: ignore[dict-item]
+    a, b = d.endpoints_["a"][0], d.endpoints_["b"][0]
+    body = {"model": "auto", "messages": []}
+    assert upstream_body(body, a, cfg.model("a")) == {
+        "model": "org/a",
+        "messages": [],
+        "max_tokens": 100,
+    }
+    assert upstream_body({**body, "max_tokens": 10}, a, cfg.model("a"))["max_tokens"] == 10
+    assert (
+        upstream_body({**body, "max_completion_tokens": 500}, a, cfg.model("a"))[
+            "max_completion_tokens"
+        ]
+        == 100
+    )
+    assert upstream_body(body, b, cfg.model("b")) == {"model": "b", "messages": []}

@@ -203,12 +203,6 @@ def _assert_traced(served: Served, trace_id: str, model: str, stream: bool = Fal
         assert time.monotonic() < deadline, f"trace {trace_id} never reached the store"
         time.sleep(0.1)
     assert row["model"] == model and row["status"] in (None, 200)
-    assert row["cost"] in (0, None) if stream else row["cost"] == 0
-    if stream and row["completion_tokens"] is None:
-        pytest.xfail(
-            "llama-cpp-python's server ignores stream_options.include_usage, and the gateway "
-            "does not yet count the tokens of a stream that reports no usage"
-        )
     assert row["prompt_tokens"] > 0 and row["completion_tokens"] > 0
     assert row["cost"] == 0
 

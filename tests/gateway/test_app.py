@@ -386,3 +386,37 @@ async def test_api_keys_are_enforced_and_named_in_traces(
         assert (await client.get("/v1/models")).status_code == 401
     await app.shutdown()
     assert store.get(r.headers["x-crossroads-trace-id"])["caller"]["key_name"] == "team-a"
+
+
+async def test_stream_without_usage_is_counted_by_the_gateway(fake_upstream: FakeUpstream) -> None:
+    """Some servers ignore stream_options.include_usage: the gateway counts the relayed text."""
+
+    class NoUsage:
+        name = "fake"
+
+        async def stream(self, endpoint, body):  # type: ignore[no-untyped-def]
+            for event in (
+                {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+                {"choices": [{"index": 0, "delta": {"content": "hello "}}]},
+                {"choices": [{"index": 0, "delta": {"content": "world"}, "finish_reason": "stop"}]},
+            ):
+                yield b"data: " + orjson.dumps(event) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+
+        async def aclose(self) -> None:
+            pass
+
+    store = MemoryTraceStore()
+    app = create_app(
+        routing_config(fake_upstream.base_url), store=store, upstreams={"fake": NoUsage()}
+    )  # type: ignore[dict-item]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as client:
+        r = await client.post(CHAT, json=msg("hi", stream=True))
+    await app.shutdown()
+    assert "hello " in r.text and r.text.endswith("data: [DONE]\n\n")
+    trace = store.get(r.headers["x-crossroads-trace-id"])
+    assert trace["usage"]["estimated"] is True
+    assert trace["usage"]["completion_tokens"] == 2 and trace["usage"]["prompt_tokens"] > 0
+    assert trace["cost"] > 0
