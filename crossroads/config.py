@@ -453,7 +453,28 @@ class CheapestSelection(_Strict):
     method: Literal["cheapest"]
 
 
-SelectionConfig = _tagged("method", None, FirstSelection, WeightedSelection, CheapestSelection)
+class RouterSelection(_Strict):
+    """A learned router artifact (``crossroads fit``) picks the candidate: maximise predicted
+    quality − λ·cost (``objective: {lambda: ...}``), or the cheapest candidate predicted to
+    reach a quality (``objective: {quality_target: ...}``); default: the calibrated λ stored
+    in the artifact. ``model_map`` maps the artifact's model keys to model names here."""
+
+    method: Literal["router"]
+    router: str
+    objective: dict[Literal["lambda", "quality_target"], float] | None = None
+    model_map: dict[str, str] = {}
+
+    @field_validator("objective")
+    @classmethod
+    def _one_objective(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None and len(value) != 1:
+            raise ValueError("give exactly one of {lambda: float} or {quality_target: float}")
+        return value
+
+
+SelectionConfig = _tagged(
+    "method", None, FirstSelection, WeightedSelection, CheapestSelection, RouterSelection
+)
 
 
 def _selection_shorthand(value: Any) -> Any:

@@ -50,7 +50,9 @@ class Pipeline:
         self._selectors: dict[int, Selector] = {}
         for e in self.entrypoints_.values():
             for d in (*e.decisions, e.default):
-                self._selectors[id(d)] = build_selector(d.selection)
+                selector = build_selector(d.selection)
+                selector.prepare()
+                self._selectors[id(d)] = selector
         self._expected_output = cfg.server.expected_output_tokens
         # Anthropic has no legacy completions API: models only it serves cannot take them.
         kinds = {u.name: u.kind for u in cfg.upstreams}

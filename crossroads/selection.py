@@ -21,6 +21,9 @@ class Selector:
     def __init__(self, config: Any) -> None:
         self.config = config
 
+    def prepare(self) -> None:
+        """Load what selection needs (artifacts, models); called once before serving."""
+
     def select(self, request: RoutingRequest, candidates: list[Candidate]) -> Candidate:
         """The chosen candidate."""
         raise NotImplementedError
@@ -70,6 +73,27 @@ class CheapestSelector(Selector):
         for c in candidates:
             c.score = -c.estimated_cost
         return min(candidates, key=lambda c: c.estimated_cost)
+
+
+@SELECTORS.register("router")
+class LearnedSelector(Selector):
+    """A fitted router artifact chooses (see :class:`crossroads.config.RouterSelection`).
+    The prompt is embedded in a worker thread, so the event loop never waits on it."""
+
+    method = "router"
+    is_async = True
+
+    def prepare(self) -> None:
+        from crossroads.routers.serving import RouterSelector
+
+        self._router = RouterSelector(self.config)
+        self._router.service.load()
+
+    def select(self, request: RoutingRequest, candidates: list[Candidate]) -> Candidate:
+        return self._router.select(request, candidates)  # type: ignore[no-any-return]
+
+    async def aselect(self, request: RoutingRequest, candidates: list[Candidate]) -> Candidate:
+        return await self._router.aselect(request, candidates)  # type: ignore[no-any-return]
 
 
 def build_selector(config: Any) -> Selector:

@@ -26,11 +26,30 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
     documented = set(re.findall(r"`([a-z_]+)(?:\[\])?`", text))
     documented |= set(re.findall(r"^([a-z_]+):", text, flags=re.MULTILINE))  # top-level keys
     models = [
-        cfg.Config, cfg.ServerConfig, cfg.ApiKey, cfg.StoreConfig, cfg.Timeouts, cfg.OpenAIUpstream,
-        cfg.AnthropicUpstream, cfg.Price, cfg.ModelConfig, cfg.KeywordSignal, cfg.RegexSignal,
-        cfg.TokensSignal, cfg.MetadataSignal, cfg.HasCodeSignal, cfg.Decision, cfg.DefaultDecision,
-        cfg.Entrypoint, cfg.WeightedSelection, cfg.EndpointConfig, cfg.DispatchConfig,
-        cfg.RetryConfig, cfg.BreakerConfig,
+        cfg.Config,
+        cfg.ServerConfig,
+        cfg.ApiKey,
+        cfg.StoreConfig,
+        cfg.Timeouts,
+        cfg.OpenAIUpstream,
+        cfg.AnthropicUpstream,
+        cfg.Price,
+        cfg.ModelConfig,
+        cfg.KeywordSignal,
+        cfg.RegexSignal,
+        cfg.TokensSignal,
+        cfg.MetadataSignal,
+        cfg.HasCodeSignal,
+        cfg.Decision,
+        cfg.DefaultDecision,
+        cfg.Entrypoint,
+        cfg.WeightedSelection,
+        cfg.EndpointConfig,
+        cfg.DispatchConfig,
+        cfg.RetryConfig,
+        cfg.BreakerConfig,
+        cfg.RouterSelection,
+        cfg.LocalUpstream,
     ]
     missing = {f"{m.__name__}.{s}" for m in models for s in _settings(m) if s not in documented}
     assert not missing, f"document these settings in docs/configuration.md: {sorted(missing)}"
