@@ -4,7 +4,6 @@ real MiniLM embedder (exported once per session; skipped where the export extra 
 from __future__ import annotations
 
 import importlib.util
-import shutil
 from pathlib import Path
 
 import httpx
