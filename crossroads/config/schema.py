@@ -1,0 +1,186 @@
+"""The whole config file, and the checks that span its sections (references)."""
+
+from __future__ import annotations
+
+from pydantic import (
+    Field,
+    model_validator,
+)
+
+from crossroads.config.base import _Strict
+from crossroads.config.models import DispatchConfig, ModelConfig
+from crossroads.config.rules import (
+    AllRule,
+    AnyRule,
+    Decision,
+    DefaultDecision,
+    Entrypoint,
+    Rule,
+    WeightedSelection,
+)
+from crossroads.config.server import ServerConfig, StoreConfig
+from crossroads.config.signals import SignalConfig
+from crossroads.config.upstreams import Upstream
+
+
+class Config(_Strict):
+    """A complete crossroads configuration."""
+
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    dispatch: DispatchConfig = DispatchConfig()
+    upstreams: list[Upstream] = Field(min_length=1)
+    models: list[ModelConfig] = Field(min_length=1)
+    signals: list[SignalConfig] = []
+    decisions: list[Decision] = []
+    default: DefaultDecision | None = None
+    entrypoints: list[Entrypoint] = [Entrypoint(name="auto")]
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        problems = list(_reference_problems(self))
+        if problems:
+            raise _ReferenceErrors(problems)
+        return self
+
+    def model(self, name: str) -> ModelConfig:
+        """The model called ``name``."""
+        return self._models_by_name()[name]
+
+    def _models_by_name(self) -> dict[str, ModelConfig]:
+        return {m.name: m for m in self.models}
+
+    @property
+    def default_decision(self) -> DefaultDecision:
+        """The explicit default, or the first model with ``first`` selection."""
+        return self.default or DefaultDecision(models=[self.models[0].name])
+
+
+class _ReferenceErrors(ValueError):
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{p}: {m}" for p, m in problems))
+        self.problems = problems
+
+
+def _duplicates(names: list[str]) -> set[str]:
+    seen: set[str] = set()
+    return {n for n in names if n in seen or seen.add(n)}  # type: ignore[func-returns-value]
+
+
+def _reference_problems(cfg: Config) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    upstreams = {u.name for u in cfg.upstreams}
+    models = {m.name for m in cfg.models}
+    signals = {f"{s.kind}:{s.name}" for s in cfg.signals}
+    decisions = {d.name for d in cfg.decisions}
+    for label, items in (
+        ("upstreams", [u.name for u in cfg.upstreams]),
+        ("models", [m.name for m in cfg.models]),
+        ("signals", [f"{s.kind}:{s.name}" for s in cfg.signals]),
+        ("decisions", [d.name for d in cfg.decisions]),
+        ("entrypoints", [e.name for e in cfg.entrypoints]),
+    ):
+        for dup in sorted(_duplicates(items)):
+            problems.append((label, f"{dup!r} is defined more than once"))
+    for i, m in enumerate(cfg.models):
+        if m.upstream is not None and m.upstream not in upstreams:
+            problems.append(
+                (
+                    f"models[{i}].upstream",
+                    f"unknown upstream {m.upstream!r}; known: {_known(upstreams)}",
+                )
+            )
+        for j, e in enumerate(m.endpoints):
+            if e.upstream not in upstreams:
+                problems.append(
+                    (
+                        f"models[{i}].endpoints[{j}].upstream",
+                        f"unknown upstream {e.upstream!r}; known: {_known(upstreams)}",
+                    )
+                )
+        for j, f in enumerate(m.fallbacks):
+            if f not in models or f == m.name:
+                problems.append(
+                    (
+                        f"models[{i}].fallbacks[{j}]",
+                        f"{f!r} is not another configured model; known: {_known(models - {m.name})}",
+                    )
+                )
+    for i, e in enumerate(cfg.entrypoints):
+        if e.name in models:
+            problems.append(
+                (f"entrypoints[{i}].name", f"{e.name!r} is also a model name; pick another name")
+            )
+        for j, d in enumerate(e.decisions or []):
+            if d not in decisions:
+                problems.append(
+                    (
+                        f"entrypoints[{i}].decisions[{j}]",
+                        f"unknown decision {d!r}; known: {_known(decisions)}",
+                    )
+                )
+        if e.default:
+            problems += _candidate_problems(f"entrypoints[{i}].default", e.default, models)
+    for i, d in enumerate(cfg.decisions):
+        problems += _rule_problems(f"decisions[{i}].when", d.when, signals)
+        problems += _candidate_problems(f"decisions[{i}]", d, models)
+    if cfg.default:
+        problems += _candidate_problems("default", cfg.default, models)
+    return problems
+
+
+def _candidate_problems(
+    path: str, decision: Decision | DefaultDecision, models: set[str]
+) -> list[tuple[str, str]]:
+    problems = [
+        (f"{path}.models[{j}]", f"unknown model {m!r}; known: {_known(models)}")
+        for j, m in enumerate(decision.models)
+        if m not in models
+    ]
+    if isinstance(decision.selection, WeightedSelection):
+        for model, weight in decision.selection.weights.items():
+            if model not in decision.models:
+                problems.append(
+                    (f"{path}.selection.weights", f"{model!r} is not one of this decision's models")
+                )
+            if weight < 0:
+                problems.append((f"{path}.selection.weights", f"weight of {model!r} is negative"))
+    return problems
+
+
+def _rule_problems(path: str, rule: Rule, signals: set[str]) -> list[tuple[str, str]]:
+    if isinstance(rule, str):
+        if ":" not in rule:
+            return [
+                (path, f"signal reference {rule!r} must be 'kind:name' (e.g. 'keyword:{rule}')")
+            ]
+        if rule not in signals:
+            hint = _closest(rule, signals)
+            return [
+                (path, f"unknown signal {rule!r}" + (f"; did you mean {hint!r}?" if hint else ""))
+            ]
+        return []
+    if isinstance(rule, AllRule):
+        return [
+            p
+            for j, r in enumerate(rule.all)
+            for p in _rule_problems(f"{path}.all[{j}]", r, signals)
+        ]
+    if isinstance(rule, AnyRule):
+        return [
+            p
+            for j, r in enumerate(rule.any)
+            for p in _rule_problems(f"{path}.any[{j}]", r, signals)
+        ]
+    return _rule_problems(f"{path}.not", rule.not_, signals)
+
+
+def _known(names: set[str]) -> str:
+    return ", ".join(sorted(names)) or "(none defined)"
+
+
+def _closest(name: str, options: set[str]) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(name, sorted(options), n=1, cutoff=0.6)
+    return found[0] if found else None

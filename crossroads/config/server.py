@@ -1,0 +1,49 @@
+"""Settings of the gateway process: where it listens, client keys, the trace store."""
+
+from __future__ import annotations
+
+from pydantic import (
+    Field,
+    field_validator,
+)
+
+from crossroads.config.base import _Strict
+
+
+class ApiKey(_Strict):
+    """A client API key, read from an environment variable; ``name`` is what traces show."""
+
+    name: str
+    key_env: str
+
+
+class ServerConfig(_Strict):
+    """Where and how the gateway listens."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8400, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    api_keys: list[ApiKey] = []
+    expected_output_tokens: int = Field(
+        256, ge=1, description="output tokens assumed for cost estimates when max_tokens is unset"
+    )
+
+
+class StoreConfig(_Strict):
+    """Where traces go: ``sqlite`` (default file in the data dir), ``sqlite:///path``, ``memory``
+    or ``none``."""
+
+    traces: str = "sqlite"
+    flush_interval_ms: int = Field(200, ge=1, le=60_000)
+    batch_size: int = Field(500, ge=1, le=100_000)
+
+    @field_validator("traces")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if value in ("sqlite", "memory", "none") or value.startswith("sqlite:///"):
+            return value
+        raise ValueError(
+            f"unknown trace store {value!r}: use 'sqlite', 'sqlite:///path/to/traces.db', "
+            "'memory' or 'none'"
+        )

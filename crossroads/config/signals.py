@@ -1,0 +1,94 @@
+"""Signal declarations, referenced by rules as ``kind:name``."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from crossroads.config.base import _Strict, _tagged
+
+
+class _SignalBase(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    timeout_ms: float = Field(50.0, gt=0)
+    scope: Literal["all", "last_user"] = "all"
+
+
+class KeywordSignal(_SignalBase):
+    """Matches when any (or all) keywords occur; word boundaries and case are options."""
+
+    kind: Literal["keyword"]
+    keywords: list[str] = Field(min_length=1)
+    match: Literal["any", "all"] = "any"
+    case_sensitive: bool = False
+    word_boundary: bool = True
+
+
+class RegexSignal(_SignalBase):
+    """Matches when any (or all) regular expressions search successfully."""
+
+    kind: Literal["regex"]
+    patterns: list[str] = Field(min_length=1)
+    match: Literal["any", "all"] = "any"
+    case_sensitive: bool = False
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for i, pattern in enumerate(patterns):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"patterns[{i}] {pattern!r} is not a valid regex: {exc}") from exc
+        return patterns
+
+
+class TokensSignal(_SignalBase):
+    """Matches when the prompt's token count is in ``[min, max)``."""
+
+    kind: Literal["tokens"]
+    min: int = Field(0, ge=0)
+    max: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TokensSignal:
+        if self.max is not None and self.max <= self.min:
+            raise ValueError(f"max ({self.max}) must be greater than min ({self.min})")
+        return self
+
+
+class MetadataSignal(_SignalBase):
+    """Matches on who is calling: API key name, the ``user`` field, or a request header."""
+
+    kind: Literal["metadata"]
+    source: Literal["key", "user", "header", "endpoint"]
+    header: str | None = None
+    values: list[str] = []
+    pattern: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> MetadataSignal:
+        if self.source == "header" and not self.header:
+            raise ValueError("source 'header' needs 'header: <header-name>'")
+        if not self.values and self.pattern is None:
+            raise ValueError("give 'values' (exact matches) or 'pattern' (a regex)")
+        return self
+
+
+class HasCodeSignal(_SignalBase):
+    """Matches when the request contains code (fences, or enough code-like lines)."""
+
+    kind: Literal["has_code"]
+    min_lines: int = Field(2, ge=1)
+
+
+SignalConfig = _tagged(
+    "kind", None, KeywordSignal, RegexSignal, TokensSignal, MetadataSignal, HasCodeSignal
+)
+SIGNAL_KINDS = ("keyword", "regex", "tokens", "metadata", "has_code")
