@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,95 +13,44 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-import yaml
 
 from crossroads.store.sqlite import SQLiteTraceStore
 from crossroads.testing.fake_upstream import FakeUpstream
+from crossroads.testing.gateway_process import GatewayProcess
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def write_config(path: Path, upstream_url: str, db: Path) -> None:
-    path.write_text(
-        yaml.safe_dump(
+def gateway_config(upstream_url: str, db: Path) -> dict:
+    return {
+        "upstreams": [{"name": "fake", "base_url": upstream_url, "timeouts": {"total": 20}}],
+        "models": [
             {
-                "upstreams": [
-                    {"name": "fake", "base_url": upstream_url, "timeouts": {"total": 20}}
-                ],
-                "models": [
-                    {
-                        "name": "small",
-                        "upstream": "fake",
-                        "upstream_model": "s",
-                        "price": {"input": 0.1, "output": 0.2},
-                    },
-                    {
-                        "name": "big",
-                        "upstream": "fake",
-                        "upstream_model": "b",
-                        "price": {"input": 3, "output": 15},
-                        "capabilities": ["tools", "json"],
-                    },
-                ],
-                "signals": [{"kind": "keyword", "name": "code", "keywords": ["python"]}],
-                "decisions": [{"name": "coding", "when": "keyword:code", "models": ["big"]}],
-                "default": {"models": ["small"]},
-                "store": {"traces": f"sqlite:///{db}", "flush_interval_ms": 20},
-            }
-        )
-    )
+                "name": "small",
+                "upstream": "fake",
+                "upstream_model": "s",
+                "price": {"input": 0.1, "output": 0.2},
+            },
+            {
+                "name": "big",
+                "upstream": "fake",
+                "upstream_model": "b",
+                "price": {"input": 3, "output": 15},
+                "capabilities": ["tools", "json"],
+            },
+        ],
+        "signals": [{"kind": "keyword", "name": "code", "keywords": ["python"]}],
+        "decisions": [{"name": "coding", "when": "keyword:code", "models": ["big"]}],
+        "default": {"models": ["small"]},
+        "store": {"traces": f"sqlite:///{db}", "flush_interval_ms": 20},
+    }
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path, Path]]:
     tmp = tmp_path_factory.mktemp("serve")
     with FakeUpstream(models=["s", "b"], chunks=4) as upstream:
-        config, db = tmp / "c.yaml", tmp / "traces.db"
-        write_config(config, upstream.base_url, db)
-        port = free_port()
-        env = {**os.environ, "CROSSROADS_DATA_DIR": str(tmp / "data")}
-        log = tmp / "serve.log"
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "crossroads.cli",
-                    "serve",
-                    "-c",
-                    str(config),
-                    "--port",
-                    str(port),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(base + "/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    pytest.fail(f"crossroads serve did not start: {log.read_text()}")
-                time.sleep(0.1)
-            yield base, config, db
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        db = tmp / "traces.db"
+        with GatewayProcess(gateway_config(upstream.base_url, db), tmp) as gateway:
+            yield gateway.url, tmp / "config.yaml", db
 
 
 def client(base: str) -> openai.OpenAI:
