@@ -5,18 +5,16 @@ on one pooled aiohttp session per upstream. The mappings live in
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import aiohttp
 import orjson
 
-from crossroads.config import AnthropicUpstream as AnthropicUpstreamConfig
 from crossroads.dispatch.anthropic_stream import StreamTranslator
 from crossroads.dispatch.anthropic_translate import to_anthropic, to_openai, unsupported
-from crossroads.dispatch.base import Completion, Upstream
+from crossroads.dispatch.base import Completion
 from crossroads.dispatch.errors import status_error, translate
+from crossroads.dispatch.http import HTTPUpstream
 from crossroads.dispatch.sse import event_data, frames
 from crossroads.exceptions import UpstreamProtocolError, UpstreamStatusError
 from crossroads.types import Endpoint
@@ -24,39 +22,15 @@ from crossroads.types import Endpoint
 MESSAGES_PATH = "/v1/messages"
 
 
-class AnthropicUpstream(Upstream):
+class AnthropicUpstream(HTTPUpstream):
     """Calls ``{base_url}/v1/messages``; only the ``chat`` endpoint exists on Anthropic."""
 
-    def __init__(self, config: AnthropicUpstreamConfig) -> None:
-        self.config = config
-        self.name = config.name
-        self._session: aiohttp.ClientSession | None = None
-
     def _headers(self) -> dict[str, str]:
-        headers = {
-            "content-type": "application/json",
-            "anthropic-version": self.config.api_version,
-            **self.config.headers,
-        }
-        env = self.config.api_key_env
-        key = os.environ.get(env) if env else None
+        headers = {"anthropic-version": self.config.api_version, **super()._headers()}
+        key = self.api_key()
         if key:
             headers["x-api-key"] = key
         return headers
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            t = self.config.timeouts
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self.config.max_connections, ttl_dns_cache=300, enable_cleanup_closed=True
-                ),
-                timeout=aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_read=t.read),
-                headers=self._headers(),
-                skip_auto_headers=("User-Agent",),
-                auto_decompress=True,
-            )
-        return self._session
 
     def _request(self, endpoint: Endpoint, body: dict[str, Any], stream: bool) -> bytes:
         if endpoint != "chat":
@@ -127,11 +101,6 @@ class AnthropicUpstream(Upstream):
                 upstream=self.name,
             ) from None
         return event if isinstance(event, dict) else {}
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
 
 
 def anthropic_status_error(

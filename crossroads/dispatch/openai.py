@@ -4,16 +4,14 @@ on one pooled aiohttp session per upstream."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
-from crossroads.config import OpenAIUpstream as OpenAIUpstreamConfig
-from crossroads.dispatch.base import Completion, Upstream, usage_from
+from crossroads.dispatch.base import Completion, usage_from
 from crossroads.dispatch.errors import status_error, translate
+from crossroads.dispatch.http import HTTPUpstream
 from crossroads.dispatch.sse import frames
 from crossroads.exceptions import UpstreamProtocolError, UpstreamTimeoutError
 from crossroads.types import Endpoint
@@ -21,37 +19,16 @@ from crossroads.types import Endpoint
 PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
 
 
-class OpenAIUpstream(Upstream):
+class OpenAIUpstream(HTTPUpstream):
     """Calls ``{base_url}/chat/completions`` and ``{base_url}/completions``."""
 
-    def __init__(self, config: OpenAIUpstreamConfig) -> None:
-        self.config = config
-        self.name = config.name
-        self._session: aiohttp.ClientSession | None = None
-
     def _headers(self) -> dict[str, str]:
-        headers = {"content-type": "application/json", **self.config.headers}
-        env = self.config.api_key_env
-        key = os.environ.get(env) if env else None
+        headers = super()._headers()
+        key = self.api_key()
         if key:
             header = self.config.api_key_header.lower()
             headers[header] = f"Bearer {key}" if header == "authorization" else key
         return headers
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            t = self.config.timeouts
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self.config.max_connections, ttl_dns_cache=300, enable_cleanup_closed=True
-                ),
-                timeout=aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_read=t.read),
-                headers=self._headers(),
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-                skip_auto_headers=("User-Agent",),
-                auto_decompress=True,
-            )
-        return self._session
 
     def _url(self, endpoint: Endpoint) -> str:
         return self.config.base_url + PATHS[endpoint]
@@ -125,8 +102,3 @@ class OpenAIUpstream(Upstream):
             raise translate(self.name, exc) from exc
         except Exception as exc:
             raise translate(self.name, exc) from exc
-
-    async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None

@@ -432,6 +432,7 @@ async def test_gateway_non_stream(gateway, fake: FakeAnthropic) -> None:
     assert trace["usage"] == {
         "prompt_tokens": body["usage"]["prompt_tokens"],
         "completion_tokens": 3,
+        "estimated": False,
     }
     assert trace["cost"] > 0
 
