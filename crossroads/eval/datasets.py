@@ -26,6 +26,7 @@ class RoutingDataset:
     cost_unit: str
     cost_note: str
     model_info: dict[str, Any] = field(default_factory=dict)
+    excluded_models: list[str] = field(default_factory=list)
 
     @property
     def has_text(self) -> bool:
@@ -36,8 +37,13 @@ class RoutingDataset:
         return len(self.prompt_ids)
 
 
-def load_dataset(path: str | Path) -> RoutingDataset:
-    """Load ``<path>/routing.parquet`` and ``models.json``; price costless data (see prices)."""
+def load_dataset(path: str | Path, *, include_degenerate: bool = False) -> RoutingDataset:
+    """Load ``<path>/routing.parquet`` and ``models.json``; price costless data (see prices).
+
+    Models flagged ``variant_or_degenerate`` in models.json (AlpacaEval's NullModel, a gamed
+    GPT-4, concise/verbose prompt variants) are left out unless ``include_degenerate``: they
+    are judge-gaming probes or prompt variants, not models one would deploy.
+    """
     import pandas as pd
 
     path = Path(path)
@@ -48,7 +54,8 @@ def load_dataset(path: str | Path) -> RoutingDataset:
         )
     df = pd.read_parquet(path / "routing.parquet")
     info: dict[str, Any] = json.loads((path / "models.json").read_text())
-    models = list(info)
+    excluded = [m for m in info if info[m].get("variant_or_degenerate") and not include_degenerate]
+    models = [m for m in info if m not in excluded]
     quality = df[[f"score__{m}" for m in models]].to_numpy(dtype=np.float64)
     cost = df[[f"cost__{m}" for m in models]].to_numpy(dtype=np.float64)
     texts = df["prompt"].fillna("").astype(str).tolist()
@@ -68,6 +75,7 @@ def load_dataset(path: str | Path) -> RoutingDataset:
         cost_unit=unit,
         cost_note=note,
         model_info=info,
+        excluded_models=excluded,
     )
 
 

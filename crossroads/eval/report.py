@@ -51,6 +51,7 @@ def to_dict(result: EvalResult) -> dict[str, Any]:
         "cost_ratio_max_min": result.cost_ratio,
         "seconds": result.seconds,
         "seed": result.seed,
+        "excluded_models": result.excluded_models,
         "single_points": result.single_points,
         "routers": [
             {
@@ -102,6 +103,12 @@ def markdown(result: EvalResult) -> str:
                 f"`{result.strong_weak[1]}`."
                 if result.strong_weak
                 else ""
+            ),
+            (
+                f"- Left out (flagged variant_or_degenerate in models.json): "
+                f"{', '.join(result.excluded_models)}."
+                if result.excluded_models
+                else "- All models of the dataset are included."
             ),
             "- `random` is routing each prompt at random among the models, whose expected "
             "curve is the hull of the single models; `mean` predicts each model's mean "

@@ -53,6 +53,7 @@ class EvalResult:
     cost_ratio: float
     seconds: float
     seed: int
+    excluded_models: list[str] = field(default_factory=list)
 
 
 def evaluate(
@@ -145,6 +146,7 @@ def evaluate(
         cost_ratio=float(single_c.max() / max(single_c.min(), 1e-300)),
         seconds=time.perf_counter() - started,
         seed=seed,
+        excluded_models=list(ds.excluded_models),
     )
 
 

@@ -94,3 +94,26 @@ def test_own_train_test_split_is_kept(tmp_path) -> None:
 def test_missing_folder_says_what_to_do(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="routing.parquet"):
         load_dataset(tmp_path)
+
+
+def test_degenerate_models_are_left_out_unless_asked(tmp_path) -> None:
+    _write(
+        tmp_path / "d",
+        {
+            "a": {"cost_unit": "usd"},
+            "nullmodel": {"cost_unit": "usd", "variant_or_degenerate": True},
+        },
+        {
+            "prompt": ["p", "q", "r"],
+            "score__a": [1, 0, 1],
+            "cost__a": [1.0] * 3,
+            "score__nullmodel": [1, 1, 1],
+            "cost__nullmodel": [0.0] * 3,
+        },
+    )
+    ds = load_dataset(tmp_path / "d")
+    assert ds.outcomes.models == ["a"] and ds.excluded_models == ["nullmodel"]
+    assert load_dataset(tmp_path / "d", include_degenerate=True).outcomes.models == [
+        "a",
+        "nullmodel",
+    ]
