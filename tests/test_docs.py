@@ -40,6 +40,7 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         cfg.TokensSignal,
         cfg.MetadataSignal,
         cfg.HasCodeSignal,
+        cfg.EmbeddingSignal,
         cfg.Decision,
         cfg.DefaultDecision,
         cfg.Entrypoint,

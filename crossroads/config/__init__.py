@@ -49,6 +49,7 @@ from crossroads.config.schema import Config
 from crossroads.config.server import ApiKey, ServerConfig, StoreConfig
 from crossroads.config.signals import (
     SIGNAL_KINDS,
+    EmbeddingSignal,
     HasCodeSignal,
     KeywordSignal,
     MetadataSignal,
@@ -85,6 +86,7 @@ __all__ = [
     "TokensSignal",
     "MetadataSignal",
     "HasCodeSignal",
+    "EmbeddingSignal",
     "SignalConfig",
     "SIGNAL_KINDS",
     "AllRule",

@@ -88,7 +88,25 @@ class HasCodeSignal(_SignalBase):
     min_lines: int = Field(2, ge=1)
 
 
+class EmbeddingSignal(_SignalBase):
+    """Matches when the prompt is semantically close to one of ``exemplars``: cosine
+    similarity of all-MiniLM-L6-v2 embeddings at least ``threshold``."""
+
+    kind: Literal["embedding"]
+    exemplars: list[str] = Field(min_length=1)
+    threshold: float = Field(0.5, ge=-1, le=1)
+    timeout_ms: float = Field(200.0, gt=0)
+    scope: Literal["all", "last_user"] = "last_user"
+
+
 SignalConfig = _tagged(
-    "kind", None, KeywordSignal, RegexSignal, TokensSignal, MetadataSignal, HasCodeSignal
+    "kind",
+    None,
+    KeywordSignal,
+    RegexSignal,
+    TokensSignal,
+    MetadataSignal,
+    HasCodeSignal,
+    EmbeddingSignal,
 )
-SIGNAL_KINDS = ("keyword", "regex", "tokens", "metadata", "has_code")
+SIGNAL_KINDS = ("keyword", "regex", "tokens", "metadata", "has_code", "embedding")

