@@ -35,10 +35,8 @@ def crossroads_service(config: str, upstream: str, cpus: str | None, workers: in
         ],
         cpus,
     )
-    env = {
-        "FAKE_UPSTREAM_BASE": upstream,
-        "CROSSROADS_BENCH_TRACES": "sqlite:///bench/out/bench-traces.db",
-    }
+    traces = os.environ.get("CROSSROADS_BENCH_TRACES", "sqlite:///bench/out/bench-traces.db")
+    env = {"FAKE_UPSTREAM_BASE": upstream, "CROSSROADS_BENCH_TRACES": traces}
     base = f"http://127.0.0.1:{port}"
     return Service(f"crossroads-{config}", cmd, base + "/v1", base + "/health", env=env)
 
