@@ -39,7 +39,7 @@ def _tagged(key: str, default: str | None, *members: type[BaseModel]) -> Any:
 
     choices = tuple(Annotated[m, Tag(f"<{t}>")] for t, m in by_tag.items())
     return Annotated[
-        Union[choices],  # type: ignore[valid-type]  # noqa: UP007
+        Union[choices],  # noqa: UP007
         Discriminator(
             pick,
             custom_error_type="missing_kind",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,15 @@ from crossroads.exceptions import ConfigError
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def expand_env(value: Any, env: dict[str, str] | None = None) -> Any:
+def expand_env(value: Any, env: Mapping[str, str] | None = None) -> Any:
     """Expand ``${VAR}`` and ``${VAR:-default}`` in every string of a parsed YAML tree."""
-    env = os.environ if env is None else env  # type: ignore[assignment]
+    source: Mapping[str, str] = os.environ if env is None else env
     if isinstance(value, str):
 
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
-            if name in env:
-                return env[name]  # type: ignore[index]
+            if name in source:
+                return source[name]
             if default is not None:
                 return default
             raise ConfigError(
@@ -34,9 +35,9 @@ def expand_env(value: Any, env: dict[str, str] | None = None) -> Any:
 
         return _ENV.sub(sub, value)
     if isinstance(value, list):
-        return [expand_env(v, env) for v in value]
+        return [expand_env(v, source) for v in value]
     if isinstance(value, dict):
-        return {k: expand_env(v, env) for k, v in value.items()}
+        return {k: expand_env(v, source) for k, v in value.items()}
     return value
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     ConfigDict,
@@ -42,7 +42,13 @@ def _rule_tag(value: Any) -> str | None:
         key = next(iter(value))
         return {"all": "<all>", "any": "<any>", "not": "<not>"}.get(key)
     if isinstance(value, AllRule | AnyRule | NotRule):
-        return {AllRule: "<all>", AnyRule: "<any>", NotRule: "<not>"}[type(value)]
+        return (
+            "<all>"
+            if isinstance(value, AllRule)
+            else "<any>"
+            if isinstance(value, AnyRule)
+            else "<not>"
+        )
     return None
 
 
@@ -104,9 +110,12 @@ class RouterSelection(_Strict):
         return value
 
 
-SelectionConfig = _tagged(
-    "method", None, FirstSelection, WeightedSelection, CheapestSelection, RouterSelection
-)
+if TYPE_CHECKING:
+    SelectionConfig = FirstSelection | WeightedSelection | CheapestSelection | RouterSelection
+else:
+    SelectionConfig = _tagged(
+        "method", None, FirstSelection, WeightedSelection, CheapestSelection, RouterSelection
+    )
 
 
 def _selection_shorthand(value: Any) -> Any:

@@ -106,21 +106,24 @@ def _reference_problems(cfg: Config) -> list[tuple[str, str]]:
                         f"{f!r} is not another configured model; known: {_known(models - {m.name})}",
                     )
                 )
-    for i, e in enumerate(cfg.entrypoints):
-        if e.name in models:
+    for i, entry in enumerate(cfg.entrypoints):
+        if entry.name in models:
             problems.append(
-                (f"entrypoints[{i}].name", f"{e.name!r} is also a model name; pick another name")
+                (
+                    f"entrypoints[{i}].name",
+                    f"{entry.name!r} is also a model name; pick another name",
+                )
             )
-        for j, d in enumerate(e.decisions or []):
-            if d not in decisions:
+        for j, decision in enumerate(entry.decisions or []):
+            if decision not in decisions:
                 problems.append(
                     (
                         f"entrypoints[{i}].decisions[{j}]",
-                        f"unknown decision {d!r}; known: {_known(decisions)}",
+                        f"unknown decision {decision!r}; known: {_known(decisions)}",
                     )
                 )
-        if e.default:
-            problems += _candidate_problems(f"entrypoints[{i}].default", e.default, models)
+        if entry.default:
+            problems += _candidate_problems(f"entrypoints[{i}].default", entry.default, models)
     for i, d in enumerate(cfg.decisions):
         problems += _rule_problems(f"decisions[{i}].when", d.when, signals)
         problems += _candidate_problems(f"decisions[{i}]", d, models)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import (
     Field,
@@ -99,14 +99,24 @@ class EmbeddingSignal(_SignalBase):
     scope: Literal["all", "last_user"] = "last_user"
 
 
-SignalConfig = _tagged(
-    "kind",
-    None,
-    KeywordSignal,
-    RegexSignal,
-    TokensSignal,
-    MetadataSignal,
-    HasCodeSignal,
-    EmbeddingSignal,
-)
+if TYPE_CHECKING:
+    SignalConfig = (
+        KeywordSignal
+        | RegexSignal
+        | TokensSignal
+        | MetadataSignal
+        | HasCodeSignal
+        | EmbeddingSignal
+    )
+else:
+    SignalConfig = _tagged(
+        "kind",
+        None,
+        KeywordSignal,
+        RegexSignal,
+        TokensSignal,
+        MetadataSignal,
+        HasCodeSignal,
+        EmbeddingSignal,
+    )
 SIGNAL_KINDS = ("keyword", "regex", "tokens", "metadata", "has_code", "embedding")

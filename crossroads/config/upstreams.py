@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     Field,
@@ -93,4 +93,7 @@ class LocalUpstream(OpenAIUpstream):
         return value
 
 
-Upstream = _tagged("kind", "openai", OpenAIUpstream, AnthropicUpstream, LocalUpstream)
+if TYPE_CHECKING:
+    Upstream = OpenAIUpstream | AnthropicUpstream | LocalUpstream
+else:
+    Upstream = _tagged("kind", "openai", OpenAIUpstream, AnthropicUpstream, LocalUpstream)

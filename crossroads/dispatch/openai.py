@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from crossroads.config import OpenAIUpstream as OpenAIUpstreamConfig
 from crossroads.dispatch.base import Completion, usage_from
 from crossroads.dispatch.errors import status_error, translate
 from crossroads.dispatch.http import HTTPUpstream
@@ -21,6 +22,8 @@ PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/comp
 
 class OpenAIUpstream(HTTPUpstream):
     """Calls ``{base_url}/chat/completions`` and ``{base_url}/completions``."""
+
+    config: OpenAIUpstreamConfig
 
     def _headers(self) -> dict[str, str]:
         headers = super()._headers()
