@@ -79,14 +79,14 @@ def forced_tool(body: dict[str, Any]) -> dict[str, Any] | None:
     if not tools or not isinstance(tools, list):
         return None
     choice = body.get("tool_choice")
+    functions: list[dict[str, Any]] = [
+        t["function"] for t in tools if isinstance(t, dict) and isinstance(t.get("function"), dict)
+    ]
     if choice == "required":
-        return tools[0].get("function", {})
+        return functions[0] if functions else {}
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name")
-        for tool in tools:
-            function = tool.get("function", {})
-            if function.get("name") == name:
-                return function
+        return next((f for f in functions if f.get("name") == name), None)
     return None
 
 
