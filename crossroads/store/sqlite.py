@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +45,15 @@ CREATE TABLE IF NOT EXISTS traces (
 CREATE INDEX IF NOT EXISTS traces_created_at ON traces (created_at);
 """
 INSERT = f"INSERT OR IGNORE INTO traces ({', '.join(COLUMNS)}, data) VALUES ({', '.join('?' * (len(COLUMNS) + 1))})"
-_STOP = object()
 
 
 class SQLiteTraceStore(TraceStore):
-    """Traces in a SQLite file. Several worker processes may share one file (WAL)."""
+    """Traces in a SQLite file. Several worker processes may share one file (WAL).
+
+    The request path only appends to a deque (no lock, no wake-up). A writer thread wakes
+    every ``flush_interval_ms``, drains what has accumulated and writes it in transactions
+    of at most ``batch_size`` rows; a failed write is retried, never dropped.
+    """
 
     def __init__(
         self, path: str | Path, flush_interval_ms: int = 200, batch_size: int = 500
@@ -57,11 +61,11 @@ class SQLiteTraceStore(TraceStore):
         self.path = Path(path)
         self.flush_interval_ms = flush_interval_ms
         self.batch_size = batch_size
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: deque[Trace] = deque()
         self._thread: threading.Thread | None = None
-        self._pending = 0
-        self._pending_lock = threading.Lock()
-        self._idle = threading.Condition(self._pending_lock)
+        self._stop = threading.Event()
+        self._appended = 0  # written only by request threads
+        self._written = 0  # written only by the writer thread
         self._failed_since: float | None = None
 
     def _connect(self) -> sqlite3.Connection:
@@ -79,43 +83,35 @@ class SQLiteTraceStore(TraceStore):
         if self._thread is not None:
             return
         self._connect().close()  # fail at start-up, not on the first request
+        self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="crossroads-traces", daemon=True)
         self._thread.start()
 
     def record(self, trace: Trace) -> None:
         if self._thread is None:
             self.start()
-        with self._pending_lock:
-            self._pending += 1
-        self._queue.put(trace)
+        self._appended += 1
+        self._queue.append(trace)
 
     def _run(self) -> None:
         conn = self._connect()
         wait = self.flush_interval_ms / 1000
         batch: list[Trace] = []
-        stopping = False
-        while not stopping:
-            try:
-                item = self._queue.get(timeout=wait)
-                if item is _STOP:
-                    stopping = True
-                else:
-                    batch.append(item)
-                    while len(batch) < self.batch_size:
-                        item = self._queue.get_nowait()
-                        if item is _STOP:
-                            stopping = True
-                            break
-                        batch.append(item)
-            except queue.Empty:
-                pass
-            if batch and self._write(conn, batch):
-                with self._idle:
-                    self._pending -= len(batch)
-                    self._idle.notify_all()
+        while True:
+            stopping = self._stop.wait(wait)
+            while True:
+                while self._queue and len(batch) < self.batch_size:
+                    batch.append(self._queue.popleft())
+                if not batch:
+                    break
+                if not self._write(conn, batch):
+                    break  # busy or broken: keep the batch, retry after the next wait
+                self._written += len(batch)
                 batch = []
-            elif batch:
-                time.sleep(min(1.0, wait))  # the database is busy or broken: retry the batch
+            if stopping and not batch and not self._queue:
+                break
+            if stopping and batch:
+                time.sleep(min(1.0, wait))
         conn.close()
 
     def _write(self, conn: sqlite3.Connection, batch: list[Trace]) -> bool:
@@ -137,19 +133,20 @@ class SQLiteTraceStore(TraceStore):
             return False
 
     def flush(self, timeout: float = 10.0) -> None:
+        target = self._appended
         deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._pending > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise StoreError(f"{self._pending} traces still unwritten after {timeout} s")
-                self._idle.wait(left)
+        while self._written < target:
+            if time.monotonic() > deadline:
+                raise StoreError(
+                    f"{target - self._written} traces still unwritten after {timeout} s"
+                )
+            time.sleep(0.005)
 
     def close(self) -> None:
         if self._thread is None:
             return
-        self._queue.put(_STOP)
-        self._thread.join(timeout=30)
+        self._stop.set()
+        self._thread.join(timeout=60)
         self._thread = None
 
     def healthy(self) -> bool:

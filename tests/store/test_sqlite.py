@@ -58,6 +58,7 @@ def test_recent_and_get_round_trip(tmp_path: Path) -> None:
     assert full["route"]["decision"] == "default" and full["usage"] == {
         "prompt_tokens": 10,
         "completion_tokens": 5,
+        "estimated": False,
     }
     assert store.get("missing") is None
     store.close()
