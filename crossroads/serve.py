@@ -21,6 +21,7 @@ def server_options(cfg: Config, host: str | None, port: int | None) -> dict[str,
         "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
         "lifespan": "on",
         "access_log": False,
+        "proxy_headers": False,  # no X-Forwarded-* rewriting on the hot path
         "log_level": os.environ.get("CROSSROADS_LOG_LEVEL", "warning"),
         "timeout_keep_alive": 75,
         "backlog": 4096,

@@ -108,6 +108,11 @@ class Gateway:
             )
             self.store.start()
             self.keys = _api_keys(cfg)
+            self._header_names = frozenset(
+                s.header.lower()
+                for s in cfg.signals
+                if s.kind == "metadata" and s.source == "header" and s.header
+            )
             created = int(time.time())
             self._model_cards = {
                 name: {"id": name, "object": "model", "created": created, "owned_by": "crossroads"}
@@ -203,7 +208,7 @@ class Gateway:
         start = time.perf_counter()
         trace = Trace(os.urandom(12).hex(), time.time(), "", endpoint, False)
         headers = [*JSON_HEADERS, (b"x-crossroads-trace-id", trace.trace_id.encode())]
-        watcher: asyncio.Task[None] | None = None
+        watcher: asyncio.TimerHandle | None = None
         gone = _Disconnect()
         try:
             caller = self._caller(scope)
@@ -219,7 +224,10 @@ class Gateway:
             headers.append((b"x-crossroads-decision", route.decision.encode()))
             chain = self.dispatcher.chain(route)
             prefix = request.text[: self._prefix_chars]
-            watcher = asyncio.create_task(_watch_disconnect(receive, gone))
+            # Fast requests never pay for a watcher task: it starts after WATCH_AFTER_S.
+            watcher = asyncio.get_running_loop().call_later(
+                WATCH_AFTER_S, _start_watcher, receive, gone
+            )
             if stream:
                 await relay_stream(
                     send, self.dispatcher, chain, endpoint, body, headers, trace, start, prefix
@@ -258,19 +266,28 @@ class Gateway:
             if watcher is not None:
                 gone.finished = True
                 watcher.cancel()
+                if gone.watcher is not None:
+                    gone.watcher.cancel()
             trace.latency_ms = (time.perf_counter() - start) * 1000
             self.store.record(trace)
 
     def _caller(self, scope: Scope) -> Caller:
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # Only headers a metadata signal reads are kept (traces store them); credentials
+        # are read for the key check and never kept.
+        headers: dict[str, str] = {}
+        token = ""
+        wanted = self._header_names
+        for raw_name, raw_value in scope["headers"]:
+            if raw_name == b"authorization" or raw_name == b"x-api-key":
+                if self.keys and not token:
+                    value = raw_value.decode("latin-1").strip()
+                    token = value[7:].strip() if value[:7].lower() == "bearer " else value
+            elif wanted:
+                name = raw_name.decode("latin-1").lower()
+                if name in wanted:
+                    headers[name] = raw_value.decode("latin-1")
         key_name = None
         if self.keys:
-            token = headers.get("authorization", "")
-            token = (
-                token[7:].strip()
-                if token[:7].lower() == "bearer "
-                else headers.get("x-api-key", "")
-            )
             key_name = self.keys.get(token)
             if key_name is None:
                 raise Unauthorized(
@@ -340,15 +357,24 @@ async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, 
     await send({"type": "http.response.body", "body": body})
 
 
+WATCH_AFTER_S = 0.05
+
+
 class _Disconnect:
     """Whether the client went away while its request was still being served."""
 
-    __slots__ = ("task", "happened", "finished")
+    __slots__ = ("task", "happened", "finished", "watcher")
 
     def __init__(self) -> None:
         self.task = asyncio.current_task()
         self.happened = False
         self.finished = False
+        self.watcher: asyncio.Task[None] | None = None
+
+
+def _start_watcher(receive: Any, state: _Disconnect) -> None:
+    if not state.finished:
+        state.watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, state))
 
 
 async def _watch_disconnect(receive: Any, state: _Disconnect) -> None:

@@ -420,3 +420,39 @@ async def test_stream_without_usage_is_counted_by_the_gateway(fake_upstream: Fak
     assert trace["usage"]["estimated"] is True
     assert trace["usage"]["completion_tokens"] == 2 and trace["usage"]["prompt_tokens"] > 0
     assert trace["cost"] > 0
+
+
+async def test_header_signal_routes_and_credentials_never_reach_traces(
+    fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEAM_KEY", "sk-secret-123")
+    store = MemoryTraceStore()
+    cfg = routing_config(
+        fake_upstream.base_url,
+        server={"api_keys": [{"name": "team", "key_env": "TEAM_KEY"}]},
+        signals=[
+            {
+                "kind": "metadata",
+                "name": "gold",
+                "source": "header",
+                "header": "X-Tier",
+                "values": ["gold"],
+            }
+        ],
+        decisions=[{"name": "gold-tier", "when": "metadata:gold", "models": ["big"]}],
+    )
+    app = create_app(cfg, store=store)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as client:
+        headers = {
+            "authorization": "Bearer sk-secret-123",
+            "x-tier": "gold",
+            "cookie": "session=abc",
+        }
+        r = await client.post(CHAT, json=msg("hi"), headers=headers)
+    await app.shutdown()
+    assert r.status_code == 200 and r.headers["x-crossroads-decision"] == "gold-tier"
+    trace = store.get(r.headers["x-crossroads-trace-id"])
+    assert trace["caller"] == {"key_name": "team", "user": None, "headers": {"x-tier": "gold"}}
+    assert "sk-secret-123" not in orjson.dumps(trace).decode()
