@@ -198,7 +198,10 @@ class Dispatcher:
                 e.in_flight += 1
                 start = time.perf_counter()
                 try:
-                    async with asyncio.timeout(left):
+                    if left < e.total_timeout_s:
+                        async with asyncio.timeout(left):
+                            result = await call(e, model)
+                    else:  # the upstream's own total timeout ends the call first: one timer
                         result = await call(e, model)
                 except asyncio.CancelledError:
                     e.in_flight -= 1

@@ -24,6 +24,7 @@ class EndpointState:
     in_flight: int = 0
     ttft_ms: float | None = None  # EWMA of time to first byte
     tpot_ms: float | None = None  # EWMA of time per output token (streams)
+    total_timeout_s: float = float("inf")  # the upstream's own limit on one call
     served: int = 0
     failed: int = 0
     key: str = field(init=False)
@@ -83,5 +84,8 @@ def build_endpoints(
             max_concurrency=d.max_concurrency,
             breaker=CircuitBreaker(breaker),
         )
+        timeouts = getattr(getattr(state.upstream, "config", None), "timeouts", None)
+        if timeouts is not None:
+            state.total_timeout_s = timeouts.total
         out.append(known.setdefault(state.key, state))
     return out
