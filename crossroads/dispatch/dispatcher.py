@@ -62,6 +62,8 @@ class OpenStream:
             elif error is not None:
                 self.endpoint.failed += 1
                 self.endpoint.breaker.failure(error)
+            else:  # the client left: no verdict on the endpoint
+                self.endpoint.breaker.release_probe()
 
 
 class Dispatcher:

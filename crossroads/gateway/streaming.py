@@ -49,6 +49,13 @@ async def relay_stream(
     trace.model, trace.upstream = model.name, stream.endpoint.key
     trace.ttft_ms = (time.perf_counter() - start) * 1000
     ok, failure = False, None
+
+    async def emit(chunk: bytes, more: bool = True) -> None:
+        try:
+            await send({"type": "http.response.body", "body": chunk, "more_body": more})
+        except Exception as exc:  # the ASGI server could not write: the client is gone
+            raise _ClientGone from exc
+
     try:
         response_headers = [h for h in headers if h[0] != b"content-type"] + SSE_HEADERS
         response_headers.append((b"x-crossroads-model", model.name.encode()))
@@ -65,10 +72,10 @@ async def relay_stream(
                 data = event_data(frame)
                 if data == b"[DONE]":
                     done = True
-                    await send({"type": "http.response.body", "body": DONE, "more_body": True})
+                    await emit(DONE)
                     break
                 if data is not None and ledger.take(data):
-                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+                    await emit(frame)
                 frame = next(head, None) or await anext(stream.rest, None)
             if not done:
                 raise UpstreamProtocolError(
@@ -77,18 +84,27 @@ async def relay_stream(
                 )
             ok = True
             ledger.settle()
+        except _ClientGone:
+            raise
         except Exception as exc:  # after the start line, errors must travel inside the stream
             status, payload, _ = render(exc)
             trace.status, trace.error = status, str(exc)
             failure = str(exc)
-            event = b"data: " + payload + b"\n\n" + DONE
-            await send({"type": "http.response.body", "body": event, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+            await emit(b"data: " + payload + b"\n\n" + DONE)
+        await emit(b"", more=False)
+    except _ClientGone:
+        if ok:  # everything was delivered but the final empty write
+            return
+        trace.status, trace.error = 499, "client disconnected mid-stream; upstream call cancelled"
     finally:
         await stream.aclose(ok, failure)
         if ok and trace.usage and trace.usage.completion_tokens > 1 and trace.ttft_ms is not None:
             rest_ms = (time.perf_counter() - start) * 1000 - trace.ttft_ms
             stream.endpoint.observe_tpot(rest_ms / (trace.usage.completion_tokens - 1))
+
+
+class _ClientGone(Exception):
+    """Writing to the client failed: it disconnected."""
 
 
 class _Ledger:

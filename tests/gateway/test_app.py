@@ -456,3 +456,38 @@ async def test_header_signal_routes_and_credentials_never_reach_traces(
     trace = store.get(r.headers["x-crossroads-trace-id"])
     assert trace["caller"] == {"key_name": "team", "user": None, "headers": {"x-tier": "gold"}}
     assert "sk-secret-123" not in orjson.dumps(trace).decode()
+
+
+async def test_client_gone_mid_stream_closes_the_upstream_and_is_traced(
+    fake_upstream: FakeUpstream,
+) -> None:
+    store = MemoryTraceStore()
+    app = create_app(routing_config(fake_upstream.base_url), store=store)
+    await app.startup()
+    fake_upstream.set_fault("slow_drip:0.2")
+    sent: list[dict] = []
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.body" and len(sent) >= 3:
+            raise OSError("client went away")  # what an ASGI server raises on a closed socket
+        sent.append(message)
+
+    body = [{"type": "http.request", "body": orjson.dumps(msg("hi", stream=True))}]
+
+    async def receive() -> dict:
+        if body:
+            return body.pop()
+        await asyncio.sleep(60)  # this client never says goodbye: only its socket fails
+        return {"type": "http.disconnect"}
+
+    scope = {"type": "http", "method": "POST", "path": CHAT, "headers": [], "query_string": b""}
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    for _ in range(200):
+        if fake_upstream.stats()["in_flight"] == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert fake_upstream.stats()["in_flight"] == 0  # the upstream call was closed
+    (trace,) = store.recent()
+    assert trace["status"] == 499 and "mid-stream" in trace["error"]
+    assert app.dispatcher.snapshot()[0]["in_flight"] == 0
+    await app.shutdown()
