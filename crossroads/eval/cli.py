@@ -115,6 +115,13 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option(help="Report directory.")] = Path("reports"),
         seed: Annotated[int, typer.Option(help="Seed of splits and bootstrap.")] = 0,
         bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% CIs.")] = 200,
+        tune: Annotated[
+            bool,
+            typer.Option(
+                help="Choose hyper-parameters by grid search on the validation split "
+                "(fit on train, AIQ on val) before the final fit on train."
+            ),
+        ] = True,
     ) -> None:
         """Fit routers on each dataset's train split, evaluate them and the baselines on its
         test split, and write markdown, JSON, PNG and HTML reports to OUT."""
@@ -124,7 +131,7 @@ def register(app: typer.Typer) -> None:
         names = _split_names(routers) or None
         results = []
         for path in data:
-            result = evaluate(path, names, seed=seed, n_boot=bootstrap, progress=True)
+            result = evaluate(path, names, seed=seed, n_boot=bootstrap, progress=True, tune=tune)
             results.append(result)
             typer.echo(f"\n## {result.dataset} (test split, {result.seconds:.1f} s)\n")
             typer.echo(markdown_table(result))

@@ -20,6 +20,7 @@ COLUMNS = [
     ("cpt50", "CPT(50%)"),
     ("cpt80", "CPT(80%)"),
     ("cpt95", "CPT(95%)"),
+    ("subst_auc", "substitution AUC"),
 ]
 
 
@@ -33,6 +34,10 @@ def _fmt(value: float | None, lo: float | None = None, hi: float | None = None) 
         hi_text = "inf" if math.isinf(hi) else f"{hi:.3f}"
         text += f" [{lo:.3f}, {hi_text}]"
     return text
+
+
+def _params(params: dict[str, Any]) -> str:
+    return "(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")"
 
 
 def to_dict(result: EvalResult) -> dict[str, Any]:
@@ -52,6 +57,8 @@ def to_dict(result: EvalResult) -> dict[str, Any]:
         "seconds": result.seconds,
         "seed": result.seed,
         "excluded_models": result.excluded_models,
+        "tuned_on": "validation split" if result.tuned else None,
+        "selected_on_validation": result.selected,
         "single_points": result.single_points,
         "routers": [
             {
@@ -61,6 +68,8 @@ def to_dict(result: EvalResult) -> dict[str, Any]:
                 "ci95": {k: list(v) for k, v in r.intervals.items()},
                 "fit_seconds": r.fit_seconds,
                 "predict_ms_per_prompt": r.predict_ms_per_prompt,
+                "params": r.params,
+                "val_aiq": r.val_aiq,
                 "points": r.points.tolist(),
             }
             for r in result.results
@@ -71,11 +80,13 @@ def to_dict(result: EvalResult) -> dict[str, Any]:
 def markdown_table(result: EvalResult) -> str:
     """The metrics table (values with 95% bootstrap intervals), one row per router."""
     cols = [c for c in COLUMNS if any(c[0] in r.metrics for r in result.results)]
-    head = ["router", "kind", *[label for _, label in cols], "fit s", "predict ms/prompt"]
+    head = ["router", "kind", "val AIQ", *[label for _, label in cols], "fit s"]
+    head.append("predict ms/prompt")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     ordered = sorted(result.results, key=lambda r: (r.kind == "single", -r.metrics["aiq"]))
     for r in ordered:
         cells = [r.name, r.kind]
+        cells.append(_fmt(r.val_aiq) + (" (selected)" if r.name == result.selected else ""))
         for key, _ in cols:
             lo, hi = r.intervals.get(key, (None, None))
             cells.append(_fmt(r.metrics.get(key), lo, hi))
@@ -113,6 +124,18 @@ def markdown(result: EvalResult) -> str:
             "- `random` is routing each prompt at random among the models, whose expected "
             "curve is the hull of the single models; `mean` predicts each model's mean "
             "training quality (prompt-free); `oracle` knows the test outcomes.",
+            (
+                "- Hyper-parameters chosen by grid search on the **validation split** "
+                "(fit on train, score AIQ on val): "
+                + "; ".join(f"{r.name} {_params(r.params)}" for r in result.results if r.params)
+                + "."
+                if result.tuned
+                else "- Hyper-parameters: library defaults."
+            ),
+            f"- `(selected)` after a validation AIQ: the learned router with the best validation AIQ "
+            f"(`{result.selected}`); choosing it never looks at test. `substitution AUC`: "
+            "how well the router ranks test prompts where a model costing <= 50% of the "
+            "best one (by train) is as good as it (see metrics.md).",
             "",
             markdown_table(result),
             "",
@@ -158,44 +181,61 @@ def plot(result: EvalResult, path: Path) -> Path:
 
 
 def summary_rows(result: EvalResult) -> dict[str, Any]:
-    """Targets of one dataset: best learned router vs the best non-oracle baseline."""
+    """Targets of one dataset: the router selected on validation (and, for reference, the
+    best learned router on test) vs the best non-oracle baseline and the oracle."""
     learned = [r for r in result.results if r.kind == "learned"]
     baselines = [r for r in result.results if r.kind != "learned" and r.name != "oracle"]
     best = max(learned, key=lambda r: r.metrics["aiq"]) if learned else None
+    chosen = next((r for r in learned if r.name == result.selected), best)
     base = max(baselines, key=lambda r: r.metrics["aiq"])
     oracle = next(r for r in result.results if r.name == "oracle")
     cheapest_share = (
         min(r.metrics["cost_share_at_best_quality"] for r in learned) if learned else math.nan
     )
+    aucs = [r.metrics["subst_auc"] for r in learned if "subst_auc" in r.metrics]
     return {
         "dataset": result.dataset,
+        "selected_router": chosen.name if chosen else None,
+        "selected_aiq": chosen.metrics["aiq"] if chosen else math.nan,
+        "selected_aiq_ci": chosen.intervals.get("aiq") if chosen else None,
+        "selected_cost_share": (
+            chosen.metrics["cost_share_at_best_quality"] if chosen else math.nan
+        ),
         "best_router": best.name if best else None,
         "best_router_aiq": best.metrics["aiq"] if best else math.nan,
         "best_router_aiq_ci": best.intervals.get("aiq") if best else None,
         "best_baseline": base.name,
         "best_baseline_aiq": base.metrics["aiq"],
         "oracle_aiq": oracle.metrics["aiq"],
-        "aiq_above_baselines": bool(best and best.metrics["aiq"] > base.metrics["aiq"]),
+        "oracle_cost_share": oracle.metrics["cost_share_at_best_quality"],
+        "aiq_above_baselines": bool(chosen and chosen.metrics["aiq"] > base.metrics["aiq"]),
         "best_cost_share_at_best_quality": cheapest_share,
+        "best_substitution_auc": max(aucs) if aucs else math.nan,
         "cost_ratio": result.cost_ratio,
     }
 
 
 def summary_markdown(results: list[EvalResult]) -> str:
-    """One row per dataset: does the best learned router meet the targets?"""
+    """One row per dataset: does the router selected on validation meet the targets?"""
     head = (
-        "| dataset | best router (AIQ, 95% CI) | best non-oracle baseline (AIQ) | oracle AIQ "
-        "| AIQ above baselines | least cost share @ best-single quality | cost ratio |"
+        "| dataset | selected on val (test AIQ, 95% CI) | best on test (AIQ) "
+        "| best non-oracle baseline (AIQ) | oracle AIQ | selected above baselines "
+        "| cost share @ best-single quality: selected / least of all / oracle "
+        "| best substitution AUC | cost ratio |"
     )
-    lines = [head, "|---|---|---|---|---|---|---|"]
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for result in results:
         row = summary_rows(result)
-        lo, hi = row["best_router_aiq_ci"] or (math.nan, math.nan)
+        lo, hi = row["selected_aiq_ci"] or (math.nan, math.nan)
         lines.append(
-            f"| {row['dataset']} | {row['best_router']} {row['best_router_aiq']:.3f} "
-            f"[{lo:.3f}, {hi:.3f}] | {row['best_baseline']} {row['best_baseline_aiq']:.3f} "
+            f"| {row['dataset']} | {row['selected_router']} {row['selected_aiq']:.3f} "
+            f"[{lo:.3f}, {hi:.3f}] | {row['best_router']} {row['best_router_aiq']:.3f} "
+            f"| {row['best_baseline']} {row['best_baseline_aiq']:.3f} "
             f"| {row['oracle_aiq']:.3f} | {'yes' if row['aiq_above_baselines'] else 'no'} "
-            f"| {_fmt(row['best_cost_share_at_best_quality'])} | {row['cost_ratio']:.1f}x |"
+            f"| {_fmt(row['selected_cost_share'])} / "
+            f"{_fmt(row['best_cost_share_at_best_quality'])} / "
+            f"{_fmt(row['oracle_cost_share'])} | {_fmt(row['best_substitution_auc'])} "
+            f"| {row['cost_ratio']:.1f}x |"
         )
     return "\n".join(lines)
 

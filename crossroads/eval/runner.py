@@ -33,6 +33,8 @@ class RouterResult:
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     fit_seconds: float | None = None
     predict_ms_per_prompt: float | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # chosen on validation, if tuned
+    val_aiq: float | None = None  # AIQ on the validation split (fit on train)
 
 
 @dataclass
@@ -54,6 +56,8 @@ class EvalResult:
     seconds: float
     seed: int
     excluded_models: list[str] = field(default_factory=list)
+    tuned: bool = False
+    selected: str | None = None  # the learned router with the best validation AIQ
 
 
 def evaluate(
@@ -64,8 +68,21 @@ def evaluate(
     n_boot: int = 200,
     progress: bool = False,
     features: np.ndarray | None = None,
+    tune: bool = False,
 ) -> EvalResult:
-    """Fit every router on the train split and evaluate it, with the baselines, on test."""
+    """Fit every router on the train split and evaluate it, with the baselines, on test.
+
+    With ``tune``, each router's hyper-parameters are first chosen by grid search
+    (``tuning.GRIDS``): fitted on train, scored by AIQ on the validation split. Either way
+    every router gets a validation AIQ, and the learned router with the best one is
+    reported as ``selected``: a choice that never looks at test.
+    """
+    from sklearn.base import clone
+
+    from crossroads.eval import predictability
+    from crossroads.eval.tuning import score_rows
+    from crossroads.eval.tuning import tune as grid_search
+
     started = time.perf_counter()
     ds = data if isinstance(data, RoutingDataset) else load_dataset(data)
     if features is None:
@@ -73,7 +90,7 @@ def evaluate(
     else:
         feature_kind = "given"
     split = split_indices(ds, seed=seed)
-    train, test = split["train"], split["test"]
+    train, val, test = split["train"], split["val"], split["test"]
     out = ds.outcomes
     q_test, c_test = _filled(out.quality[test], out.quality[train]), out.cost[test]
     models = list(out.models)
@@ -85,6 +102,17 @@ def evaluate(
         s = int(np.argmax(q_train))
         strong_weak = (models[s], models[1 - s])
         adv_kwargs = {"strong": s, "weak": 1 - s}
+    # "Best" and "cheap" models for the substitution AUC come from train, like strong/weak.
+    train_cost = np.nanmean(out.cost[train], axis=0)
+    best_train = int(np.argmax(np.nanmean(out.quality[train], axis=0)))
+    cheap = predictability.cheap_models(train_cost, best_train)
+    subst = predictability.substitution_labels(q_test, best_train, cheap) if cheap.size else None
+
+    def substitution_auc(predicted: np.ndarray) -> dict[str, float]:
+        if subst is None:
+            return {}
+        scores = predictability.substitution_scores(predicted, best_train, cheap)
+        return {"subst_auc": predictability.roc_auc(subst, scores)}
 
     todo: dict[str, Router] = (
         {name: make(name) for name in (routers or DEFAULT_ROUTERS)}
@@ -97,7 +125,17 @@ def evaluate(
         from tqdm.auto import tqdm
 
         items = tqdm(items, desc=f"{ds.name}: routers", unit="router")
+    tuned_params: dict[str, dict[str, Any]] = {}
     for name, router in items:
+        params: dict[str, Any] = {}
+        val_aiq = None
+        if router.uses_prompts and tune and len(val):
+            if name == "ensemble" and "member_params" in router.get_params():
+                router = clone(router).set_params(member_params=dict(tuned_params))
+            found = grid_search(name, features, out, train, val, router=router)
+            params, val_aiq = found.params, found.val_aiq
+            tuned_params[name] = params
+            router = clone(router).set_params(**params)
         t0 = time.perf_counter()
         router.fit(features[train], out.subset(train))
         fit_s = time.perf_counter() - t0
@@ -105,6 +143,8 @@ def evaluate(
         pred_q = router.predict(features[test])
         predict_ms = (time.perf_counter() - t0) * 1000 / len(test)
         pred_c = router.predict_cost(features[test])
+        if val_aiq is None and len(val):
+            val_aiq = score_rows(router, features[val], out.subset(val), out.subset(train))
         grid = lambda_grid(pred_q, pred_c)
         choices = np.stack([select(pred_q, pred_c, lam=lam) for lam in grid])
         kwargs = dict(adv_kwargs)
@@ -115,15 +155,25 @@ def evaluate(
                 name=name,
                 kind="baseline" if not router.uses_prompts else "learned",
                 points=metrics.operating_points(q_test, c_test, choices),
-                metrics=metrics.summarize(q_test, c_test, choices, **kwargs),
+                metrics={
+                    **metrics.summarize(q_test, c_test, choices, **kwargs),
+                    **substitution_auc(pred_q),
+                },
                 intervals=metrics.bootstrap(
                     q_test, c_test, choices, n_boot=n_boot, seed=seed, **kwargs
                 ),
                 fit_seconds=fit_s,
                 predict_ms_per_prompt=predict_ms,
+                params=params,
+                val_aiq=val_aiq,
             )
         )
+    learned = [r for r in results if r.kind == "learned" and r.val_aiq is not None]
+    selected = max(learned, key=lambda r: r.val_aiq or 0.0).name if learned else None
     results.extend(_baselines(q_test, c_test, models, adv_kwargs, n_boot, seed))
+    for r in results:
+        if r.name == "oracle":
+            r.metrics.update(substitution_auc(q_test))
     single_q, single_c = q_test.mean(0), c_test.mean(0)
     best = metrics.best_single(q_test, c_test)
     rule = (
@@ -147,6 +197,8 @@ def evaluate(
         seconds=time.perf_counter() - started,
         seed=seed,
         excluded_models=list(ds.excluded_models),
+        tuned=tune,
+        selected=selected,
     )
 
 

@@ -2,7 +2,8 @@
 
 For a prompt, the ``n_neighbors`` most similar training prompts vote on every model pair
 (``i`` beats ``j`` where its quality is higher, half a win each on a tie), weighted by
-similarity, plus ``prior_strength`` votes from the whole training set. Bradley-Terry
+similarity (cosine after the PCA projection of ``neighbors.CosineIndex``), plus
+``prior_strength`` votes from the whole training set. Bradley-Terry
 strengths are fitted to those votes by the MM algorithm (Hunter, 2004). The prediction for a
 model is its modelled win rate against the field, so it ranks models rather than
 estimating absolute quality: fine for ``lam`` sweeps; calibrate ``quality_target`` on it.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from crossroads.routers.base import Outcomes, Router, fill_missing
+from crossroads.routers.neighbors import CosineIndex
 
 
 def _pairwise_wins(quality: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -44,16 +46,17 @@ class BradleyTerryRouter(Router):
         n_neighbors: int = 40,
         prior_strength: float = 5.0,
         iterations: int = 30,
+        n_components: int | None = 128,
         embedder: object | None = None,
     ) -> None:
         self.n_neighbors = n_neighbors
         self.prior_strength = prior_strength
         self.iterations = iterations
+        self.n_components = n_components
         self.embedder = embedder
 
     def _fit(self, features: np.ndarray, outcomes: Outcomes) -> None:
-        norms = np.linalg.norm(features, axis=1, keepdims=True)
-        self.train_features_ = (features / np.maximum(norms, 1e-12)).astype(np.float32)
+        self.index_ = CosineIndex(self.n_components).fit(features)
         self.train_quality_ = fill_missing(outcomes.quality).astype(np.float32)
         q = self.train_quality_
         wins = np.zeros((q.shape[1], q.shape[1]))
@@ -63,13 +66,11 @@ class BradleyTerryRouter(Router):
         self.global_win_rate_ = wins / len(q)
 
     def _predict(self, features: np.ndarray) -> np.ndarray:
-        queries = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-        k = min(self.n_neighbors, len(self.train_features_))
-        out = np.empty((len(queries), self.train_quality_.shape[1]))
-        for start in range(0, len(queries), 64):
-            sims = queries[start : start + 64] @ self.train_features_.T
-            idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-            w = np.maximum(np.take_along_axis(sims, idx, axis=1), 0.0) + 1e-6
+        out = np.empty((len(features), self.train_quality_.shape[1]))
+        for start in range(0, len(features), 64):
+            idx, sims = self.index_.search(features[start : start + 64], self.n_neighbors)
+            k = idx.shape[1]
+            w = np.maximum(sims, 0.0) + 1e-6
             wins = _pairwise_wins(self.train_quality_[idx], w / w.sum(1, keepdims=True) * k)
             wins += self.prior_strength * self.global_win_rate_
             p = bradley_terry(wins, self.iterations)
