@@ -1,13 +1,33 @@
-"""What every HTTP upstream shares: one pooled aiohttp session, its key, closing it."""
+"""What every HTTP upstream shares: its pooled client (the raw HTTP/1.1 pool of
+:mod:`crossroads.dispatch.rawhttp` for plain ``http://`` URLs, one aiohttp session for
+the rest), its key, closing it."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from crossroads.dispatch.base import Upstream
+from crossroads.dispatch.rawhttp import ConnectionPool
+
+# "aiohttp" switches the raw client off (for comparison, or an upstream it mishandles).
+CLIENT_ENV = "CROSSROADS_UPSTREAM_CLIENT"
+
+
+def raw_address(base_url: str) -> tuple[str, int] | None:
+    """``(host, port)`` when the raw client can serve ``base_url``: plain ``http://``, no
+    credentials or query in the URL; None for anything else (aiohttp serves those)."""
+    if os.environ.get(CLIENT_ENV, "raw") == "aiohttp":
+        return None
+    parts = urlsplit(base_url)
+    if parts.scheme != "http" or parts.username or parts.password or parts.query:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname, parts.port or 80
 
 
 class HTTPUpstream(Upstream):
@@ -21,6 +41,8 @@ class HTTPUpstream(Upstream):
         self.config = config
         self.name: str = config.name
         self._session: aiohttp.ClientSession | None = None
+        self._pool: ConnectionPool | None = None
+        self._raw_address = raw_address(config.base_url)
 
     def api_key(self) -> str | None:
         """The key from the environment variable the config names, if set."""
@@ -44,7 +66,23 @@ class HTTPUpstream(Upstream):
             )
         return self._session
 
+    def _raw_pool(self) -> ConnectionPool:
+        if self._pool is None:
+            assert self._raw_address is not None
+            host, port = self._raw_address
+            self._pool = ConnectionPool(
+                host,
+                port,
+                name=self.name,
+                timeouts=self.config.timeouts,
+                max_connections=self.config.max_connections,
+            )
+        return self._pool
+
     async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -1,11 +1,13 @@
-"""The OpenAI-compatible upstream (vLLM, Ollama, llama.cpp, SGLang, OpenAI, Azure, ...)
-on one pooled aiohttp session per upstream."""
+"""The OpenAI-compatible upstream (vLLM, Ollama, llama.cpp, SGLang, OpenAI, Azure, ...):
+plain ``http://`` URLs on the raw pooled client of :mod:`crossroads.dispatch.rawhttp`,
+everything else on one pooled aiohttp session per upstream."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import orjson
 
@@ -13,8 +15,8 @@ from crossroads.config import OpenAIUpstream as OpenAIUpstreamConfig
 from crossroads.dispatch.base import Completion, usage_from
 from crossroads.dispatch.errors import status_error, translate
 from crossroads.dispatch.http import HTTPUpstream
-from crossroads.dispatch.sse import frames
-from crossroads.exceptions import UpstreamProtocolError, UpstreamTimeoutError
+from crossroads.dispatch.sse import DONE, frames
+from crossroads.exceptions import UpstreamError, UpstreamProtocolError, UpstreamTimeoutError
 from crossroads.types import Endpoint
 
 PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
@@ -24,6 +26,7 @@ class OpenAIUpstream(HTTPUpstream):
     """Calls ``{base_url}/chat/completions`` and ``{base_url}/completions``."""
 
     config: OpenAIUpstreamConfig
+    _raw_heads: dict[Endpoint, bytes] | None = None
 
     def _headers(self) -> dict[str, str]:
         headers = super()._headers()
@@ -36,6 +39,20 @@ class OpenAIUpstream(HTTPUpstream):
     def _url(self, endpoint: Endpoint) -> str:
         return self.config.base_url + PATHS[endpoint]
 
+    def _heads(self) -> dict[Endpoint, bytes]:
+        """Request heads for the raw client, built once: path, query and static headers."""
+        heads = self._raw_heads
+        if heads is None:
+            pool = self._raw_pool()
+            prefix = urlsplit(self.config.base_url).path
+            query = "?" + urlencode(self.config.query) if self.config.query else ""
+            headers = self._headers()
+            heads = self._raw_heads = {
+                endpoint: pool.request_head("POST", prefix + path + query, headers)
+                for endpoint, path in PATHS.items()
+            }
+        return heads
+
     def _first_byte_timeout(self, timer: asyncio.Timeout) -> UpstreamTimeoutError:
         return UpstreamTimeoutError(
             f"upstream {self.name!r} sent nothing within "
@@ -44,6 +61,37 @@ class OpenAIUpstream(HTTPUpstream):
         )
 
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Completion:
+        if self._raw_address is not None:
+            raw = await self._complete_raw(endpoint, body)
+        else:
+            raw = await self._complete_aiohttp(endpoint, body)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamProtocolError(
+                f"upstream {self.name!r} answered with invalid JSON ({exc}): {raw[:200]!r}",
+                upstream=self.name,
+            ) from None
+        if not isinstance(data, dict) or "choices" not in data:
+            raise UpstreamProtocolError(
+                f"upstream {self.name!r} answered JSON without 'choices': {raw[:200]!r}",
+                upstream=self.name,
+            )
+        return Completion(raw, usage_from(data))
+
+    async def _complete_raw(self, endpoint: Endpoint, body: dict[str, Any]) -> bytes:
+        pool = self._pool or self._raw_pool()
+        try:
+            status, headers, raw = await pool.fetch(self._heads()[endpoint], orjson.dumps(body))
+        except (asyncio.CancelledError, UpstreamError):
+            raise
+        except Exception as exc:
+            raise translate(self.name, exc) from exc
+        if status >= 400:
+            raise status_error(self.name, status, raw, headers)
+        return raw
+
+    async def _complete_aiohttp(self, endpoint: Endpoint, body: dict[str, Any]) -> bytes:
         session = self._client()
         timer = asyncio.timeout(self.config.timeouts.first_byte)
         try:
@@ -65,21 +113,36 @@ class OpenAIUpstream(HTTPUpstream):
             raise translate(self.name, exc) from exc
         except Exception as exc:
             raise translate(self.name, exc) from exc
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError(
-                f"upstream {self.name!r} answered with invalid JSON ({exc}): {raw[:200]!r}",
-                upstream=self.name,
-            ) from None
-        if not isinstance(data, dict) or "choices" not in data:
-            raise UpstreamProtocolError(
-                f"upstream {self.name!r} answered JSON without 'choices': {raw[:200]!r}",
-                upstream=self.name,
-            )
-        return Completion(raw, usage_from(data))
+        return raw
 
-    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        if self._raw_address is not None:
+            return self._stream_raw(endpoint, body)
+        return self._stream_aiohttp(endpoint, body)
+
+    async def _stream_raw(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        pool = self._pool or self._raw_pool()
+        # The pool's first_byte timer runs until the first body byte, then read and total.
+        try:
+            response = await pool.open(self._heads()[endpoint], orjson.dumps(body))
+        except (asyncio.CancelledError, UpstreamError):
+            raise
+        except Exception as exc:
+            raise translate(self.name, exc) from exc
+        done = False  # the consumer saw [DONE]: let the connection finish and be reused
+        try:
+            if response.status >= 400:
+                raw = await response.read()
+                raise status_error(self.name, response.status, raw, response.headers)
+            async for frame in frames(response):
+                done = frame == DONE
+                yield frame
+        finally:
+            response.close(reuse=done)
+
+    async def _stream_aiohttp(
+        self, endpoint: Endpoint, body: dict[str, Any]
+    ) -> AsyncIterator[bytes]:
         session = self._client()
         # The first-byte timer covers the request and the first event; it is switched off
         # before the first yield, so it never fires while the consumer holds the task.
