@@ -19,7 +19,18 @@ from crossroads.routers.base import Router
 from crossroads.routers.registry import make
 from crossroads.routers.selection import lambda_grid, select
 
-DEFAULT_ROUTERS = ["mean", "knn", "mlp", "linear", "logistic", "mf", "bt", "cluster", "ensemble"]
+DEFAULT_ROUTERS = [
+    "mean",
+    "knn",
+    "mlp",
+    "linear",
+    "logistic",
+    "pairwise",
+    "mf",
+    "bt",
+    "cluster",
+    "ensemble",
+]
 
 
 @dataclass

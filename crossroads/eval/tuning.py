@@ -32,6 +32,7 @@ GRIDS: dict[str, dict[str, list[Any]]] = {
     "logistic": {"C": [0.1, 1.0, 10.0]},
     "mf": {"rank": [4, 16], "alpha": [1.0, 10.0, 100.0]},
     "cluster": {"n_clusters": [16, 64]},
+    "pairwise": {"C": [0.1, 1.0, 10.0]},
 }
 
 

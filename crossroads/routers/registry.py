@@ -21,6 +21,7 @@ _BUILTIN: dict[str, str] = {
     "bt": "crossroads.routers.bt:BradleyTerryRouter",
     "cluster": "crossroads.routers.cluster:ClusterRouter",
     "ensemble": "crossroads.routers.ensemble:EnsembleRouter",
+    "pairwise": "crossroads.routers.pairwise:PairwiseRouter",
 }
 
 

@@ -97,7 +97,9 @@ def test_mismatched_rows_are_refused(data: tuple[np.ndarray, Outcomes]) -> None:
         make("knn").fit(x[:10], outcomes)
 
 
-@pytest.mark.parametrize("name", ["knn", "mlp", "logistic", "mf", "bt", "cluster", "ensemble"])
+@pytest.mark.parametrize(
+    "name", ["knn", "mlp", "logistic", "pairwise", "mf", "bt", "cluster", "ensemble"]
+)
 def test_learned_router_beats_prompt_free_mean(name: str) -> None:
     """On data with topic structure, reading the prompt must help (AIQ on held-out rows)."""
     from crossroads.eval.metrics import summarize
