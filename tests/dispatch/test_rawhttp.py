@@ -12,10 +12,10 @@ import pytest
 
 from crossroads.config import OpenAIUpstream as OpenAIUpstreamConfig
 from crossroads.config import Timeouts
-from crossroads.dispatch import rawhttp
 from crossroads.dispatch.http import CLIENT_ENV
 from crossroads.dispatch.openai import OpenAIUpstream
 from crossroads.dispatch.rawhttp import ConnectionPool
+from crossroads.dispatch.rawhttp import connection as raw_connection
 from crossroads.exceptions import (
     UpstreamConnectError,
     UpstreamProtocolError,
@@ -331,7 +331,7 @@ async def test_total_timeout_ends_a_response_that_keeps_dripping() -> None:
 async def test_slow_consumer_pauses_reading_and_read_timeout_does_not_fire(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(rawhttp, "HIGH_WATER", 1024)
+    monkeypatch.setattr(raw_connection, "HIGH_WATER", 1024)
     payload = bytes(range(256)) * 4096  # 1 MiB
 
     async def big(conn: Conn) -> None:

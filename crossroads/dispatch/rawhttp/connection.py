@@ -1,0 +1,305 @@
+"""One keep-alive HTTP/1.1 connection: an asyncio ``Protocol`` fed to httptools, with the
+single deadline timer of the call it carries (see :mod:`crossroads.dispatch.rawhttp`)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
+
+import httptools
+
+from crossroads.exceptions import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeoutError,
+)
+
+if TYPE_CHECKING:
+    from crossroads.dispatch.rawhttp.pool import ConnectionPool
+
+HIGH_WATER = 64 * 1024  # bytes a stream buffers for a slow consumer before pausing reads
+DRAIN_GRACE_S = 1.0  # how long a finished stream may wait for the end of its HTTP message
+_SLACK = 0.002  # loop timers may fire this early (uvloop rounds to milliseconds)
+_INF = math.inf
+
+_IDLE, _FIRST_BYTE, _READ = 0, 1, 2  # timer phases
+
+
+class Headers(Mapping[str, str]):
+    """Response headers with case-insensitive lookups, decoded only when first read."""
+
+    __slots__ = ("_map", "_raw")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+        self._map: dict[str, str] | None = None
+
+    def _built(self) -> dict[str, str]:
+        if self._map is None:
+            built: dict[str, str] = {}
+            for name, value in self._raw:
+                key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+                built[key] = f"{built[key]}, {text}" if key in built else text
+            self._map = built
+        return self._map
+
+    def __getitem__(self, key: str) -> str:
+        return self._built()[key.lower()]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._built())
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+    def __repr__(self) -> str:
+        return f"Headers({self._built()!r})"
+
+
+class Connection(asyncio.Protocol):
+    """One keep-alive connection carrying one exchange at a time."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.in_use = False
+        self.reused = False
+        self.counted = True  # holds one of the pool's max_connections slots
+        self._reset(False)
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = _INF
+
+    def _reset(self, stream: bool) -> None:
+        self.stream = stream
+        self.waiter: asyncio.Future[None] | None = None
+        self.error: UpstreamError | None = None
+        self.status = 0
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.paused = False
+        self.headers_done = False
+        self.complete = False
+        self.keep_alive = False
+        self.got_bytes = False
+        self.lost_early = False  # closed before any response byte
+        self.draining = False
+        self.phase = _IDLE
+        self.first_at = self.total_at = self.last_data = 0.0
+
+    # ---------------------------------------------------------------- one exchange
+
+    def begin(self, request: bytes, stream: bool, total_at: float) -> asyncio.Future[None]:
+        """Send ``request``; the future resolves at the head (streams) or the end."""
+        self._reset(stream)
+        self.in_use = True
+        waiter = self.waiter = self.loop.create_future()
+        transport = self.transport
+        if self.closed or transport is None or transport.is_closing():
+            # closed between its release and this call: fail now, so it is resent
+            self.lost_early = True
+            self._fail(self._lost_error(None))
+            return waiter
+        transport.write(request)
+        now = self.loop.time()
+        self.phase = _FIRST_BYTE
+        self.first_at = now + self.pool.timeouts.first_byte
+        self.total_at = total_at
+        self._arm(min(self.first_at, total_at))
+        return waiter
+
+    def wait(self) -> asyncio.Future[None]:
+        """A future resolved when more body, the end or an error arrives."""
+        waiter = self.waiter = self.loop.create_future()
+        return waiter
+
+    def take(self) -> bytes:
+        """Every body chunk that arrived, joined; resumes reading if it was paused."""
+        chunks = self.chunks
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        self.chunks = []
+        self.buffered = 0
+        if self.paused:
+            self.paused = False
+            self.last_data = self.loop.time()  # silence while paused was ours, not theirs
+            if self.transport is not None:
+                self.transport.resume_reading()
+        return data
+
+    def drain(self) -> bool:
+        """Let a stream whose events all arrived finish its HTTP message (the chunked
+        terminator may trail the last event); ``True`` when it already has."""
+        if self.complete:
+            return True
+        self.draining = True
+        self.chunks = []
+        if self.paused:
+            self.take()
+        self.total_at = min(self.total_at, self.loop.time() + DRAIN_GRACE_S)
+        self._arm(self._deadline())
+        return False
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _fail(self, error: UpstreamError) -> None:
+        if self.error is None and not self.complete:
+            self.error = error
+        self._disarm()
+        self._wake()
+
+    # ---------------------------------------------------------------- the one timer
+
+    def _deadline(self) -> float:
+        if self.phase == _FIRST_BYTE:
+            at = self.first_at
+        elif self.phase == _READ and not self.paused:
+            at = self.last_data + self.pool.timeouts.read
+        else:
+            at = _INF
+        return min(at, self.total_at)
+
+    def _arm(self, at: float) -> None:
+        if at < self.timer_at - _SLACK:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_at(at, self._on_timer)
+            self.timer_at = at
+
+    def _disarm(self) -> None:
+        self.phase = _IDLE
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.timer_at = _INF
+
+    def _on_timer(self) -> None:
+        self.timer, self.timer_at = None, _INF
+        if self.phase == _IDLE or self.closed:
+            return
+        now = self.loop.time()
+        at = self._deadline()
+        if now + _SLACK < at:  # body arrived meanwhile: sleep until the new deadline
+            if at < _INF:
+                self._arm(at)
+            return
+        t, name = self.pool.timeouts, self.pool.name
+        if self.draining:
+            self.transport.abort()  # type: ignore[union-attr]
+            return
+        if now + _SLACK >= self.total_at:
+            message = f"upstream {name!r} did not finish within timeouts.total ({t.total:g} s)"
+        elif self.phase == _FIRST_BYTE:
+            message = (
+                f"upstream {name!r} sent nothing within timeouts.first_byte ({t.first_byte:g} s)"
+            )
+        else:
+            message = (
+                f"upstream {name!r} sent nothing for timeouts.read ({t.read:g} s) mid-response"
+            )
+        self._fail(UpstreamTimeoutError(message, upstream=name))
+        self.transport.abort()  # type: ignore[union-attr]
+
+    # ---------------------------------------------------------------- asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if not self.in_use:  # bytes nobody asked for: the connection is out of step
+            self.transport.abort()  # type: ignore[union-attr]
+            return
+        self.got_bytes = True
+        self.last_data = self.loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(
+                UpstreamProtocolError(
+                    f"upstream {self.pool.name!r} sent a response that is not valid HTTP/1.1: {exc}",
+                    upstream=self.pool.name,
+                )
+            )
+            self.transport.abort()  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; connection_lost says what it meant
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.lost_early = not self.got_bytes
+        if self.in_use and not self.complete:
+            if exc is None and self.headers_done and self._until_close():
+                self.complete = True  # an HTTP/1.0-style body delimited by the close
+                self._disarm()
+                self._wake()
+            else:
+                self._fail(self._lost_error(exc))
+        self._disarm()
+        self.pool.free_slot(self)
+
+    def _until_close(self) -> bool:
+        names = {name.lower() for name, _ in self.raw_headers}
+        return b"content-length" not in names and b"transfer-encoding" not in names
+
+    def _lost_error(self, exc: BaseException | None) -> UpstreamError:
+        name = self.pool.name
+        if exc is not None and not self.got_bytes:
+            return UpstreamConnectError(f"upstream {name!r} failed: {exc}", upstream=name)
+        why = f": {exc}" if exc is not None else ""
+        return UpstreamProtocolError(
+            f"upstream {name!r} closed the connection before finishing the response{why}",
+            upstream=name,
+        )
+
+    @property
+    def stale(self) -> bool:
+        """Closed before any answer on a reused connection: safe to send again."""
+        return self.reused and self.lost_early and self.error is not None
+
+    # ---------------------------------------------------------------- httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.headers_done = True
+        if self.stream:
+            self._wake()  # first_byte keeps running until the first body byte
+        else:
+            self.phase = _READ
+            self._arm(self._deadline())
+
+    def on_body(self, body: bytes) -> None:
+        if self.phase == _FIRST_BYTE:
+            self.phase = _READ
+            self._arm(self._deadline())
+        if self.draining:
+            return
+        self.chunks.append(body)
+        if self.stream:
+            self.buffered += len(body)
+            self._wake()
+            if self.buffered > HIGH_WATER and not self.paused:
+                self.paused = True
+                self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()
+        self._disarm()
+        if self.draining:
+            self.pool.release(self)
+        else:
+            self._wake()
