@@ -51,19 +51,26 @@ def select(
 
 
 def lambda_grid(quality: np.ndarray, cost: np.ndarray, n: int = 80) -> np.ndarray:
-    """Trade-off values where choices change: 0, quantiles of per-prompt breakpoints, inf.
+    """Trade-off values where choices change: quantiles of per-prompt breakpoints, 0, inf.
 
-    A breakpoint is ``(q_best - q_j) / (c_best - c_j)`` for a cheaper model ``j`` than the
-    prompt's highest-quality one, i.e. the ``lam`` at which the choice would switch to ``j``.
+    A breakpoint is ``(q_best - q_j) / (c_best - c_j)``, the ``lam`` at which the choice
+    would switch from the prompt's highest-predicted-quality model to model ``j``. For a
+    cheaper ``j`` it is positive (spend less). For a dearer ``j`` it is negative: below it
+    the router buys the dearer model although it predicts it no better, which completes the
+    sweep up to "always the most expensive model". With two models this makes the sweep
+    a full threshold sweep over the predicted advantage, as in RouteLLM.
     """
     best = np.argmax(quality, axis=1)
     rows = np.arange(len(quality))
     dq = quality[rows, best][:, None] - quality
     dc = cost[rows, best][:, None] - cost
-    ok = (dc > 0) & (dq >= 0)
-    ratios = dq[ok] / dc[ok]
-    ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
-    if ratios.size == 0:
-        return np.array([0.0, np.inf])
-    qs = np.quantile(ratios, np.linspace(0, 1, n))
-    return np.unique(np.concatenate([[0.0], qs * (1 - 1e-9), [np.inf]]))
+    found = [np.array([0.0, np.inf])]
+    for ok in ((dc > 0) & (dq >= 0), (dc < 0) & (dq >= 0)):
+        ratios = dq[ok] / dc[ok]
+        ratios = ratios[np.isfinite(ratios) & (ratios != 0)]
+        if ratios.size:
+            # just past each breakpoint, so the switch has happened there
+            found.append(
+                np.quantile(ratios, np.linspace(0, 1, n)) * (1 - 1e-9 * np.sign(ratios[0]))
+            )
+    return np.unique(np.concatenate(found))

@@ -37,6 +37,17 @@ def test_exactly_one_objective() -> None:
 
 def test_lambda_grid_spans_all_choices() -> None:
     grid = lambda_grid(Q, C)
-    assert grid[0] == 0.0 and np.isinf(grid[-1])
+    assert 0.0 in grid and np.isinf(grid[-1])
     chosen = {tuple(select(Q, C, lam=lam).tolist()) for lam in grid}
     assert (0, 1) in chosen and (2, 2) in chosen and (1, 1) in chosen
+    # negative breakpoints: row 1 buys model 0 although it predicts it slightly worse
+    assert (0, 0) in chosen and grid[0] < 0
+
+
+def test_lambda_grid_with_two_models_is_a_full_threshold_sweep() -> None:
+    """Every share of prompts sent to the dearer model, from none to all, is reachable."""
+    rng = np.random.default_rng(0)
+    q = rng.random((50, 2))
+    c = np.tile([10.0, 1.0], (50, 1))
+    shares = {float(np.mean(select(q, c, lam=lam) == 0)) for lam in lambda_grid(q, c, n=200)}
+    assert 0.0 in shares and 1.0 in shares and len(shares) >= 40
