@@ -28,7 +28,16 @@ from typing import Any
 
 import orjson
 
-from bench.procs import OUT, Service, cpu_seconds, rss_mb, run_loadgen, settle, start_fake_upstream
+from bench.procs import (
+    OUT,
+    ROOT,
+    Service,
+    cpu_seconds,
+    rss_mb,
+    run_loadgen,
+    settle,
+    start_fake_upstream,
+)
 from bench.report import render_report
 from bench.targets import crossroads_service, litellm_service, litellm_version
 
@@ -180,7 +189,21 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
 
             versions[package] = metadata.version(package)
     info["versions"] = versions
+    info["git"] = git_state()
     return info
+
+
+def git_state() -> dict[str, Any]:
+    """The commit measured, and which package files differed from it (a shared checkout
+    may hold someone's work in progress)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.rstrip("\n")
+
+    dirty = [line[3:] for line in git("status", "--porcelain", "crossroads").splitlines()]
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "dirty": dirty}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -33,6 +33,7 @@ import httptools
 import orjson
 
 DONE_TAIL = b"data: [DONE]\n\n"
+ERROR_EVENT = b'data: {"error"'  # a gateway's in-stream error, followed by [DONE]
 DEFAULT_PROMPT = "Write one short sentence about routers."
 
 
@@ -100,6 +101,7 @@ class Connection(asyncio.Protocol):
         self.future: asyncio.Future[tuple[int, float, float, bool]] | None = None
         self.first = 0.0
         self.tail = b""
+        self.error_event = False
         self.closed = False
 
     # asyncio.Protocol
@@ -120,12 +122,16 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if not self.first:
             self.first = time.perf_counter()
-        self.tail = (self.tail + body)[-len(DONE_TAIL) :]
+        joined = self.tail + body
+        if self.stream and ERROR_EVENT in joined:
+            self.error_event = True
+        self.tail = joined[-len(ERROR_EVENT) :]
 
     def on_message_complete(self) -> None:
         end = time.perf_counter()
         status = self.parser.get_status_code()
-        ok = status == 200 and (not self.stream or self.tail == DONE_TAIL)
+        done = self.tail.endswith(DONE_TAIL)
+        ok = status == 200 and (not self.stream or (done and not self.error_event))
         if not self.parser.should_keep_alive():
             self.close()
         if self.future is not None and not self.future.done():
@@ -140,6 +146,7 @@ class Connection(asyncio.Protocol):
         self.future = asyncio.get_running_loop().create_future()
         self.first = 0.0
         self.tail = b""
+        self.error_event = False
         assert self.transport is not None
         self.transport.write(self.request)
         return await self.future
@@ -197,7 +204,7 @@ class LoadGenerator:
         if intended >= self.measure_from:
             self.samples.append(Sample(intended, sent, first, end, status, ok))
             if not ok:
-                key = f"status {status}"
+                key = f"status {status}" if status != 200 else "stream error event or no [DONE]"
                 self.errors[key] = self.errors.get(key, 0) + 1
         return conn
 
@@ -316,8 +323,9 @@ def summarise(gen: LoadGenerator, cpu_fraction: float) -> dict[str, Any]:
     }
 
 
-def run_spec(spec: LoadSpec) -> dict[str, Any]:
-    """Run ``spec`` on a fresh (uv)loop and return its summary."""
+def run_spec(spec: LoadSpec, dump: str | None = None) -> dict[str, Any]:
+    """Run ``spec`` on a fresh (uv)loop and return its summary (and dump every sample:
+    ``[intended, sent, first, end, status, ok]`` with times relative to the first)."""
 
     def new_loop() -> asyncio.AbstractEventLoop:
         try:
@@ -326,11 +334,32 @@ def run_spec(spec: LoadSpec) -> dict[str, Any]:
             return asyncio.new_event_loop()
         return uvloop.new_event_loop()
 
+    gen = LoadGenerator(spec)
     with asyncio.Runner(loop_factory=new_loop) as runner:
-        return runner.run(LoadGenerator(spec).run())
+        result = runner.run(gen.run())
+    if dump:
+        t0 = min((s.intended for s in gen.samples), default=0.0)
+        rows = [
+            [
+                round(s.intended - t0, 6),
+                round(s.sent - t0, 6),
+                round(s.first - t0, 6),
+                round(s.end - t0, 6),
+                s.status,
+                s.ok,
+            ]
+            for s in gen.samples
+        ]
+        with open(dump, "wb") as out:
+            out.write(
+                orjson.dumps(
+                    {"start_unix": time.time() - (time.perf_counter() - t0), "samples": rows}
+                )
+            )
+    return result
 
 
-def _parse_args(argv: list[str] | None) -> LoadSpec:
+def _parse_args(argv: list[str] | None) -> tuple[LoadSpec, str | None]:
     parser = argparse.ArgumentParser(
         prog="python -m bench.loadgen", description=__doc__.split("\n")[0]
     )
@@ -348,9 +377,10 @@ def _parse_args(argv: list[str] | None) -> LoadSpec:
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--api-key", default="bench", help="sent as a Bearer token")
+    parser.add_argument("--dump", default=None, help="write every sample (JSON) to this file")
     parser.add_argument("--extra-body", default="{}", help="JSON merged into the request body")
     args = parser.parse_args(argv)
-    return LoadSpec(
+    spec = LoadSpec(
         url=args.url,
         model=args.model,
         stream=args.stream,
@@ -365,12 +395,13 @@ def _parse_args(argv: list[str] | None) -> LoadSpec:
         api_key=args.api_key,
         extra_body=orjson.loads(args.extra_body),
     )
+    return spec, args.dump
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run one load spec from the command line and print its JSON summary."""
-    spec = _parse_args(argv)
-    result = run_spec(spec)
+    spec, dump = _parse_args(argv)
+    result = run_spec(spec, dump)
     result["pid"] = os.getpid()
     with contextlib.suppress(AttributeError, OSError):
         result["cpus"] = sorted(os.sched_getaffinity(0))

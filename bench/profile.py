@@ -99,19 +99,14 @@ def main(argv: list[str] | None = None) -> None:
         cmd = pinned([sys.executable, "-m", "bench.loadgen", *load], args.cpu_aux)
         loadgen = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE)
         time.sleep(2)
-        spy = [
-            py_spy,
-            "record",
-            "-p",
-            str(service.pid),
-            "-d",
-            str(int(args.duration)),
-            "-r",
-            "250",
-            "--nonblocking",
-        ] + (["--native"] if args.native else [])
+        # --native cannot sample without pausing the process (py-spy refuses both).
+        mode = ["--native"] if args.native else ["--nonblocking"]
+        spy = [py_spy, "record", "-p", str(service.pid), "-d", str(int(args.duration)), "-r", "250"]
         raw = OUT / f"{name}.txt"
-        subprocess.run([*spy, "--format", "raw", "-o", str(raw)], check=True, capture_output=True)
+        done = subprocess.run([*spy, *mode, "--format", "raw", "-o", str(raw)], capture_output=True)
+        if done.returncode != 0:
+            loadgen.kill()
+            sys.exit(f"py-spy failed: {done.stderr.decode()[-1000:]}")
         out, _ = loadgen.communicate(timeout=args.duration + 60)
         print(out.decode().strip())
         print(summarise_collapsed(raw))

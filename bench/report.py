@@ -182,6 +182,8 @@ def render_report(data: dict[str, Any]) -> str:
         f"core(s) {info['cpu_aux']}. Load average at start {info['loadavg_start'][0]:.2f}, "
         f"at end {info['loadavg_end'][0]:.2f}. Repeats: {len(data['runs'])}.",
         f"Command: `{' '.join(info['argv'])}`",
+        f"Code: commit {info.get('git', {}).get('commit', '?')}; files differing from it: "
+        f"{', '.join(info.get('git', {}).get('dirty', [])) or 'none'}.",
     ]
     parts = [
         *header,
