@@ -75,7 +75,8 @@ def aiq(points: np.ndarray, c_lo: float, c_hi: float) -> float:
 def cost_at_quality(points: np.ndarray, target: float) -> float:
     """Least mean cost at which the hull reaches ``target`` quality (``inf`` if never)."""
     hull = upper_hull(points)
-    if len(hull) == 0 or hull[-1, 1] < target:
+    # tolerance: the same mean quality summed in another order must still count as reached
+    if len(hull) == 0 or hull[-1, 1] < target - 1e-12:
         return float("inf")
     if hull[0, 1] >= target:
         return float(hull[0, 0])
@@ -141,24 +142,29 @@ def summarize(
     strong: int | None = None,
     weak: int | None = None,
     weights: np.ndarray | None = None,
+    picked: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """Every metric of one router on one (possibly re-weighted, for bootstrap) sample."""
+    """Every metric of one router on one (possibly re-weighted, for bootstrap) sample.
+
+    ``picked`` is ``(quality[rows, choices], cost[rows, choices])`` when the caller has it
+    already (the bootstrap gathers it once, not once per resample).
+    """
     w = np.ones(len(quality)) if weights is None else weights
     total = w.sum()
-    rows = np.arange(len(quality))
-    pts = np.stack(
-        [(cost[rows, choices] * w).sum(1) / total, (quality[rows, choices] * w).sum(1) / total],
-        axis=1,
-    )
+    if picked is None:
+        rows = np.arange(len(quality))
+        picked = (quality[rows, choices], cost[rows, choices])
+    pts = np.stack([picked[1] @ w / total, picked[0] @ w / total], axis=1)
     single_q = (quality * w[:, None]).sum(0) / total
     single_c = (cost * w[:, None]).sum(0) / total
     best = int(np.lexsort((single_c, -np.round(single_q, 12)))[0])
     c_lo, c_hi = float(single_c.min()), float(single_c.max())
+    hull = upper_hull(pts)  # the hull of a hull is itself: compute it once
     out = {
-        "aiq": aiq(pts, c_lo, c_hi),
+        "aiq": aiq(hull, c_lo, c_hi),
         "max_quality": float(pts[:, 1].max()),
-        "quality_at_best_cost": float(hull_quality(upper_hull(pts), single_c[best])),
-        "cost_share_at_best_quality": cost_at_quality(pts, single_q[best]) / single_c[best]
+        "quality_at_best_cost": float(hull_quality(hull, single_c[best])),
+        "cost_share_at_best_quality": cost_at_quality(hull, single_q[best]) / single_c[best]
         if single_c[best] > 0
         else float("nan"),
     }
@@ -182,10 +188,15 @@ def bootstrap(
     """95% percentile intervals of ``summarize`` over prompts resampled with replacement."""
     rng = np.random.default_rng(seed)
     n = len(quality)
+    # Identical rows of choices give identical points: drop them (no metric changes).
+    choices = np.unique(choices, axis=0)
+    rows = np.arange(n)
+    picked = (quality[rows, choices], cost[rows, choices])
     draws: dict[str, list[float]] = {}
     for _ in range(n_boot):
         weights = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
-        for key, value in summarize(quality, cost, choices, weights=weights, **kwargs).items():
+        found = summarize(quality, cost, choices, weights=weights, picked=picked, **kwargs)
+        for key, value in found.items():
             draws.setdefault(key, []).append(value)
     return {key: _interval(np.asarray(v, dtype=np.float64)) for key, v in draws.items()}
 
