@@ -472,6 +472,22 @@ async def test_connection_close_header_is_honoured() -> None:
         await pool.aclose()
 
 
+async def test_an_informational_head_is_skipped() -> None:
+    async def continue_first(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(b"HTTP/1.1 100 Continue\r\nx-early: 1\r\n\r\n")
+        await conn.answer(b"ok", extra=b"x-late: 2\r\n")
+        await echo_forever(conn)
+
+    async with Script(continue_first) as script:
+        pool = pool_for(script)
+        head = pool.request_head("POST", "/x", HEADERS)
+        status, headers, body = await pool.fetch(head, b"{}")
+        assert (status, body, dict(headers)) == (200, b"ok", {"content-length": "2", "x-late": "2"})
+        assert (await pool.fetch(head, b"again"))[2] == b"again"
+        await pool.aclose()
+
+
 async def test_error_status_headers_are_case_insensitive() -> None:
     async def limited(conn: Conn) -> None:
         await conn.request()
@@ -561,3 +577,44 @@ async def test_openai_upstream_keeps_aiohttp_when_asked_or_for_https(
     assert (await upstream.complete("chat", body)).usage is not None
     assert upstream._pool is None and upstream._session is not None
     await upstream.aclose()
+
+
+async def test_mixed_faults_under_concurrency_leave_a_consistent_pool() -> None:
+    """300 calls, 48 at a time on at most 8 connections, a fifth of them failing in
+    assorted ways: every call ends, and afterwards every open connection is idle."""
+    from crossroads.exceptions import UpstreamError
+
+    faults = ["refuse", "truncated_body", "cut_stream:2", "500", "malformed_json"]
+    with FakeUpstream(models=["s"], chunks=3) as fake:
+        config = OpenAIUpstreamConfig(
+            name="fake", base_url=fake.base_url, max_connections=8, timeouts={"total": 10}
+        )
+        upstream = OpenAIUpstream(config)
+        gate = asyncio.Semaphore(48)
+        outcomes: dict[str, int] = {}
+
+        async def one(i: int) -> None:
+            fault = faults[(i // 5) % len(faults)] if i % 5 == 0 else None
+            body: dict[str, Any] = {"model": "s", "messages": [{"role": "user", "content": "x"}]}
+            if fault:
+                body["metadata"] = {"fault": fault}
+            async with gate:
+                try:
+                    if i % 2:
+                        await upstream.complete("chat", body)
+                    else:
+                        async for _ in upstream.stream("chat", {**body, "stream": True}):
+                            pass
+                    key = "ok"
+                except UpstreamError as exc:
+                    key = type(exc).__name__
+            outcomes[key] = outcomes.get(key, 0) + 1
+
+        await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(300))), 60)
+        pool = upstream._pool
+        assert pool is not None
+        await asyncio.sleep(0.1)
+        assert 0 < pool.open_connections <= 8
+        assert pool.open_connections == pool.idle_connections
+        assert outcomes["ok"] >= 240 and sum(outcomes.values()) == 300
+        await upstream.aclose()

@@ -85,6 +85,7 @@ class Connection(asyncio.Protocol):
         self.buffered = 0
         self.paused = False
         self.headers_done = False
+        self.informational = False  # a 1xx head: the real one follows
         self.complete = False
         self.keep_alive = False
         self.got_bytes = False
@@ -273,7 +274,11 @@ class Connection(asyncio.Protocol):
         self.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if status < 200:
+            self.informational = True
+            return
+        self.status = status
         self.headers_done = True
         if self.stream:
             self._wake()  # first_byte keeps running until the first body byte
@@ -296,6 +301,10 @@ class Connection(asyncio.Protocol):
                 self.transport.pause_reading()  # type: ignore[union-attr]
 
     def on_message_complete(self) -> None:
+        if self.informational:  # e.g. "100 Continue", sent unasked by some servers
+            self.informational = False
+            self.raw_headers = []
+            return
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive()
         self._disarm()
