@@ -34,14 +34,9 @@ Run = Callable[[str, int, int], Awaitable[None]]
 
 def _upstream(base_url: str, client: str) -> Any:
     from crossroads.config import OpenAIUpstream as Config
-    from crossroads.dispatch import http
     from crossroads.dispatch.openai import OpenAIUpstream
 
-    os.environ[http.CLIENT_ENV] = client
-    try:
-        return OpenAIUpstream(Config(name="bench", base_url=base_url))
-    finally:
-        del os.environ[http.CLIENT_ENV]
+    return OpenAIUpstream(Config(name="bench", base_url=base_url, http_client=client))
 
 
 def upstream_complete(client: str) -> Run:

@@ -62,6 +62,7 @@ class OpenAIUpstream(_UpstreamBase):
     kind: Literal["openai"] = "openai"
     query: dict[str, str] = {}
     api_key_header: str = "authorization"
+    http_client: Literal["raw", "aiohttp"] = "raw"
 
 
 class AnthropicUpstream(_UpstreamBase):

@@ -13,14 +13,13 @@ import aiohttp
 from crossroads.dispatch.base import Upstream
 from crossroads.dispatch.rawhttp import ConnectionPool
 
+
 # "aiohttp" switches the raw client off (for comparison, or an upstream it mishandles).
-CLIENT_ENV = "CROSSROADS_UPSTREAM_CLIENT"
-
-
-def raw_address(base_url: str) -> tuple[str, int] | None:
+def raw_address(base_url: str, client: str = "raw") -> tuple[str, int] | None:
     """``(host, port)`` when the raw client can serve ``base_url``: plain ``http://``, no
-    credentials or query in the URL; None for anything else (aiohttp serves those)."""
-    if os.environ.get(CLIENT_ENV, "raw") == "aiohttp":
+    credentials or query in the URL, ``http_client`` not ``aiohttp``; None for anything
+    else (aiohttp serves those)."""
+    if client == "aiohttp":
         return None
     parts = urlsplit(base_url)
     if parts.scheme != "http" or parts.username or parts.password or parts.query:
@@ -42,7 +41,7 @@ class HTTPUpstream(Upstream):
         self.name: str = config.name
         self._session: aiohttp.ClientSession | None = None
         self._pool: ConnectionPool | None = None
-        self._raw_address = raw_address(config.base_url)
+        self._raw_address = raw_address(config.base_url, getattr(config, "http_client", "aiohttp"))
 
     def api_key(self) -> str | None:
         """The key from the environment variable the config names, if set."""

@@ -12,7 +12,6 @@ import pytest
 
 from crossroads.config import OpenAIUpstream as OpenAIUpstreamConfig
 from crossroads.config import Timeouts
-from crossroads.dispatch.http import CLIENT_ENV
 from crossroads.dispatch.openai import OpenAIUpstream
 from crossroads.dispatch.rawhttp import ConnectionPool
 from crossroads.dispatch.rawhttp import connection as raw_connection
@@ -571,8 +570,9 @@ async def test_openai_upstream_keeps_aiohttp_when_asked_or_for_https(
 ) -> None:
     https = OpenAIUpstream(OpenAIUpstreamConfig(name="tls", base_url="https://api.example/v1"))
     assert https._raw_address is None
-    monkeypatch.setenv(CLIENT_ENV, "aiohttp")
-    upstream = OpenAIUpstream(OpenAIUpstreamConfig(name="fake", base_url=fake_upstream.base_url))
+    upstream = OpenAIUpstream(
+        OpenAIUpstreamConfig(name="fake", base_url=fake_upstream.base_url, http_client="aiohttp")
+    )
     body = {"model": "s", "messages": [{"role": "user", "content": "hi"}]}
     assert (await upstream.complete("chat", body)).usage is not None
     assert upstream._pool is None and upstream._session is not None
