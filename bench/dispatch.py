@@ -344,6 +344,44 @@ def render_overhead(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def selection_cost_us(repeat: int = 5, number: int = 20000) -> dict[str, float]:
+    """In process: µs per request of the dispatcher's own bookkeeping (breaker check,
+    ``choose``, acquire, in-flight and TTFT updates, success), by policy and endpoint count."""
+    import timeit
+
+    from crossroads.config import BreakerConfig
+    from crossroads.dispatch.balancing import choose
+    from crossroads.dispatch.breaker import CircuitBreaker
+    from crossroads.dispatch.endpoints import EndpointState
+
+    class _Upstream:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+    out = {}
+    for n in (1, 3):
+        endpoints = [
+            EndpointState(
+                MODEL, _Upstream(f"u{i}"), MODEL, 1.0, None, CircuitBreaker(BreakerConfig())
+            )  # type: ignore[arg-type]
+            for i in range(n)
+        ]
+        for policy in ("least_loaded", "prefix_affinity", "latency"):
+
+            def one(endpoints: list[EndpointState] = endpoints, policy: str = policy) -> None:
+                ready = [e for e in endpoints if e.breaker.available()]
+                e = choose(policy, ready, "Write one short sentence about routers.", 2000.0)
+                e.breaker.acquire()
+                e.in_flight += 1
+                e.observe_ttft(1.0)
+                e.in_flight -= 1
+                e.breaker.success()
+
+            best = min(timeit.repeat(one, number=number, repeat=repeat)) / number
+            out[f"{policy}, {n} endpoint{'s' if n > 1 else ''}"] = round(best * 1e6, 2)
+    return out
+
+
 # ---------------------------------------------------------------------------- CLI
 
 
@@ -386,11 +424,14 @@ def main(argv: list[str] | None = None) -> None:
         }
     }
     if args.what in ("overhead", "all"):
+        data["selection_cost_us"] = selection_cost_us()
         data["overhead"] = run_overhead(args)
     if args.what in ("failover", "all"):
         data["failover"] = run_failover(args)
     data["machine"]["loadavg_end"] = os.getloadavg()
     parts = [f"machine: {data['machine']}"]
+    if "selection_cost_us" in data:
+        parts.append(f"dispatcher bookkeeping, µs/request in process: {data['selection_cost_us']}")
     if "overhead" in data:
         parts.append(render_overhead(data["overhead"]))
     if "failover" in data:
