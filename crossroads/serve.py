@@ -138,8 +138,6 @@ def _run(
 
     options = server_options(cfg, host, port)
     n = workers
-    if cfg.server.engine == "granian":
-        return _run_granian(cfg, config_path, options, n, pool)
     if n > 1:
         if config_path is None:
             raise CrossroadsError("--workers > 1 needs a config file (-c): workers load it by path")
@@ -157,36 +155,3 @@ def _run(
         raise CrossroadsError(
             f"the gateway could not start on {options['host']}:{options['port']} (port in use?)"
         )
-
-
-def _run_granian(
-    cfg: Config, config_path: Path | None, options: dict[str, Any], workers: int, pool: Any
-) -> None:
-    """Serve on granian (Rust HTTP server; ``server.engine: granian``): workers load the
-    config by path, like uvicorn's multi-worker mode."""
-    try:
-        from granian import Granian
-        from granian.constants import Interfaces, Loops
-    except ImportError as exc:
-        raise CrossroadsError(
-            "server.engine: granian needs the granian extra: pip install 'crossroads[granian]'"
-        ) from exc
-    if config_path is None or pool is not None:
-        raise CrossroadsError(
-            "server.engine: granian needs a config file (-c) without local models "
-            "(kind: local): its workers load the config by path"
-        )
-    os.environ["CROSSROADS_CONFIG"] = str(Path(config_path).resolve())
-    print(banner(cfg, options["host"], options["port"], workers), flush=True)
-    Granian(
-        "crossroads.gateway.app:app_from_env",
-        factory=True,
-        address=options["host"],
-        port=options["port"],
-        interface=Interfaces.ASGI,
-        workers=workers,
-        loop=Loops.uvloop if options["loop"] == "uvloop" else Loops.asyncio,
-        websockets=False,
-        backlog=options["backlog"],
-        log_level=options["log_level"],
-    ).serve()

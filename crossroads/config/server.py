@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import (
     Field,
     field_validator,
@@ -25,7 +23,6 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8400, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
-    engine: Literal["uvicorn", "granian"] = "uvicorn"
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     api_keys: list[ApiKey] = []
     expected_output_tokens: int = Field(
