@@ -25,9 +25,14 @@ def _load(e: EndpointState) -> float:
 
 
 def least_loaded(endpoints: Sequence[EndpointState]) -> EndpointState:
-    """Power of two choices (exact minimum when there are at most three)."""
+    """Power of two choices (exact minimum when there are at most three); ties are broken at
+    random, so idle endpoints share the traffic instead of the first taking it all."""
+    if len(endpoints) == 1:
+        return endpoints[0]
     if len(endpoints) <= 3:
-        return min(endpoints, key=_load)
+        best = min(_load(e) for e in endpoints)
+        ties = [e for e in endpoints if _load(e) == best]
+        return ties[0] if len(ties) == 1 else _random.choice(ties)
     a, b = _random.sample(list(endpoints), 2)
     return a if _load(a) <= _load(b) else b
 
