@@ -43,6 +43,7 @@ def cold_start_study(
     out = ds.outcomes
     j = out.models.index(model)
     others = [i for i in range(len(out.models)) if i != j]
+    assert out.cost is not None  # load_dataset always prices outcomes
     q_fill = np.where(np.isnan(out.quality), np.nanmean(out.quality[train], 0), out.quality)
     q_test, c_test = q_fill[test], out.cost[test]
     new_cost = float(np.nanmean(out.cost[train, j]))
@@ -58,6 +59,7 @@ def cold_start_study(
         }
     ]
     base_outcomes = out.subset(train)
+    assert base_outcomes.cost is not None
     base_outcomes = type(base_outcomes)(
         [out.models[i] for i in others],
         base_outcomes.quality[:, others],

@@ -12,6 +12,8 @@ is the upper convex hull of its points, made non-decreasing (spending more never
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -183,7 +185,7 @@ def bootstrap(
     *,
     n_boot: int = 200,
     seed: int = 0,
-    **kwargs: object,
+    **kwargs: Any,
 ) -> dict[str, tuple[float, float]]:
     """95% percentile intervals of ``summarize`` over prompts resampled with replacement."""
     rng = np.random.default_rng(seed)

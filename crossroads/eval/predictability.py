@@ -21,12 +21,12 @@ def cheap_models(cost_mean: np.ndarray, best: int, cheap_share: float = 0.5) -> 
 
 def substitution_labels(quality: np.ndarray, best: int, cheap: np.ndarray) -> np.ndarray:
     """1 where the best cheap model scores at least as high as model ``best`` on the prompt."""
-    return (quality[:, cheap].max(axis=1) >= quality[:, best]).astype(np.int8)
+    return np.asarray(quality[:, cheap].max(axis=1) >= quality[:, best], dtype=np.int8)
 
 
 def substitution_scores(predicted: np.ndarray, best: int, cheap: np.ndarray) -> np.ndarray:
     """A router's evidence for substitution: best predicted cheap quality minus ``best``'s."""
-    return predicted[:, cheap].max(axis=1) - predicted[:, best]
+    return np.asarray(predicted[:, cheap].max(axis=1) - predicted[:, best])
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:

@@ -268,7 +268,7 @@ def write_report(results: list[EvalResult], out: str | Path) -> Path:
 
 
 def _html_section(result: EvalResult) -> str:
-    rows = []
+    rows: list[str] = []
     for line in markdown_table(result).splitlines():
         if line.startswith("|---"):
             continue

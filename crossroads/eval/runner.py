@@ -103,6 +103,7 @@ def evaluate(
     split = split_indices(ds, seed=seed)
     train, val, test = split["train"], split["val"], split["test"]
     out = ds.outcomes
+    assert out.cost is not None  # load_dataset always prices outcomes
     q_test, c_test = _filled(out.quality[test], out.quality[train]), out.cost[test]
     models = list(out.models)
     strong_weak = None

@@ -31,7 +31,7 @@ def _single_threaded_blas() -> Any:
     """A context limiting BLAS to one thread (the controller is built once: ~10 ms)."""
     global _blas_controller
     if _blas_controller is None:
-        from threadpoolctl import ThreadpoolController
+        from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
 
         _blas_controller = ThreadpoolController()
     return _blas_controller.limit(limits=1, user_api="blas")
@@ -58,7 +58,7 @@ class Outcomes:
                 raise ValueError(f"cost shape {self.cost.shape} != quality {self.quality.shape}")
 
     def __len__(self) -> int:
-        return self.quality.shape[0]
+        return int(self.quality.shape[0])
 
     def subset(self, rows: np.ndarray) -> Outcomes:
         """The outcomes of the given rows (index array or boolean mask)."""
@@ -79,6 +79,7 @@ class Router(BaseEstimator):  # type: ignore[misc]
     """
 
     uses_prompts = True
+    embedder: Any  # set by subclasses' constructors (None: MiniLM on first use)
 
     def fit(self, prompts: Prompts, outcomes: Outcomes) -> Router:
         """Learn from ``outcomes`` of ``prompts``; returns self."""

@@ -21,7 +21,7 @@ def _pairwise_wins(quality: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted win matrices: ``(b, k, m)`` qualities and ``(b, k)`` weights -> ``(b, m, m)``."""
     diff = quality[:, :, :, None] - quality[:, :, None, :]
     votes = (diff > 0) + 0.5 * (diff == 0)
-    return np.einsum("bk,bkij->bij", weights, votes)
+    return np.asarray(np.einsum("bk,bkij->bij", weights, votes))
 
 
 def bradley_terry(wins: np.ndarray, iterations: int = 30) -> np.ndarray:

@@ -41,4 +41,4 @@ class ClusterRouter(Router):
         self.cluster_quality_ = (sums + prior * y.mean(0)) / (counts[:, None] + prior)
 
     def _predict(self, features: np.ndarray) -> np.ndarray:
-        return self.cluster_quality_[self.kmeans_.predict(features)]
+        return np.asarray(self.cluster_quality_[self.kmeans_.predict(features)])

@@ -20,7 +20,8 @@ class LinearRouter(Router):
         self.ridge_ = Ridge(alpha=self.alpha).fit(features, fill_missing(outcomes.quality))
 
     def _predict(self, features: np.ndarray) -> np.ndarray:
-        return np.clip(self.ridge_.predict(features).reshape(len(features), -1), 0.0, 1.0)
+        pred = np.asarray(self.ridge_.predict(features)).reshape(len(features), -1)
+        return np.asarray(np.clip(pred, 0.0, 1.0))
 
 
 class LogisticRouter(Router):

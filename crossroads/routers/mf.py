@@ -33,11 +33,11 @@ class MatrixFactorizationRouter(Router):
         self.encoder_ = Ridge(alpha=self.alpha).fit(features, u[:, :r] * s[:r])
 
     def _prompt_factors(self, features: np.ndarray) -> np.ndarray:
-        return self.encoder_.predict(features).reshape(len(features), -1)
+        return np.asarray(self.encoder_.predict(features)).reshape(len(features), -1)
 
     def _predict(self, features: np.ndarray) -> np.ndarray:
         pred = self._prompt_factors(features) @ self.model_factors_.T + self.mean_
-        return np.clip(pred, 0.0, 1.0)
+        return np.asarray(np.clip(pred, 0.0, 1.0))
 
     def add_model(
         self,

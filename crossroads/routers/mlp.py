@@ -49,4 +49,4 @@ class MLPRouter(Router):
 
     def _predict(self, features: np.ndarray) -> np.ndarray:
         pred = self.net_.predict(features).reshape(len(features), -1) + self.offset_
-        return np.clip(pred, 0.0, 1.0)
+        return np.asarray(np.clip(pred, 0.0, 1.0))

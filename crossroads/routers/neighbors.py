@@ -18,7 +18,7 @@ EXACT_MAX_FLOATS = 1_000_000  # 4 MB of float32: searched exactly, no projection
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows of ``x`` scaled to unit length (float32; zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return np.asarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12))
 
 
 class CosineIndex:

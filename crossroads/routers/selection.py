@@ -43,11 +43,11 @@ def select(
         # lam = inf means the cheapest, ties broken by quality.
         score = -cost + 1e-12 * quality if lam == np.inf else quality - lam * cost
         score = np.where(allowed, score, -np.inf)
-        return np.argmax(score, axis=1)
+        return np.asarray(np.argmax(score, axis=1))
     meets = (quality >= quality_target) & allowed
     cheapest = np.argmin(np.where(meets, cost, np.inf), axis=1)
     best = np.argmax(np.where(allowed, quality, -np.inf), axis=1)
-    return np.where(meets.any(axis=1), cheapest, best)
+    return np.asarray(np.where(meets.any(axis=1), cheapest, best))
 
 
 def lambda_grid(quality: np.ndarray, cost: np.ndarray, n: int = 80) -> np.ndarray:
