@@ -91,7 +91,7 @@ def evaluate(
     from sklearn.base import clone
 
     from crossroads.eval import predictability
-    from crossroads.eval.tuning import score_rows
+    from crossroads.eval.tuning import score_rows, selection_folds
     from crossroads.eval.tuning import tune as grid_search
 
     started = time.perf_counter()
@@ -137,6 +137,7 @@ def evaluate(
         from tqdm.auto import tqdm
 
         items = tqdm(items, desc=f"{ds.name}: routers", unit="router")
+    folds = selection_folds(train, val, seed=seed)
     tuned_params: dict[str, dict[str, Any]] = {}
     for name, router in items:
         params: dict[str, Any] = {}
@@ -144,7 +145,7 @@ def evaluate(
         if router.uses_prompts and tune and len(val):
             if name == "ensemble" and "member_params" in router.get_params():
                 router = clone(router).set_params(member_params=dict(tuned_params))
-            found = grid_search(name, features, out, train, val, router=router)
+            found = grid_search(name, features, out, train, val, router=router, folds=folds)
             params, val_aiq = found.params, found.val_aiq
             tuned_params[name] = params
             router = clone(router).set_params(**params)
@@ -155,8 +156,12 @@ def evaluate(
         pred_q = router.predict(features[test])
         predict_ms = (time.perf_counter() - t0) * 1000 / len(test)
         pred_c = router.predict_cost(features[test])
-        if val_aiq is None and len(val):
+        if val_aiq is None and len(folds) == 1 and len(val):
             val_aiq = score_rows(router, features[val], out.subset(val), out.subset(train))
+        elif val_aiq is None and len(val):
+            val_aiq = grid_search(
+                name, features, out, train, val, grid={}, router=router, folds=folds
+            ).val_aiq
         grid = lambda_grid(pred_q, pred_c)
         choices = np.stack([select(pred_q, pred_c, lam=lam) for lam in grid])
         kwargs = dict(adv_kwargs)

@@ -31,12 +31,14 @@ class SpyRouter(KNNRouter):
 
 def test_leakage_test_split_never_reaches_fit(dataset) -> None:
     ds, x = dataset
-    x = x + np.arange(len(x))[:, None] * 1e-3  # make every row unique
+    # every row unique; float32 as routers see them, so the byte comparison is not vacuous
+    x = (x + np.arange(len(x))[:, None] * 1e-3).astype(np.float32)
     SpyRouter.seen = []
     evaluate(ds, {"spy": SpyRouter()}, features=x, n_boot=5)
     test_rows = {row.tobytes() for row in x[split_indices(ds)["test"]]}
     seen = {row.tobytes() for row in SpyRouter.seen[0]}
     assert seen and not seen & test_rows
+    assert seen == {row.tobytes() for row in x[split_indices(ds)["train"]]}
 
 
 def test_evaluate_reports_baselines_and_learned(dataset, tmp_path) -> None:

@@ -8,7 +8,7 @@ import pytest
 from crossroads.eval.datasets import load_dataset, split_indices
 from crossroads.eval.runner import evaluate
 from crossroads.eval.synthetic import make_routing_data, write_dataset
-from crossroads.eval.tuning import GRIDS, tune
+from crossroads.eval.tuning import CV_BELOW_ROWS, CV_FOLDS, GRIDS, selection_folds, tune
 from crossroads.routers import Outcomes, available
 from crossroads.routers.knn import KNNRouter
 
@@ -72,7 +72,8 @@ def test_every_grid_names_a_registered_router_and_its_parameters() -> None:
 def dataset(tmp_path_factory):
     path = write_dataset(tmp_path_factory.mktemp("d") / "syn", n=400, n_models=3)
     x, _, _ = make_routing_data(n=400, n_models=3)
-    return load_dataset(path), x + np.arange(400)[:, None] * 1e-3
+    # float32 rows: what routers see, so row bytes compare equal
+    return load_dataset(path), (x + np.arange(400)[:, None] * 1e-3).astype(np.float32)
 
 
 def test_tuned_evaluation_never_fits_or_selects_on_test(dataset) -> None:
@@ -80,8 +81,24 @@ def test_tuned_evaluation_never_fits_or_selects_on_test(dataset) -> None:
     split = split_indices(ds)
     RowSpy.fitted, RowSpy.predicted = [], []
     evaluate(ds, {"knn": RowSpy()}, features=x, n_boot=5, tune=True)
-    assert len(RowSpy.fitted) == 7  # six grid points, then the final fit
+    # a small dataset: six grid points x five folds of train+val, then the final fit
+    assert len(RowSpy.fitted) == 6 * CV_FOLDS + 1
     assert not _rows(RowSpy.fitted) & _rows([x[split["test"]]])
+    assert _rows(RowSpy.fitted) == _rows([x[split["train"]], x[split["val"]]])
+    assert _rows(RowSpy.fitted[-1:]) == _rows([x[split["train"]]])
+
+
+def test_selection_folds_partition_train_and_val_only() -> None:
+    train, val = np.arange(0, 300), np.arange(300, 400)
+    folds = selection_folds(train, val)
+    assert len(folds) == CV_FOLDS
+    scored = np.concatenate([s for _, s in folds])
+    assert sorted(scored.tolist()) == list(range(400))  # every non-test row scored once
+    for fit_rows, score_rows in folds:
+        assert not set(fit_rows) & set(score_rows)
+        assert set(fit_rows) | set(score_rows) == set(range(400))
+    big_train = np.arange(0, CV_BELOW_ROWS)
+    assert len(selection_folds(big_train, val + CV_BELOW_ROWS)) == 1
 
 
 def test_test_outcomes_do_not_change_the_choice(dataset) -> None:
