@@ -15,7 +15,7 @@ from crossroads.dispatch.anthropic_translate import to_anthropic, to_openai, uns
 from crossroads.dispatch.base import Completion
 from crossroads.dispatch.errors import status_error, translate
 from crossroads.dispatch.http import HTTPUpstream
-from crossroads.dispatch.sse import event_data, frames
+from crossroads.dispatch.sse import event_data, frames, split_events
 from crossroads.exceptions import UpstreamProtocolError, UpstreamStatusError
 from crossroads.types import Endpoint
 
@@ -74,9 +74,14 @@ class AnthropicUpstream(HTTPUpstream):
                     raise anthropic_status_error(
                         self.name, resp.status, await resp.read(), resp.headers
                     )
-                async for frame in frames(resp.content.iter_any()):
-                    for out in translator.feed(self._event(frame)):
-                        yield out
+                async for batch in frames(resp.content.iter_any()):
+                    out = [
+                        chunk
+                        for frame in split_events(batch)
+                        for chunk in translator.feed(self._event(frame))
+                    ]
+                    if out:
+                        yield b"".join(out)
                     if translator.finished:
                         return
             raise UpstreamProtocolError(

@@ -31,7 +31,8 @@ class Upstream:
         raise NotImplementedError
 
     def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        """Server-sent events, each a complete ``data: ...\\n\\n`` frame, ending with
+        """Server-sent events in batches: each item holds one or more complete
+        ``data: ...\\n\\n`` events (all that one upstream read delivered); the last event is
         ``data: [DONE]``. Closing the iterator cancels the upstream call."""
         raise NotImplementedError
 

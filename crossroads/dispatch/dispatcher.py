@@ -21,7 +21,7 @@ from crossroads.dispatch.balancing import choose
 from crossroads.dispatch.base import Completion, Upstream
 from crossroads.dispatch.endpoints import EndpointState, build_endpoints
 from crossroads.dispatch.retries import backoff_s, is_retryable
-from crossroads.dispatch.sse import event_data, parse_event
+from crossroads.dispatch.sse import event_data, parse_event, split_events
 from crossroads.exceptions import (
     CrossroadsError,
     UpstreamError,
@@ -137,12 +137,9 @@ class Dispatcher:
             try:
                 # Hold back events until one carries content: a failure before it is
                 # invisible to the client, so it can fall back transparently.
-                async for frame in events:
-                    head.append(frame)
-                    data = event_data(frame)
-                    if data is None:
-                        continue
-                    if data == b"[DONE]" or _has_content(parse_event(data, e.upstream.name)):
+                async for batch in events:
+                    head.append(batch)
+                    if _any_content(batch, e.upstream.name):
                         break
                 else:
                     raise UpstreamProtocolError(
@@ -258,6 +255,17 @@ def upstream_body(body: dict[str, Any], e: EndpointState, m: ModelConfig) -> dic
         asked = body.get(key)
         out[key] = cap if not isinstance(asked, int) else min(asked, cap)
     return out
+
+
+def _any_content(batch: bytes, upstream: str) -> bool:
+    """Whether a batch of events holds content (checking each event is well formed)."""
+    for frame in split_events(batch):
+        data = event_data(frame)
+        if data is None:
+            continue
+        if data == b"[DONE]" or _has_content(parse_event(data, upstream)):
+            return True
+    return False
 
 
 def _has_content(chunk: dict[str, Any]) -> bool:

@@ -134,9 +134,9 @@ class OpenAIUpstream(HTTPUpstream):
             if response.status >= 400:
                 raw = await response.read()
                 raise status_error(self.name, response.status, raw, response.headers)
-            async for frame in frames(response):
-                done = frame == DONE
-                yield frame
+            async for batch in frames(response):
+                done = batch.endswith(DONE)
+                yield batch
         finally:
             response.close(reuse=done)
 

@@ -13,21 +13,33 @@ DONE = b"data: [DONE]\n\n"
 
 
 async def frames(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Complete SSE events (``...\\n\\n``) from arbitrary chunks; CRLF line ends normalised
-    only when the upstream uses them. A trailing partial event is yielded as-is."""
+    """Batches of complete SSE events (``...\\n\\n``, one or more) from arbitrary chunks:
+    every complete event that one read delivered, in one piece, so the relay writes once per
+    upstream read. CRLF line ends are normalised only when the upstream uses them; a trailing
+    partial event is yielded as-is at the end."""
     buffer = b""
     async for chunk in chunks:
         buffer += chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
-        while True:
-            end = buffer.find(b"\n\n")
-            if end < 0:
-                break
+        end = buffer.rfind(b"\n\n")
+        if end >= 0:
             yield buffer[: end + 2]
             buffer = buffer[end + 2 :]
     if buffer.strip():
         yield buffer
+
+
+def split_events(batch: bytes) -> list[bytes]:
+    """The single events of a batch from :func:`frames`, each ending ``\\n\\n`` (a trailing
+    partial event as-is)."""
+    if batch.count(b"\n\n") <= 1:
+        return [batch]
+    parts = batch.split(b"\n\n")
+    events = [p + b"\n\n" for p in parts[:-1] if p]
+    if parts[-1]:
+        events.append(parts[-1])
+    return events
 
 
 def event_data(frame: bytes) -> bytes | None:

@@ -14,7 +14,7 @@ from crossroads.config import ModelConfig
 from crossroads.cost import actual_cost
 from crossroads.dispatch.base import usage_from
 from crossroads.dispatch.dispatcher import Dispatcher
-from crossroads.dispatch.sse import DONE, event_data, parse_event
+from crossroads.dispatch.sse import DONE, event_data, parse_event, split_events
 from crossroads.exceptions import UpstreamProtocolError
 from crossroads.gateway.errors import render
 from crossroads.tokens import count_tokens
@@ -64,19 +64,24 @@ async def relay_stream(
         await send({"type": "http.response.start", "status": 200, "headers": response_headers})
         done = False
         head = iter(stream.head)
-        frame: bytes | None = next(head)
+        batch: bytes | None = next(head)
         name = stream.endpoint.upstream.name
         ledger = _Ledger(trace, model, name, client_wants_usage)
         try:
-            while frame is not None:
-                data = event_data(frame)
-                if data == b"[DONE]":
-                    done = True
-                    await emit(DONE)
-                    break
-                if data is not None and ledger.take(data):
-                    await emit(frame)
-                frame = next(head, None) or await anext(stream.rest, None)
+            while batch is not None and not done:
+                out = []
+                for frame in split_events(batch):
+                    data = event_data(frame)
+                    if data == b"[DONE]":
+                        done = True
+                        out.append(DONE)
+                        break
+                    if data is not None and ledger.take(data):
+                        out.append(frame)
+                if out:  # one write per upstream read, whatever it held
+                    await emit(out[0] if len(out) == 1 else b"".join(out))
+                if not done:
+                    batch = next(head, None) or await anext(stream.rest, None)
             if not done:
                 raise UpstreamProtocolError(
                     f"upstream {name!r} ended the stream before [DONE]: the answer is incomplete",

@@ -15,6 +15,7 @@ from crossroads.config import Timeouts
 from crossroads.dispatch.openai import OpenAIUpstream
 from crossroads.dispatch.rawhttp import ConnectionPool
 from crossroads.dispatch.rawhttp import connection as raw_connection
+from crossroads.dispatch.sse import split_events
 from crossroads.exceptions import (
     UpstreamConnectError,
     UpstreamProtocolError,
@@ -557,8 +558,9 @@ async def test_openai_upstream_serves_http_urls_on_one_raw_connection(
     for _ in range(3):
         completion = await upstream.complete("chat", body)
         assert orjson.loads(completion.body)["choices"][0]["message"]["content"] == "echo: héllo ✓"
-        frames = [f async for f in upstream.stream("chat", {**body, "stream": True})]
-        assert frames[-1] == b"data: [DONE]\n\n" and len(frames) == 6
+        batches = [f async for f in upstream.stream("chat", {**body, "stream": True})]
+        events = [e for b in batches for e in split_events(b)]
+        assert events[-1] == b"data: [DONE]\n\n" and len(events) == 6
     await asyncio.sleep(0.05)  # a stream's chunked terminator may trail its [DONE]
     assert upstream._session is None and upstream._pool is not None
     assert upstream._pool.open_connections == 1
