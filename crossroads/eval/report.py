@@ -59,6 +59,7 @@ def to_dict(result: EvalResult) -> dict[str, Any]:
         "excluded_models": result.excluded_models,
         "tuned_on": "validation split" if result.tuned else None,
         "selected_on_validation": result.selected,
+        "selected_on": result.selected_on,
         "single_points": result.single_points,
         "routers": [
             {
@@ -125,15 +126,15 @@ def markdown(result: EvalResult) -> str:
             "curve is the hull of the single models; `mean` predicts each model's mean "
             "training quality (prompt-free); `oracle` knows the test outcomes.",
             (
-                "- Hyper-parameters chosen by grid search on the **validation split** "
-                "(fit on train, score AIQ on val): "
+                f"- Hyper-parameters chosen by grid search on the **{result.selected_on}** "
+                "(fit on train, score AIQ on held-out rows; never test): "
                 + "; ".join(f"{r.name} {_params(r.params)}" for r in result.results if r.params)
                 + "."
                 if result.tuned
                 else "- Hyper-parameters: library defaults."
             ),
-            f"- `(selected)` after a validation AIQ: the learned router with the best validation AIQ "
-            f"(`{result.selected}`); choosing it never looks at test. `substitution AUC`: "
+            f"- `val AIQ`: AIQ on the {result.selected_on}; `(selected)`: the learned router "
+            f"with the best one (`{result.selected}`), a choice that never looks at test. `substitution AUC`: "
             "how well the router ranks test prompts where a model costing <= 50% of the "
             "best one (by train) is as good as it (see metrics.md).",
             "",

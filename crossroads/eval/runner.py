@@ -69,6 +69,7 @@ class EvalResult:
     excluded_models: list[str] = field(default_factory=list)
     tuned: bool = False
     selected: str | None = None  # the learned router with the best validation AIQ
+    selected_on: str = "validation split"  # or "5 folds of train+validation"
 
 
 def evaluate(
@@ -216,6 +217,9 @@ def evaluate(
         excluded_models=list(ds.excluded_models),
         tuned=tune,
         selected=selected,
+        selected_on=(
+            "validation split" if len(folds) == 1 else f"{len(folds)} folds of train+validation"
+        ),
     )
 
 
