@@ -127,7 +127,7 @@ def markdown(result: EvalResult) -> str:
             "training quality (prompt-free); `oracle` knows the test outcomes.",
             (
                 f"- Hyper-parameters chosen by grid search on the **{result.selected_on}** "
-                "(fit on train, score AIQ on held-out rows; never test): "
+                "(fit on the rest, score AIQ on held-out rows; never test): "
                 + "; ".join(f"{r.name} {_params(r.params)}" for r in result.results if r.params)
                 + "."
                 if result.tuned
