@@ -8,7 +8,7 @@ from crossroads.embeddings.cache import EmbeddingCache
 from crossroads.embeddings.embedder import Embedder
 from crossroads.embeddings.export import ExportUnavailableError, export_minilm
 from crossroads.embeddings.hashing import HashingEmbedder
-from crossroads.embeddings.paths import data_dir
+from crossroads.paths import data_dir
 
 __all__ = [
     "Embedder",

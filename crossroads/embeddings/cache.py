@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from crossroads.embeddings.embedder import Embedder
 from crossroads.embeddings.export import MODEL_NAME
-from crossroads.embeddings.paths import data_dir
+from crossroads.paths import data_dir
 
 if TYPE_CHECKING:
     import numpy as np

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crossroads.embeddings.export import MODEL_NAME, ONNX_FILE, export_minilm
-from crossroads.embeddings.paths import data_dir
+from crossroads.paths import data_dir
 
 if TYPE_CHECKING:
     import numpy as np

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from crossroads.store.base import data_dir
+from crossroads.paths import data_dir
 
 __all__ = ["data_dir", "logs_dir", "models_dir"]
 

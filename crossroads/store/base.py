@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
+from crossroads.paths import data_dir
 from crossroads.types import Trace
-
-
-def data_dir() -> Path:
-    """The per-user state directory (``CROSSROADS_DATA_DIR`` overrides)."""
-    env = os.environ.get("CROSSROADS_DATA_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "crossroads"
 
 
 class TraceStore:

@@ -1,4 +1,4 @@
-"""Where crossroads keeps files it builds once: exported models, embedding caches."""
+"""Where crossroads keeps its state: traces, exported models, embedding caches, model files."""
 
 from __future__ import annotations
 
