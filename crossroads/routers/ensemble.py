@@ -46,5 +46,8 @@ class EnsembleRouter(Router):
         ]
 
     def _predict(self, features: np.ndarray) -> np.ndarray:
-        preds = np.stack([r.predict(features) for r in self.routers_])
+        # Members' _predict directly: features are converted and BLAS is limited once, here.
+        preds = np.stack(
+            [np.asarray(r._predict(features), dtype=np.float64) for r in self.routers_]
+        )
         return np.average(preds, axis=0, weights=self.weights)
