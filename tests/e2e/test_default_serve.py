@@ -32,12 +32,17 @@ class Served:
     log: Path
     process: subprocess.Popen[bytes]
 
-    def local_pid(self, model: str) -> int:
-        """The pid of the (current) server of a local model: a child of crossroads serve."""
-        for pid, cmdline in _children(self.process.pid):
-            if model.encode() in cmdline:
-                return pid
-        raise AssertionError(f"no running server for {model} under pid {self.process.pid}")
+    def local_pid(self, model: str, wait: float = 60.0) -> int:
+        """The pid of the (current) server of a local model: a child of crossroads serve.
+        Waits (bounded) for the supervisor to have restarted one that was killed."""
+        deadline = time.monotonic() + wait
+        while True:
+            for pid, cmdline in _children(self.process.pid):
+                if model.encode() in cmdline:
+                    return pid
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no running server for {model} under pid {self.process.pid}")
+            time.sleep(0.2)
 
 
 def _children(parent: int) -> list[tuple[int, list[bytes]]]:
