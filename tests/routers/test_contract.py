@@ -116,3 +116,13 @@ def test_learned_router_beats_prompt_free_mean(name: str) -> None:
         return summarize(q, c, choices)["aiq"]
 
     assert score(name) > score("mean") + 0.02
+
+
+def test_bradley_terry_warm_start_reaches_the_same_strengths() -> None:
+    from crossroads.routers.bt import bradley_terry
+
+    rng = np.random.default_rng(0)
+    wins = rng.uniform(0, 5, size=(3, 5, 5))
+    cold = bradley_terry(wins, 500)
+    warm = bradley_terry(wins, 500, start=rng.uniform(0.5, 2, size=5), tol=1e-10)
+    np.testing.assert_allclose(warm, cold, atol=1e-6)
