@@ -21,7 +21,6 @@ Secrets are never literals: upstreams name an environment variable (``api_key_en
 
 from __future__ import annotations
 
-from crossroads.config.base import CAPABILITIES
 from crossroads.config.loading import expand_env, format_loc, load_config, parse_config
 from crossroads.config.models import (
     BreakerConfig,
@@ -48,7 +47,6 @@ from crossroads.config.rules import (
 from crossroads.config.schema import Config
 from crossroads.config.server import ApiKey, ServerConfig, StoreConfig
 from crossroads.config.signals import (
-    SIGNAL_KINDS,
     EmbeddingSignal,
     HasCodeSignal,
     KeywordSignal,
@@ -66,7 +64,6 @@ from crossroads.config.upstreams import (
 )
 
 __all__ = [
-    "CAPABILITIES",
     "ApiKey",
     "ServerConfig",
     "StoreConfig",
@@ -88,7 +85,6 @@ __all__ = [
     "HasCodeSignal",
     "EmbeddingSignal",
     "SignalConfig",
-    "SIGNAL_KINDS",
     "AllRule",
     "AnyRule",
     "NotRule",

@@ -12,8 +12,6 @@ from pydantic import (
     Tag,
 )
 
-CAPABILITIES = ("tools", "vision", "json")
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

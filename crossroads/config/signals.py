@@ -119,4 +119,3 @@ else:
         HasCodeSignal,
         EmbeddingSignal,
     )
-SIGNAL_KINDS = ("keyword", "regex", "tokens", "metadata", "has_code", "embedding")

@@ -54,13 +54,7 @@ class AnthropicUpstream(HTTPUpstream):
             raise
         except Exception as exc:
             raise translate(self.name, exc) from exc
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError(
-                f"upstream {self.name!r} answered with invalid JSON ({exc}): {raw[:200]!r}",
-                upstream=self.name,
-            ) from None
+        data = self.parse_body(raw)
         completion, usage = to_openai(data, self.name)
         return Completion(orjson.dumps(completion), usage)
 

@@ -9,9 +9,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 
 from crossroads.dispatch.base import Upstream
 from crossroads.dispatch.rawhttp import ConnectionPool
+from crossroads.exceptions import UpstreamProtocolError
 
 
 # "aiohttp" switches the raw client off (for comparison, or an upstream it mishandles).
@@ -77,6 +79,16 @@ class HTTPUpstream(Upstream):
                 max_connections=self.config.max_connections,
             )
         return self._pool
+
+    def parse_body(self, raw: bytes) -> Any:
+        """The JSON of an upstream's answer; anything else is its protocol error."""
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamProtocolError(
+                f"upstream {self.name!r} answered with invalid JSON ({exc}): {raw[:200]!r}",
+                upstream=self.name,
+            ) from None
 
     async def aclose(self) -> None:
         if self._pool is not None:

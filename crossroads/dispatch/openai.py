@@ -65,13 +65,7 @@ class OpenAIUpstream(HTTPUpstream):
             raw = await self._complete_raw(endpoint, body)
         else:
             raw = await self._complete_aiohttp(endpoint, body)
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamProtocolError(
-                f"upstream {self.name!r} answered with invalid JSON ({exc}): {raw[:200]!r}",
-                upstream=self.name,
-            ) from None
+        data = self.parse_body(raw)
         if not isinstance(data, dict) or "choices" not in data:
             raise UpstreamProtocolError(
                 f"upstream {self.name!r} answered JSON without 'choices': {raw[:200]!r}",
