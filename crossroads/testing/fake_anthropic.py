@@ -22,13 +22,11 @@ headers and body of every request::
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
-import time
 from typing import Any
 
 import orjson
+
+from crossroads.testing.server_thread import BackgroundServer
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
@@ -221,77 +219,14 @@ class FakeAnthropicApp:
         await send({"type": "http.response.body", "body": body})
 
 
-class FakeAnthropic:
+class FakeAnthropic(BackgroundServer):
     """:class:`FakeAnthropicApp` under uvicorn on a free 127.0.0.1 port, in a thread.
 
     Use ``with FakeAnthropic() as fake:`` (or ``async with``); ``fake.url`` is the
     ``base_url`` of an Anthropic upstream; ``fake.app`` holds settings and ``requests``.
     """
 
+    name = "fake-anthropic"
+
     def __init__(self, **options: Any) -> None:
-        self.app = FakeAnthropicApp(**options)
-        self.port = 0
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 5.0) -> FakeAnthropic:
-        """Serve in a background thread; return once connections are accepted."""
-        import uvicorn  # lazy: importing crossroads.testing stays cheap
-
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        sock.listen(128)
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            loop="none",
-            lifespan="off",
-            access_log=False,
-            log_level="warning",
-            timeout_graceful_shutdown=2,
-        )
-        self._server = uvicorn.Server(config)
-
-        def run() -> None:
-            try:
-                asyncio.run(self._server.serve(sockets=[sock]))
-            finally:
-                sock.close()
-
-        self._thread = threading.Thread(target=run, name=f"fake-anthropic-{self.port}", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"fake Anthropic server on port {self.port} did not start in {timeout}s"
-                )
-            time.sleep(0.005)
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving and join the thread."""
-        if self._thread is None:
-            return
-        self._server.should_exit = True
-        self._thread.join(timeout)
-        self._thread = None
-
-    def __enter__(self) -> FakeAnthropic:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> FakeAnthropic:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
+        super().__init__(FakeAnthropicApp(**options))

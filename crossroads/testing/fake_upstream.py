@@ -29,9 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
-import socket
 import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ import orjson
 
 from crossroads.testing import fake_responses as bodies
 from crossroads.testing.faults import Fault, FaultSchedule, parse_fault
+from crossroads.testing.server_thread import BackgroundServer, bind, new_loop, uvicorn_server
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -387,40 +386,7 @@ async def _close_connection(send: Any) -> None:
 # -- running it ------------------------------------------------------------------------------
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
-
-
-def _uvicorn_server(app: FakeUpstreamApp) -> Any:
-    import uvicorn  # lazy: importing crossroads.testing stays cheap
-
-    config = uvicorn.Config(
-        app,
-        http="httptools",
-        loop="none",
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
-        timeout_keep_alive=60,
-        timeout_graceful_shutdown=2,
-    )
-    return uvicorn.Server(config)
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-class FakeUpstream:
+class FakeUpstream(BackgroundServer):
     """A fake upstream running in a background thread with its own event loop.
 
     Use as ``with FakeUpstream(...) as up:`` or ``async with``; ``up.base_url`` is
@@ -428,77 +394,24 @@ class FakeUpstream:
     so a test can take an endpoint down and bring it back.
     """
 
+    name = "fake-upstream"
+
     def __init__(
         self, config: FakeUpstreamConfig | None = None, *, port: int = 0, **options: Any
     ) -> None:
         self.config = config or FakeUpstreamConfig(**options)
-        self.app = FakeUpstreamApp(self.config)
-        self.host = "127.0.0.1"
-        self.port = port
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._error: BaseException | None = None
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (no path)."""
-        return f"http://{self.host}:{self.port}"
+        super().__init__(FakeUpstreamApp(self.config), port)
 
     @property
     def base_url(self) -> str:
         """The OpenAI base URL, ``http://127.0.0.1:PORT/v1``."""
         return self.url + "/v1"
 
-    def start(self, timeout: float = 5.0) -> FakeUpstream:
-        """Bind, serve in a thread, and return once the server accepts connections."""
-        if self._thread is not None:
-            return self
-        sock = _bind(self.host, self.port)
-        self.port = sock.getsockname()[1]
+    def before_start(self) -> None:
         self.app.reset_closing()
-        self._server = _uvicorn_server(self.app)
-        self._error = None
-        self._thread = threading.Thread(
-            target=self._run, args=(sock,), name=f"fake-upstream-{self.port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"fake upstream on port {self.port} not up after {timeout}s: {self._error!r}"
-                )
-            time.sleep(0.005)
-        return self
 
-    def _run(self, sock: socket.socket) -> None:
-        self._loop = _new_loop()
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._server.serve(sockets=[sock]))
-        except BaseException as exc:  # reported by start()
-            self._error = exc
-        finally:
-            sock.close()
-            self._loop.close()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving: wake hanging requests, close connections, join the thread."""
-        thread, server, loop = self._thread, self._server, self._loop
-        if thread is None:
-            return
-        if loop is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(self.app.begin_shutdown)
-        server.should_exit = True
-        thread.join(timeout)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(timeout)
-        self._thread = None
-        self._loop = None
+    def before_stop(self) -> None:
+        self.app.begin_shutdown()  # wake hanging requests so shutdown is quick
 
     def set_fault(
         self, fault: str | None, probability: float = 1.0, count: int | None = None
@@ -508,19 +421,7 @@ class FakeUpstream:
 
     def stats(self) -> dict[str, Any]:
         """A snapshot of ``GET /_stats``."""
-        return self.app.snapshot()
-
-    def __enter__(self) -> FakeUpstream:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> FakeUpstream:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
+        return self.app.snapshot()  # type: ignore[no-any-return]
 
 
 # -- CLI -------------------------------------------------------------------------------------
@@ -569,8 +470,8 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError as exc:
         sys.exit(f"error: {exc}")
     app = FakeUpstreamApp(config)
-    sock = _bind(args.host, args.port)
-    server = _uvicorn_server(app)
+    sock = bind(args.host, args.port)
+    server = uvicorn_server(app)
 
     async def serve() -> None:
         if args.lifetime:
@@ -581,7 +482,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"READY http://{host}:{port}/v1", flush=True)
         await server.serve(sockets=[sock])
 
-    with asyncio.Runner(loop_factory=_new_loop) as runner:
+    with asyncio.Runner(loop_factory=new_loop) as runner:
         runner.run(serve())
 
 
