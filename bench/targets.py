@@ -19,8 +19,11 @@ LITELLM_VENV = ROOT / "bench" / ".venv-litellm"
 
 
 def crossroads_service(config: str, upstream: str, cpus: str | None, workers: int = 1) -> Service:
-    """``crossroads serve -c bench/configs/<config>.yaml`` on a free port."""
+    """``crossroads serve -c bench/configs/<config>.yaml`` on a free port. ``<config>+uvicorn``
+    serves the same config with uvicorn's HTTP protocol in place of crossroads' own."""
     port = free_port()
+    name = config
+    config, _, http = config.partition("+")
     exe = shutil.which("crossroads", path=str(Path(sys.executable).parent)) or "crossroads"
     cmd = pinned(
         [
@@ -36,9 +39,13 @@ def crossroads_service(config: str, upstream: str, cpus: str | None, workers: in
         cpus,
     )
     traces = os.environ.get("CROSSROADS_BENCH_TRACES", "sqlite:///bench/out/bench-traces.db")
-    env = {"FAKE_UPSTREAM_BASE": upstream, "CROSSROADS_BENCH_TRACES": traces}
+    env = {
+        "FAKE_UPSTREAM_BASE": upstream,
+        "CROSSROADS_BENCH_TRACES": traces,
+        "CROSSROADS_BENCH_HTTP": http or "crossroads",
+    }
     base = f"http://127.0.0.1:{port}"
-    return Service(f"crossroads-{config}", cmd, base + "/v1", base + "/health", env=env)
+    return Service(f"crossroads-{name}", cmd, base + "/v1", base + "/health", env=env)
 
 
 def ensure_litellm(quiet: bool = True) -> Path:

@@ -76,6 +76,13 @@ class PayloadTooLargeError(RequestError):
     code = "payload_too_large"
 
 
+class HeadTooLargeError(RequestError):
+    """431: the request line and headers are too long."""
+
+    status = 431
+    code = "request_header_fields_too_large"
+
+
 class UnsupportedRouteError(RequestError):
     """404: no such path."""
 

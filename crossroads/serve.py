@@ -18,7 +18,8 @@ def server_options(cfg: Config, host: str | None, port: int | None) -> dict[str,
         "host": host or cfg.server.host,
         "port": cfg.server.port if port is None else port,
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "http": _protocol(cfg.server.http),
+        "server_header": False,
         "lifespan": "on",
         "access_log": False,
         "proxy_headers": False,  # no X-Forwarded-* rewriting on the hot path
@@ -26,6 +27,18 @@ def server_options(cfg: Config, host: str | None, port: int | None) -> dict[str,
         "timeout_keep_alive": 75,
         "backlog": 4096,
     }
+
+
+def _protocol(choice: str) -> Any:
+    import importlib.util
+
+    if importlib.util.find_spec("httptools") is None:
+        return "h11"
+    if choice == "crossroads":
+        from crossroads.gateway.protocol import GatewayProtocol
+
+        return GatewayProtocol
+    return "httptools"
 
 
 def banner(cfg: Config, host: str, port: int, workers: int) -> str:

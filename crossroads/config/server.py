@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import (
     Field,
     field_validator,
@@ -24,6 +26,10 @@ class ServerConfig(_Strict):
     port: int = Field(8400, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    http: Literal["crossroads", "uvicorn"] = Field(
+        "crossroads",
+        description="HTTP/1.1 protocol: crossroads' lean httptools protocol, or uvicorn's own",
+    )
     api_keys: list[ApiKey] = []
     expected_output_tokens: int = Field(
         256, ge=1, description="output tokens assumed for cost estimates when max_tokens is unset"

@@ -23,11 +23,10 @@ from crossroads.exceptions import (
     CrossroadsError,
     InvalidRequestError,
     MethodNotAllowedError,
-    PayloadTooLargeError,
     RequestError,
     UnsupportedRouteError,
 )
-from crossroads.gateway.errors import render
+from crossroads.gateway.errors import render, too_large
 from crossroads.gateway.requests import parse_body
 from crossroads.gateway.streaming import relay_stream
 from crossroads.pipeline import Pipeline
@@ -305,7 +304,7 @@ class Gateway:
                 except ValueError:
                     raise InvalidRequestError("Invalid Content-Length header.") from None
                 if declared > limit:
-                    raise _too_large(declared, limit)
+                    raise too_large(declared, limit)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -315,7 +314,7 @@ class Gateway:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise _too_large(size, limit)
+                raise too_large(size, limit)
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)
@@ -324,13 +323,6 @@ class Gateway:
         status, payload, extra = render(exc)
         hdrs = JSON_HEADERS + [(k.encode(), v.encode()) for k, v in extra.items()]
         await _send(send, status, payload, hdrs)
-
-
-def _too_large(size: int, limit: int) -> PayloadTooLargeError:
-    return PayloadTooLargeError(
-        f"The request body ({size} bytes) is over the limit of {limit} bytes "
-        "(server.max_body_bytes). Send a shorter prompt or raise the limit."
-    )
 
 
 def _api_keys(cfg: Config) -> dict[str, str]:

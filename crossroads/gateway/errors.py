@@ -6,7 +6,12 @@ from typing import Any
 
 import orjson
 
-from crossroads.exceptions import CrossroadsError, RequestError, UpstreamError
+from crossroads.exceptions import (
+    CrossroadsError,
+    PayloadTooLargeError,
+    RequestError,
+    UpstreamError,
+)
 
 
 def error_body(message: str, error_type: str, code: str | None = None, param: Any = None) -> bytes:
@@ -35,4 +40,12 @@ def render(exc: BaseException) -> tuple[int, bytes, dict[str, str]]:
             "internal_error",
         ),
         {},
+    )
+
+
+def too_large(size: int, limit: int) -> PayloadTooLargeError:
+    """413 for a body of ``size`` bytes over ``server.max_body_bytes``."""
+    return PayloadTooLargeError(
+        f"The request body ({size} bytes) is over the limit of {limit} bytes "
+        "(server.max_body_bytes). Send a shorter prompt or raise the limit."
     )

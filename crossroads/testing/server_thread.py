@@ -26,20 +26,21 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def uvicorn_server(app: Any) -> Any:
-    """A uvicorn server for ``app`` on a socket the caller binds (uvloop + httptools)."""
+def uvicorn_server(app: Any, http: Any = "httptools", **options: Any) -> Any:
+    """A uvicorn server for ``app`` on a socket the caller binds (uvloop + ``http``, a
+    uvicorn protocol name or class); ``options`` override uvicorn settings."""
     import uvicorn  # lazy: importing crossroads.testing stays cheap
 
-    config = uvicorn.Config(
-        app,
-        http="httptools",
-        loop="none",
-        lifespan="off",
-        access_log=False,
-        log_level="warning",
-        timeout_keep_alive=60,
-        timeout_graceful_shutdown=2,
-    )
+    settings: dict[str, Any] = {
+        "http": http,
+        "loop": "none",
+        "lifespan": "off",
+        "access_log": False,
+        "log_level": "warning",
+        "timeout_keep_alive": 60,
+        "timeout_graceful_shutdown": 2,
+    }
+    config = uvicorn.Config(app, **{**settings, **options})
     return uvicorn.Server(config)
 
 
@@ -48,12 +49,16 @@ class BackgroundServer:
 
     Use as ``with server:`` or ``async with server:``. ``stop()`` then ``start()`` reuses
     the port. Subclasses may override :meth:`before_stop` (runs on the server's loop).
+    ``http`` is the HTTP protocol (a uvicorn protocol name or class); ``options`` are other
+    uvicorn settings.
     """
 
     name = "server"
 
-    def __init__(self, app: Any, port: int = 0) -> None:
+    def __init__(self, app: Any, port: int = 0, http: Any = "httptools", **options: Any) -> None:
         self.app = app
+        self.http = http
+        self.options = options
         self.host = "127.0.0.1"
         self.port = port
         self._server: Any = None
@@ -79,7 +84,7 @@ class BackgroundServer:
         sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         self.before_start()
-        self._server = uvicorn_server(self.app)
+        self._server = uvicorn_server(self.app, self.http, **self.options)
         self._error = None
         self._thread = threading.Thread(
             target=self._run, args=(sock,), name=f"{self.name}-{self.port}", daemon=True

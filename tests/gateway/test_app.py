@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,27 +12,54 @@ import orjson
 import pytest
 
 from crossroads.gateway import create_app
+from crossroads.gateway.protocol import GatewayProtocol
 from crossroads.store.memory import MemoryTraceStore
 from crossroads.testing.fake_upstream import FakeUpstream
+from crossroads.testing.server_thread import BackgroundServer
 from tests.conftest import routing_config
 
 CHAT = "/v1/chat/completions"
 
 
-@pytest.fixture
+class _SettledStore:
+    """Over a socket, the client may read a response a moment before its trace is recorded."""
+
+    def __init__(self, store: MemoryTraceStore) -> None:
+        self.store = store
+
+    def get(self, trace_id: str) -> dict[str, Any] | None:
+        for _ in range(200):
+            trace = self.store.get(trace_id)
+            if trace is not None:
+                return trace
+            time.sleep(0.005)
+        return None
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        time.sleep(0.05)
+        return self.store.recent(limit)
+
+
+@pytest.fixture(params=["asgi", "protocol"])
 async def gateway(
-    fake_upstream: FakeUpstream,
-) -> AsyncIterator[tuple[httpx.AsyncClient, MemoryTraceStore, FakeUpstream]]:
+    request: pytest.FixtureRequest, fake_upstream: FakeUpstream
+) -> AsyncIterator[tuple[httpx.AsyncClient, Any, FakeUpstream]]:
+    """The gateway in process (ASGI), and served over loopback by its own HTTP protocol."""
     store = MemoryTraceStore()
     app = create_app(
         routing_config(fake_upstream.base_url, server={"max_body_bytes": 64 * 1024}), store=store
     )
-    await app.startup()
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=20
-    ) as client:
-        yield client, store, fake_upstream
-    await app.shutdown()
+    if request.param == "asgi":
+        await app.startup()
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=20
+        ) as client:
+            yield client, store, fake_upstream
+        await app.shutdown()
+        return
+    server = BackgroundServer(app, http=GatewayProtocol, lifespan="on")
+    async with server, httpx.AsyncClient(base_url=server.url, timeout=20) as client:
+        yield client, _SettledStore(store), fake_upstream
 
 
 def msg(text: str = "hello", **body: Any) -> dict[str, Any]:

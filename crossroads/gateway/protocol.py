@@ -1,0 +1,467 @@
+"""A lean HTTP/1.1 server protocol (httptools) that serves the gateway's ASGI app.
+
+uvicorn keeps the process side (sockets, workers, lifespan, signals, graceful shutdown) and
+builds this protocol for each connection in place of its own
+(``uvicorn.Config(http=GatewayProtocol)``). It speaks the subset of ASGI the gateway uses:
+a request body is read whole before the app runs (the gateway needs the whole JSON anyway),
+and a response's status line and headers leave in the same write as its first body bytes.
+Keep-alive, pipelining (one request at a time, in order), ``Expect: 100-continue``, chunked
+request and response bodies, write back-pressure, idle timeouts and graceful shutdown work
+as in uvicorn's protocol; malformed requests get a 400 in the OpenAI error format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import logging
+from collections import deque
+from typing import Any
+from urllib.parse import unquote
+
+import httptools
+
+from crossroads.exceptions import HeadTooLargeError, InvalidRequestError, RequestError
+from crossroads.gateway.errors import render, too_large
+
+log = logging.getLogger("crossroads.gateway")
+
+MAX_HEAD_BYTES = 64 * 1024  # request line + headers; larger heads get 431
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+DISCARD_BYTES = 16 * 1024 * 1024  # body bytes read and dropped after a refusal, at most
+
+STATUS_LINES = {
+    status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode())
+    for status in http.HTTPStatus
+}
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_DISCONNECT = {"type": "http.disconnect"}
+
+
+class ClientDisconnected(ConnectionError):
+    """The client went away before the response was written."""
+
+
+def error_response(exc: BaseException) -> bytes:
+    """A complete ``connection: close`` response with an OpenAI-format error body."""
+    status, body, _ = render(exc)
+    return b"".join(
+        [
+            STATUS_LINES[status],
+            b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+class _Request:
+    """One request as the parser builds it, then its ASGI cycle."""
+
+    __slots__ = (
+        "protocol",
+        "url",
+        "headers",
+        "head_bytes",
+        "body",
+        "size",
+        "scope",
+        "keep_alive",
+        "expect_continue",
+        "started",
+        "chunked",
+        "remaining",
+        "head",
+        "complete",
+        "disconnected",
+        "body_sent",
+        "waiter",
+        "error",
+        "answered",
+    )
+
+    def __init__(self, protocol: GatewayProtocol) -> None:
+        self.protocol = protocol
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
+        self.body: list[bytes] = []
+        self.size = 0
+        self.scope: dict[str, Any] = {}
+        self.keep_alive = True
+        self.expect_continue = False
+        self.started = False  # http.response.start received
+        self.chunked = False
+        self.remaining = 0  # content-length still owed when not chunked
+        self.head = b""  # status line and headers, written with the first body bytes
+        self.complete = False  # the whole response was written
+        self.disconnected = False
+        self.body_sent = False
+        self.waiter: asyncio.Future[None] | None = None
+        self.error: bytes | None = None  # refused while parsing: this answer, no app
+        self.answered = False  # the refusal was written early
+
+    # ASGI receive / send, bound per request
+    async def receive(self) -> dict[str, Any]:
+        if not self.body_sent:
+            self.body_sent = True
+            return {"type": "http.request", "body": b"".join(self.body), "more_body": False}
+        if not (self.disconnected or self.complete):
+            self.waiter = self.protocol.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return _DISCONNECT
+
+    def wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        protocol = self.protocol
+        if self.disconnected:
+            raise ClientDisconnected("the client disconnected")
+        kind = message["type"]
+        if not self.started:
+            if kind != "http.response.start":
+                raise RuntimeError(f"expected http.response.start, got {kind!r}")
+            self.started = True
+            self.expect_continue = False
+            status = message["status"]
+            parts = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
+            length: int | None = None
+            for name, value in message.get("headers", ()):
+                if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
+                    raise RuntimeError("invalid character in a response header")
+                if name == b"content-length":
+                    length = int(value)
+                parts += (name, b": ", value, b"\r\n")
+            parts.append(protocol.date_header())
+            if not self.keep_alive:
+                parts.append(b"connection: close\r\n")
+            if length is None and status not in (204, 304) and self.scope["method"] != "HEAD":
+                self.chunked = True
+                parts.append(b"transfer-encoding: chunked\r\n")
+            self.remaining = length or 0
+            parts.append(b"\r\n")
+            self.head = b"".join(parts)
+            return
+        if self.complete or kind != "http.response.body":
+            raise RuntimeError(f"unexpected ASGI message {kind!r}")
+        body: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
+        out = self.head
+        self.head = b""
+        if self.scope["method"] == "HEAD":
+            body = b""
+        elif self.chunked:
+            if body:
+                out += b"%x\r\n%b\r\n" % (len(body), body)
+            if not more:
+                out += b"0\r\n\r\n"
+        else:
+            self.remaining -= len(body)
+            if self.remaining < 0:
+                raise RuntimeError("response body longer than its content-length")
+            out += body
+        if out:
+            protocol.transport.write(out)
+        if not more:
+            self.complete = True
+            self.wake()
+            protocol.response_done(self)
+        elif protocol.write_paused:
+            await protocol.drain()
+            if self.disconnected:
+                raise ClientDisconnected("the client disconnected")
+
+
+class GatewayProtocol(asyncio.Protocol):
+    """uvicorn builds one per connection: ``GatewayProtocol(config=..., server_state=...)``."""
+
+    def __init__(
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any] | None = None,
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not config.loaded:
+            config.load()
+        self.app = config.loaded_app
+        self.max_body = _max_body(self.app)
+        self.loop = _loop or asyncio.get_event_loop()
+        self.server_state = server_state
+        self.keep_alive_s = config.timeout_keep_alive
+        self.parser = httptools.HttpRequestParser(self)
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.reading: _Request | None = None  # being parsed
+        self.queue: deque[_Request] = deque()  # parsed, waiting for the one in service
+        self.serving: _Request | None = None
+        self.idle: asyncio.TimerHandle | None = None
+        self.write_paused = False
+        self.read_paused = False
+        self.drained: asyncio.Future[None] | None = None
+        self.closing = False
+        self.rejection: bytes | None = None  # the answer to a request that was refused
+        self._date_source: Any = None
+        self._date = b""
+
+    # ------------------------------------------------------------------ connection
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server_state.connections.add(self)
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server_state.connections.discard(self)
+        self.closing = True
+        if self.idle is not None:
+            self.idle.cancel()
+        for request in (self.serving, *self.queue):
+            if request is not None and not request.complete:
+                request.disconnected = True
+                request.wake()
+        self.queue.clear()
+        self.write_paused = False
+        self._release_drain()
+
+    def shutdown(self) -> None:
+        """Graceful shutdown: close now if idle, else after the response in service."""
+        self.closing = True
+        if self.serving is None:
+            self.transport.close()
+        else:
+            self.serving.keep_alive = False
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._release_drain()
+
+    async def drain(self) -> None:
+        if self.drained is None or self.drained.done():
+            self.drained = self.loop.create_future()
+        await asyncio.shield(self.drained)
+
+    def _release_drain(self) -> None:
+        if self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
+
+    def _arm_idle(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = self.loop.call_later(self.keep_alive_s, self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        if self.serving is None and not self.transport.is_closing():
+            self.transport.close()
+
+    def date_header(self) -> bytes:
+        source = self.server_state.default_headers
+        if source is not self._date_source:  # uvicorn renews the list once a second
+            self._date_source = source
+            self._date = b"".join(b"%b: %b\r\n" % pair for pair in source)
+        return self._date
+
+    # ------------------------------------------------------------------ parsing
+
+    def data_received(self, data: bytes) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+            self.idle = None
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # No upgrades (WebSocket, h2c) here: the request is served as plain HTTP/1.1
+            # and the connection closes after it, as the parser cannot read on.
+            if self.reading is not None:
+                self.reading.keep_alive = False
+            for request in self.queue:
+                request.keep_alive = False
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__  # what a callback raised, if one did
+            if isinstance(cause, RequestError):
+                self._reject(cause)
+            else:
+                self._reject(InvalidRequestError(f"Malformed HTTP request: {exc}."))
+
+    def _reject(self, exc: RequestError) -> None:
+        """The parser cannot go on: answer (after the responses owed to earlier pipelined
+        requests) and close the connection."""
+        self.reading = None
+        self.rejection = error_response(exc)
+        self.transport.pause_reading()
+        self.read_paused = True
+        if self.serving is None:
+            self._next()
+
+    def on_message_begin(self) -> None:
+        self.reading = _Request(self)
+
+    def on_url(self, url: bytes) -> None:
+        request = self.reading
+        assert request is not None
+        request.url += url
+        request.head_bytes += len(url)
+        if request.head_bytes > MAX_HEAD_BYTES:
+            raise HeadTooLargeError(f"The request line is over {MAX_HEAD_BYTES} bytes.")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        request = self.reading
+        assert request is not None
+        request.head_bytes += len(name) + len(value) + 4
+        if request.head_bytes > MAX_HEAD_BYTES:
+            raise HeadTooLargeError(f"The request headers are over {MAX_HEAD_BYTES} bytes.")
+        request.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        request = self.reading
+        assert request is not None
+        parser = self.parser
+        method = parser.get_method().decode("ascii")
+        raw_path, _, query = request.url.partition(b"?")
+        path = raw_path.decode("latin-1")
+        if "%" in path:
+            path = unquote(path)
+        request.keep_alive = parser.should_keep_alive() and not self.closing
+        request.scope = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": parser.get_http_version(),
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": query,
+            "root_path": "",
+            "headers": request.headers,
+            "client": self.transport.get_extra_info("peername"),
+            "server": self.transport.get_extra_info("sockname"),
+        }
+        for name, value in request.headers:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    raise InvalidRequestError("Invalid Content-Length header.") from None
+                if declared > self.max_body:
+                    self._refuse(request, too_large(declared, self.max_body))
+            elif name == b"expect" and value.lower() == b"100-continue":
+                request.expect_continue = True
+        if request.expect_continue and self.serving is None:
+            self._continue(request)
+
+    def _continue(self, request: _Request) -> None:
+        """``Expect: 100-continue``: ask for the body (never in the middle of a response)."""
+        if request.expect_continue and request.error is None:
+            request.expect_continue = False
+            self.transport.write(CONTINUE)
+
+    def _refuse(self, request: _Request, exc: RequestError) -> None:
+        """Answer ``request`` with an error without running the app, and close after it.
+        Its body is still read (and dropped, up to a bound) so the client can read the
+        answer instead of meeting a reset connection."""
+        request.error = error_response(exc)
+        request.body.clear()
+        request.keep_alive = False
+        request.expect_continue = False
+        if self.serving is None and not self.queue and not request.answered:
+            request.answered = True
+            self.transport.write(request.error)  # early: before the body arrives
+
+    def on_body(self, body: bytes) -> None:
+        request = self.reading
+        assert request is not None
+        request.size += len(body)
+        if request.error is not None:
+            if request.size > self.max_body + DISCARD_BYTES:
+                raise too_large(request.size, self.max_body)  # stop reading: close
+        elif request.size > self.max_body:
+            self._refuse(request, too_large(request.size, self.max_body))
+        else:
+            request.body.append(body)
+
+    def on_message_complete(self) -> None:
+        request = self.reading
+        assert request is not None
+        self.reading = None
+        if self.serving is None:
+            self._serve(request)
+        else:
+            self.queue.append(request)
+            if not self.read_paused:  # pipelined: read no further until the queue drains
+                self.read_paused = True
+                self.transport.pause_reading()
+
+    # ------------------------------------------------------------------ serving
+
+    def _serve(self, request: _Request) -> None:
+        if request.error is not None:  # refused while parsing: answer, close
+            if not request.answered:
+                self.transport.write(request.error)
+            self.transport.close()
+            return
+        self.serving = request
+        task = self.loop.create_task(self._run(request))
+        tasks = self.server_state.tasks
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _run(self, request: _Request) -> None:
+        try:
+            await self.app(request.scope, request.receive, request.send)
+        except ClientDisconnected:
+            pass
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("the gateway failed on %s", request.scope["path"])
+            if not request.started and not request.disconnected:
+                self.transport.write(error_response(exc))
+                self.transport.close()
+                return
+        if not request.complete and not request.disconnected:
+            log.error("the gateway did not finish the response for %s", request.scope["path"])
+            self.transport.close()
+
+    def response_done(self, request: _Request) -> None:
+        """Called by ``send`` when a response is fully written."""
+        self.server_state.total_requests += 1
+        self.serving = None
+        if not request.keep_alive or self.transport.is_closing():
+            self.transport.close()
+            return
+        self._next()
+
+    def _next(self) -> None:
+        """Serve the next pipelined request, answer a rejected one, or wait for more."""
+        if self.queue:
+            self._serve(self.queue.popleft())
+            return
+        if self.rejection is not None:
+            if not self.transport.is_closing():
+                self.transport.write(self.rejection)
+                self.transport.close()
+            return
+        if self.reading is not None:  # a request half read: it may wait for 100 Continue
+            self._continue(self.reading)
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self._arm_idle()
+
+
+def _max_body(app: Any) -> int:
+    """The gateway's ``server.max_body_bytes``, looked up through uvicorn's middleware."""
+    for _ in range(8):
+        limit = getattr(getattr(getattr(app, "config", None), "server", None), "max_body_bytes", 0)
+        if isinstance(limit, int) and limit > 0:
+            return limit
+        app = getattr(app, "app", None)
+    return DEFAULT_MAX_BODY

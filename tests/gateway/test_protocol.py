@@ -1,0 +1,335 @@
+"""The gateway's own HTTP/1.1 protocol, spoken to over raw sockets: framing, keep-alive,
+pipelining, refusals and disconnects (the OpenAI-level behaviour is in test_app.py, which
+runs over this protocol too)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httptools
+import orjson
+import pytest
+
+from crossroads.gateway import create_app
+from crossroads.gateway.protocol import MAX_HEAD_BYTES, GatewayProtocol
+from crossroads.store.memory import MemoryTraceStore
+from crossroads.testing.fake_upstream import FakeUpstream
+from crossroads.testing.server_thread import BackgroundServer
+from tests.conftest import routing_config
+
+LIMIT = 64 * 1024
+BODY = orjson.dumps({"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
+
+
+@pytest.fixture
+def served(fake_upstream: FakeUpstream) -> Iterator[tuple[BackgroundServer, MemoryTraceStore]]:
+    store = MemoryTraceStore()
+    app = create_app(
+        routing_config(fake_upstream.base_url, server={"max_body_bytes": LIMIT}), store=store
+    )
+    with BackgroundServer(app, http=GatewayProtocol, lifespan="on") as server:
+        yield server, store
+
+
+class Response:
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.body = b""
+        self.done = False
+
+
+class Conn:
+    """A raw HTTP/1.1 connection that reads responses with httptools' response parser."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.responses: list[Response] = []
+        self.parser = httptools.HttpResponseParser(self)
+        self.interim: list[int] = []
+
+    # parser callbacks
+    def on_message_begin(self) -> None:
+        self.responses.append(Response())
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.responses[-1].headers[name.decode().lower()] = value.decode()
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        self.responses[-1].status = status
+
+    def on_body(self, body: bytes) -> None:
+        self.responses[-1].body += body
+
+    def on_message_complete(self) -> None:
+        response = self.responses[-1]
+        if 100 <= response.status < 200:  # interim: not a response of its own
+            self.interim.append(response.status)
+            self.responses.pop()
+        else:
+            response.done = True
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def read(self, n: int = 1, timeout: float = 10) -> list[Response]:
+        """Read until ``n`` complete responses arrived (or the server closed)."""
+        async with asyncio.timeout(timeout):
+            while sum(r.done for r in self.responses) < n:
+                data = await self.reader.read(65536)
+                if not data:
+                    break
+                self.parser.feed_data(data)
+        return [r for r in self.responses if r.done]
+
+    async def closed(self, timeout: float = 5) -> bool:
+        async with asyncio.timeout(timeout):
+            while True:
+                data = await self.reader.read(65536)
+                if not data:
+                    return True
+                self.parser.feed_data(data)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@pytest.fixture
+async def connect(served) -> AsyncIterator[Any]:
+    server, _ = served
+    conns: list[Conn] = []
+
+    async def open_conn() -> Conn:
+        conn = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
+        conns.append(conn)
+        return conn
+
+    yield open_conn
+    for conn in conns:
+        conn.close()
+
+
+def post(body: bytes = BODY, path: str = "/v1/chat/completions", extra: bytes = b"") -> bytes:
+    return (
+        b"POST %b HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n%b\r\n%b" % (path.encode(), len(body), extra, body)
+    )
+
+
+async def test_keep_alive_serves_many_requests_on_one_connection(connect) -> None:
+    conn = await connect()
+    for i in range(5):
+        await conn.send(post())
+        responses = await conn.read(i + 1)
+        assert responses[-1].status == 200
+        assert responses[-1].headers["content-length"] == str(len(responses[-1].body))
+        assert orjson.loads(responses[-1].body)["choices"][0]["message"]["content"] == "echo: hi"
+        assert "date" in responses[-1].headers and "connection" not in responses[-1].headers
+
+
+async def test_pipelined_requests_are_answered_in_order(connect, served) -> None:
+    _, store = served
+    conn = await connect()
+    texts = ["one", "two", "three"]
+    data = b"".join(
+        post(orjson.dumps({"model": "auto", "messages": [{"role": "user", "content": t}]}))
+        for t in texts
+    )
+    await conn.send(data + b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+    responses = await conn.read(4)
+    assert [r.status for r in responses] == [200, 200, 200, 200]
+    answers = [orjson.loads(r.body)["choices"][0]["message"]["content"] for r in responses[:3]]
+    assert answers == [f"echo: {t}" for t in texts]
+    assert orjson.loads(responses[3].body) == {"status": "ok"}
+
+
+async def test_chunked_request_body(connect) -> None:
+    conn = await connect()
+    half = len(BODY) // 2
+    chunks = b"%x\r\n%b\r\n%x\r\n%b\r\n0\r\n\r\n" % (
+        half,
+        BODY[:half],
+        len(BODY) - half,
+        BODY[half:],
+    )
+    await conn.send(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+        + chunks
+    )
+    (response,) = await conn.read()
+    assert response.status == 200, response.body
+
+
+async def test_body_split_across_many_writes(connect) -> None:
+    conn = await connect()
+    raw = post()
+    for i in range(0, len(raw), 7):
+        await conn.send(raw[i : i + 7])
+        await asyncio.sleep(0)
+    (response,) = await conn.read()
+    assert response.status == 200
+
+
+async def test_stream_is_chunked_and_ends_the_message(connect) -> None:
+    conn = await connect()
+    body = orjson.dumps(
+        {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    )
+    await conn.send(post(body) + b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+    stream, health = await conn.read(2)
+    assert stream.status == 200 and stream.headers["transfer-encoding"] == "chunked"
+    assert stream.body.endswith(b"data: [DONE]\n\n")
+    assert health.status == 200  # the stream's end was framed right: the next one parses
+
+
+async def test_expect_100_continue(connect) -> None:
+    conn = await connect()
+    head = post(b"", extra=b"expect: 100-continue\r\n").replace(
+        b"content-length: 0", b"content-length: %d" % len(BODY)
+    )
+    await conn.send(head)
+    async with asyncio.timeout(5):
+        data = await conn.reader.readuntil(b"\r\n\r\n")
+    assert data == b"HTTP/1.1 100 Continue\r\n\r\n"
+    await conn.send(BODY)
+    (response,) = await conn.read()
+    assert response.status == 200
+
+
+async def test_declared_body_over_the_limit_is_413_before_it_is_sent(connect) -> None:
+    conn = await connect()
+    await conn.send(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n"
+        b"expect: 100-continue\r\n\r\n" % (LIMIT + 1)
+    )
+    (response,) = await conn.read()  # answered without sending a byte of the body
+    assert response.status == 413 and response.headers["connection"] == "close"
+    error = orjson.loads(response.body)["error"]
+    assert error["code"] == "payload_too_large" and "max_body_bytes" in error["message"]
+    assert conn.interim == []
+
+
+async def test_body_over_the_limit_is_read_and_dropped_then_answered(connect) -> None:
+    conn = await connect()
+    await conn.send(post(b"x" * (LIMIT * 2)))  # sent whole: the client sees the answer
+    (response,) = await conn.read()
+    assert response.status == 413
+    assert await conn.closed()
+
+
+async def test_chunked_body_over_the_limit(connect) -> None:
+    conn = await connect()
+    piece = b"x" * 8192
+    chunks = b"".join(b"%x\r\n%b\r\n" % (len(piece), piece) for _ in range(LIMIT // 8192 + 2))
+    await conn.send(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+        + chunks
+        + b"0\r\n\r\n"
+    )
+    (response,) = await conn.read()
+    assert response.status == 413 and orjson.loads(response.body)["error"]["code"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "code"),
+    [
+        (b"GARBAGE\r\n\r\n", 400, "invalid_request"),
+        (
+            b"POST /v1/chat/completions HTTP/1.1\r\ncontent-length: x\r\n\r\n",
+            400,
+            "invalid_request",
+        ),
+        (
+            b"GET /health HTTP/1.1\r\nx-big: " + b"a" * (MAX_HEAD_BYTES + 1) + b"\r\n\r\n",
+            431,
+            "request_header_fields_too_large",
+        ),
+    ],
+)
+async def test_malformed_requests_get_an_openai_error_and_a_close(
+    connect, raw: bytes, status: int, code: str
+) -> None:
+    conn = await connect()
+    await conn.send(raw)
+    (response,) = await conn.read()
+    assert response.status == status
+    error = orjson.loads(response.body)["error"]
+    assert error["code"] == code and set(error) == {"message", "type", "param", "code"}
+    assert await conn.closed()
+
+
+async def test_good_requests_before_a_malformed_one_are_still_answered(connect) -> None:
+    conn = await connect()
+    await conn.send(post() + b"GARBAGE\r\n\r\n")
+    first, second = await conn.read(2)
+    assert first.status == 200 and second.status == 400
+    assert await conn.closed()
+
+
+async def test_http_10_and_connection_close(connect) -> None:
+    conn = await connect()
+    await conn.send(b"GET /health HTTP/1.0\r\n\r\n")
+    (response,) = await conn.read()
+    assert response.status == 200 and response.headers.get("connection") == "close"
+    assert await conn.closed()
+    conn = await connect()
+    await conn.send(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    (response,) = await conn.read()
+    assert response.status == 200
+    assert await conn.closed()
+
+
+async def test_head_gets_headers_without_a_body(connect) -> None:
+    conn = await connect()
+    await conn.send(
+        b"HEAD /health HTTP/1.1\r\nhost: x\r\n\r\nGET /health HTTP/1.1\r\nhost: x\r\n\r\n"
+    )
+    # Read raw: a response parser cannot know the first answer is to a HEAD.
+    data = b""
+    async with asyncio.timeout(5):
+        while data.count(b"HTTP/1.1 200") < 2 or not data.endswith(b'{"status":"ok"}'):
+            data += await conn.reader.read(65536)
+    first, second = data.split(b"HTTP/1.1 200")[1:]
+    assert b'{"status"' not in first and second.endswith(b'{"status":"ok"}')
+
+
+async def test_upgrade_requests_are_served_as_http_1_1(connect) -> None:
+    conn = await connect()
+    await conn.send(
+        b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n"
+    )
+    (response,) = await conn.read()
+    assert response.status == 200
+
+
+async def test_client_gone_mid_request_cancels_the_upstream_call(
+    connect, served, fake_upstream: FakeUpstream
+) -> None:
+    _, store = served
+    fake_upstream.set_fault("hang")
+    conn = await connect()
+    await conn.send(post())
+    async with asyncio.timeout(5):
+        while fake_upstream.stats()["in_flight"] < 1:
+            await asyncio.sleep(0.01)
+    conn.close()
+    async with asyncio.timeout(5):
+        while fake_upstream.stats()["in_flight"] > 0 or not store.recent(1):
+            await asyncio.sleep(0.02)
+    (trace,) = store.recent(1)
+    assert trace["status"] == 499
+
+
+async def test_idle_keep_alive_connections_are_closed(fake_upstream: FakeUpstream) -> None:
+    app = create_app(routing_config(fake_upstream.base_url))
+    async with BackgroundServer(app, http=GatewayProtocol, lifespan="on", timeout_keep_alive=0.3) as server:
+        conn = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
+        await conn.send(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        (response,) = await conn.read()
+        assert response.status == 200
+        assert await conn.closed(timeout=3)
+        conn.close()
