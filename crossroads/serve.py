@@ -158,7 +158,7 @@ def _run(
         print(banner(cfg, options["host"], options["port"], n), flush=True)
         uvicorn.run("crossroads.gateway.app:app_from_env", factory=True, workers=n, **options)
         return
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg), **options))
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg, freeze_gc=True), **options))
     text = banner(cfg, options["host"], options["port"], 1)
     if pool is not None:
         text = text.replace("\ntry:", "\n" + "\n".join(pool_lines(pool)) + "\ntry:", 1)

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from crossroads.exceptions import StoreError
-from crossroads.store.base import TraceStore, summary
+from crossroads.store.base import TraceStore
 from crossroads.types import Trace
 
 log = logging.getLogger("crossroads.store")
@@ -44,7 +44,21 @@ CREATE TABLE IF NOT EXISTS traces (
 );
 CREATE INDEX IF NOT EXISTS traces_created_at ON traces (created_at);
 """
-INSERT = f"INSERT OR IGNORE INTO traces ({', '.join(COLUMNS)}, data) VALUES ({', '.join('?' * (len(COLUMNS) + 1))})"
+# Where each column comes from in a trace's JSON. A whole chunk of traces is inserted by
+# one statement from one JSON array: SQLite (with the GIL released) does the per-row work.
+SOURCES = {
+    "model": "coalesce(json_extract(value, '$.model'), json_extract(value, '$.route.model'))",
+    "decision": "json_extract(value, '$.route.decision')",
+    "prompt_tokens": "json_extract(value, '$.usage.prompt_tokens')",
+    "completion_tokens": "json_extract(value, '$.usage.completion_tokens')",
+    "estimated_cost": "json_extract(value, '$.route.estimated_cost')",
+}
+INSERT = (
+    f"INSERT OR IGNORE INTO traces ({', '.join(COLUMNS)}, data) SELECT "
+    + ", ".join(SOURCES.get(c, f"json_extract(value, '$.{c}')") for c in COLUMNS)
+    + ", value FROM json_each(?)"
+)
+CHUNK = 100  # traces per statement: bounds how long serialising holds the GIL
 
 
 class SQLiteTraceStore(TraceStore):
@@ -115,13 +129,11 @@ class SQLiteTraceStore(TraceStore):
         conn.close()
 
     def _write(self, conn: sqlite3.Connection, batch: list[Trace]) -> bool:
-        rows = []
-        for trace in batch:
-            s = summary(trace)
-            rows.append((*(s[c] for c in COLUMNS), orjson.dumps(trace)))
         try:
             with conn:
-                conn.executemany(INSERT, rows)
+                for start in range(0, len(batch), CHUNK):
+                    payload = orjson.dumps(batch[start : start + CHUNK]).decode()
+                    conn.execute(INSERT, (payload,))
             self._failed_since = None
             return True
         except sqlite3.Error as exc:

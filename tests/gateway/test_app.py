@@ -519,3 +519,17 @@ async def test_client_gone_mid_stream_closes_the_upstream_and_is_traced(
     assert trace["status"] == 499 and "mid-stream" in trace["error"]
     assert app.dispatcher.snapshot()[0]["in_flight"] == 0
     await app.shutdown()
+
+
+async def test_freeze_gc_keeps_start_up_objects_out_of_collections(
+    fake_upstream: FakeUpstream,
+) -> None:
+    import gc
+
+    app = create_app(routing_config(fake_upstream.base_url), freeze_gc=True)
+    try:
+        await app.startup()
+        assert gc.get_freeze_count() > 1000
+    finally:
+        gc.unfreeze()
+        await app.shutdown()

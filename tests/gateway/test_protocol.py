@@ -326,7 +326,9 @@ async def test_client_gone_mid_request_cancels_the_upstream_call(
 
 async def test_idle_keep_alive_connections_are_closed(fake_upstream: FakeUpstream) -> None:
     app = create_app(routing_config(fake_upstream.base_url))
-    async with BackgroundServer(app, http=GatewayProtocol, lifespan="on", timeout_keep_alive=0.3) as server:
+    async with BackgroundServer(
+        app, http=GatewayProtocol, lifespan="on", timeout_keep_alive=0.3
+    ) as server:
         conn = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
         await conn.send(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
         (response,) = await conn.read()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from crossroads.store import open_trace_store
+from crossroads.store.base import summary
 from crossroads.store.sqlite import SQLiteTraceStore
 from crossroads.types import Route, Trace, Usage
 
@@ -61,6 +62,29 @@ def test_recent_and_get_round_trip(tmp_path: Path) -> None:
         "estimated": False,
     }
     assert store.get("missing") is None
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"model": "big", "upstream": "fake/0", "ttft_ms": 3.25, "stream": True, "status": 200},
+        {"route": None, "usage": None, "cost": None, "status": 400, "error": "bad 'input' \"x\""},
+    ],
+)
+def test_summary_columns_match_the_trace(tmp_path: Path, changes: dict) -> None:
+    """The columns SQLite extracts from each trace's JSON equal the Python summary."""
+    store = SQLiteTraceStore(tmp_path / "t.db", flush_interval_ms=5)
+    t = trace(7)
+    for name, value in changes.items():
+        setattr(t, name, value)
+    if t.route is not None:
+        t.route.estimated_cost = 0.0125
+    store.record(t)
+    store.flush()
+    (row,) = store.recent(1)
+    assert row == summary(t)
     store.close()
 
 
