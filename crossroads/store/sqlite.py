@@ -36,27 +36,34 @@ COLUMNS = (
     "status",
     "error",
 )
-SCHEMA = f"""
+# Only the key and the time are columns: the request-time path writes as little as it can.
+# The summary columns are read out of each trace's JSON when traces are listed.
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS traces (
-    {COLUMNS[0]} TEXT PRIMARY KEY,
-    {", ".join(c for c in COLUMNS[1:])},
-    data BLOB NOT NULL
+    trace_id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS traces_created_at ON traces (created_at);
 """
-# Where each column comes from in a trace's JSON. A whole chunk of traces is inserted by
-# one statement from one JSON array: SQLite (with the GIL released) does the per-row work.
-SOURCES = {
-    "model": "coalesce(json_extract(value, '$.model'), json_extract(value, '$.route.model'))",
-    "decision": "json_extract(value, '$.route.decision')",
-    "prompt_tokens": "json_extract(value, '$.usage.prompt_tokens')",
-    "completion_tokens": "json_extract(value, '$.usage.completion_tokens')",
-    "estimated_cost": "json_extract(value, '$.route.estimated_cost')",
-}
+# A whole chunk of traces goes in with one statement from one JSON array: SQLite does the
+# per-row work with the GIL released, so the writer thread never queues for the GIL per row.
 INSERT = (
-    f"INSERT OR IGNORE INTO traces ({', '.join(COLUMNS)}, data) SELECT "
-    + ", ".join(SOURCES.get(c, f"json_extract(value, '$.{c}')") for c in COLUMNS)
-    + ", value FROM json_each(?)"
+    "INSERT OR IGNORE INTO traces (trace_id, created_at, data) SELECT "
+    "json_extract(value, '$.trace_id'), json_extract(value, '$.created_at'), value "
+    "FROM json_each(?)"
+)
+_PATHS = {c: f"json_extract(d, '$.{c}')" for c in COLUMNS} | {
+    "model": "coalesce(json_extract(d, '$.model'), json_extract(d, '$.route.model'))",
+    "decision": "json_extract(d, '$.route.decision')",
+    "prompt_tokens": "json_extract(d, '$.usage.prompt_tokens')",
+    "completion_tokens": "json_extract(d, '$.usage.completion_tokens')",
+    "estimated_cost": "json_extract(d, '$.route.estimated_cost')",
+}
+# CAST: files written by earlier versions hold the JSON as a BLOB.
+RECENT = (
+    f"SELECT {', '.join(f'{_PATHS[c]} AS {c}' for c in COLUMNS)} FROM "
+    "(SELECT CAST(data AS TEXT) AS d FROM traces ORDER BY created_at DESC LIMIT ?)"
 )
 CHUNK = 100  # traces per statement: bounds how long serialising holds the GIL
 
@@ -178,10 +185,7 @@ class SQLiteTraceStore(TraceStore):
             raise StoreError(f"cannot read trace store {self.path}: {exc}") from exc
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self._read(
-            f"SELECT {', '.join(COLUMNS)} FROM traces ORDER BY created_at DESC LIMIT ?", (limit,)
-        )
-        return [dict(r) for r in rows]
+        return [dict(r) for r in self._read(RECENT, (limit,))]
 
     def get(self, trace_id: str) -> dict[str, Any] | None:
         rows = self._read("SELECT data FROM traces WHERE trace_id = ?", (trace_id,))

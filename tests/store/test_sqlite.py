@@ -123,3 +123,29 @@ def test_store_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     none = open_trace_store("none")
     none.record(trace(1))
     assert none.count() == 0
+
+
+def test_files_from_the_wider_schema_still_work(tmp_path: Path) -> None:
+    """A file whose table has every summary column and BLOB data (earlier versions)."""
+    import orjson
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE traces (trace_id TEXT PRIMARY KEY, created_at, requested_model, model, "
+        "decision, upstream, endpoint, stream, prompt_tokens, completion_tokens, "
+        "estimated_cost, cost, ttft_ms, latency_ms, status, error, data BLOB NOT NULL)"
+    )
+    old = trace(1)
+    conn.execute(
+        "INSERT INTO traces (trace_id, created_at, data) VALUES (?, ?, ?)",
+        (old.trace_id, old.created_at, orjson.dumps(old)),
+    )
+    conn.commit()
+    conn.close()
+    store = SQLiteTraceStore(path, flush_interval_ms=5)
+    store.record(trace(2))
+    store.flush()
+    assert store.recent(5) == [summary(trace(2)), summary(old)]
+    assert store.get(old.trace_id)["route"]["model"] == "small"
+    store.close()
