@@ -5,6 +5,7 @@ everything else on one pooled aiohttp session per upstream."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -86,20 +87,29 @@ class OpenAIUpstream(HTTPUpstream):
         return raw
 
     async def _complete_aiohttp(self, endpoint: Endpoint, body: dict[str, Any]) -> bytes:
-        session = self._client()
+        async with self._post(endpoint, body) as (resp, timer):
+            timer.reschedule(None)
+            raw: bytes = await resp.read()
+        return raw
+
+    @contextlib.asynccontextmanager
+    async def _post(
+        self, endpoint: Endpoint, body: dict[str, Any]
+    ) -> AsyncIterator[tuple[Any, asyncio.Timeout]]:
+        """POST on the aiohttp session under the first-byte timer (the caller switches it
+        off); an error status, and whatever fails inside the block, become UpstreamErrors."""
         timer = asyncio.timeout(self.config.timeouts.first_byte)
         try:
             async with (
                 timer,
-                session.post(
+                self._client().post(
                     self._url(endpoint), data=orjson.dumps(body), params=self.config.query or None
                 ) as resp,
             ):
-                timer.reschedule(None)
-                raw = await resp.read()
                 if resp.status >= 400:
-                    raise status_error(self.name, resp.status, raw, resp.headers)
-        except asyncio.CancelledError:
+                    raise status_error(self.name, resp.status, await resp.read(), resp.headers)
+                yield resp, timer
+        except (asyncio.CancelledError, GeneratorExit):
             raise
         except TimeoutError as exc:
             if timer.expired():
@@ -107,7 +117,6 @@ class OpenAIUpstream(HTTPUpstream):
             raise translate(self.name, exc) from exc
         except Exception as exc:
             raise translate(self.name, exc) from exc
-        return raw
 
     def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
         if self._raw_address is not None:
@@ -137,28 +146,10 @@ class OpenAIUpstream(HTTPUpstream):
     async def _stream_aiohttp(
         self, endpoint: Endpoint, body: dict[str, Any]
     ) -> AsyncIterator[bytes]:
-        session = self._client()
         # The first-byte timer covers the request and the first event; it is switched off
         # before the first yield, so it never fires while the consumer holds the task.
-        timer = asyncio.timeout(self.config.timeouts.first_byte)
-        try:
-            async with (
-                timer,
-                session.post(
-                    self._url(endpoint), data=orjson.dumps(body), params=self.config.query or None
-                ) as resp,
-            ):
-                if resp.status >= 400:
-                    raise status_error(self.name, resp.status, await resp.read(), resp.headers)
-                async for frame in frames(resp.content.iter_any()):
-                    if timer.when() is not None:
-                        timer.reschedule(None)
-                    yield frame
-        except (asyncio.CancelledError, GeneratorExit):
-            raise
-        except TimeoutError as exc:
-            if timer.expired():
-                raise self._first_byte_timeout(timer) from None
-            raise translate(self.name, exc) from exc
-        except Exception as exc:
-            raise translate(self.name, exc) from exc
+        async with self._post(endpoint, body) as (resp, timer):
+            async for frame in frames(resp.content.iter_any()):
+                if timer.when() is not None:
+                    timer.reschedule(None)
+                yield frame

@@ -620,3 +620,58 @@ async def test_mixed_faults_under_concurrency_leave_a_consistent_pool() -> None:
         assert pool.open_connections == pool.idle_connections
         assert outcomes["ok"] >= 240 and sum(outcomes.values()) == 300
         await upstream.aclose()
+
+
+@pytest.mark.parametrize("client", ["raw", "aiohttp"])
+@pytest.mark.parametrize(
+    ("fault", "complete_error", "stream_error"),
+    [
+        ("500", "UpstreamStatusError", "UpstreamStatusError"),
+        ("malformed_json", "UpstreamProtocolError", None),  # a stream's events pass as bytes
+        ("truncated_body", "UpstreamProtocolError", "UpstreamProtocolError"),
+        ("cut_stream:2", "UpstreamProtocolError", "UpstreamProtocolError"),
+        ("hang", "UpstreamTimeoutError", "UpstreamTimeoutError"),
+    ],
+)
+async def test_both_http_clients_map_faults_alike(
+    fake_upstream: FakeUpstream,
+    client: str,
+    fault: str,
+    complete_error: str | None,
+    stream_error: str | None,
+) -> None:
+    """The raw client and aiohttp turn each upstream failure into the same error."""
+    from crossroads.exceptions import UpstreamError
+
+    config = OpenAIUpstreamConfig(
+        name="fake",
+        base_url=fake_upstream.base_url,
+        http_client=client,
+        timeouts={"first_byte": 0.3, "read": 0.3, "total": 2},
+    )
+    upstream = OpenAIUpstream(config)
+    body: dict[str, Any] = {
+        "model": "s",
+        "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {"fault": fault},
+    }
+
+    async def outcome(call: Any) -> str | None:
+        try:
+            await asyncio.wait_for(call(), 5)
+        except UpstreamError as exc:
+            return type(exc).__name__
+        return None
+
+    async def complete() -> None:
+        await upstream.complete("chat", body)
+
+    async def stream() -> None:
+        async for _ in upstream.stream("chat", {**body, "stream": True}):
+            pass
+
+    try:
+        assert await outcome(complete) == complete_error
+        assert await outcome(stream) == stream_error
+    finally:
+        await upstream.aclose()
