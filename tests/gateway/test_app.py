@@ -533,3 +533,11 @@ async def test_freeze_gc_keeps_start_up_objects_out_of_collections(
     finally:
         gc.unfreeze()
         await app.shutdown()
+
+
+def test_trace_ids_sort_by_time_and_differ() -> None:
+    from crossroads.gateway.app import new_trace_id
+
+    ids = [new_trace_id(t) for t in (1_795_000_000.0, 1_795_000_000.001, 1_795_000_001.5)]
+    assert ids == sorted(ids) and all(len(i) == 24 for i in ids)
+    assert len({new_trace_id(1.0) for _ in range(1000)}) == 1000
