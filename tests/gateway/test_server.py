@@ -173,3 +173,39 @@ def test_traces_command_lists_requests(server) -> None:
     row = json.loads(out.splitlines()[0])
     assert row["model"] == "small" and row["decision"] == "explicit" and row["status"] == 200
     assert row["prompt_tokens"] > 0 and row["cost"] > 0
+
+
+def test_two_workers_share_the_port_and_the_trace_file(tmp_path: Path) -> None:
+    """``--workers 2``: both worker processes answer on one port (crossroads' protocol) and
+    write traces into one SQLite file; none is lost."""
+    with FakeUpstream(models=["s", "b"], chunks=2) as upstream:
+        db = tmp_path / "traces.db"
+        with GatewayProcess(gateway_config(upstream.base_url, db), tmp_path, workers=2) as gw:
+
+            async def burst() -> list[str]:
+                async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+
+                    async def one(i: int) -> str:
+                        r = await http.post(
+                            "/v1/chat/completions",
+                            json={
+                                "model": "auto",
+                                "stream": i % 2 == 0,
+                                "messages": [{"role": "user", "content": f"w {i}"}],
+                            },
+                        )
+                        assert r.status_code == 200
+                        end = "data: [DONE]" if i % 2 == 0 else f"echo: w {i}"
+                        assert end in r.text
+                        return r.headers["x-crossroads-trace-id"]
+
+                    return await asyncio.gather(*(one(i) for i in range(200)))
+
+            ids = set(asyncio.run(burst()))
+            assert len(ids) == 200
+            store = SQLiteTraceStore(db)
+            deadline = time.monotonic() + 30
+            while store.count() < 200 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert {r["trace_id"] for r in store.recent(1000)} == ids
+            assert "2 workers" in gw.log
