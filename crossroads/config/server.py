@@ -43,6 +43,9 @@ class StoreConfig(_Strict):
     traces: str = "sqlite"
     flush_interval_ms: int = Field(200, ge=1, le=60_000)
     batch_size: int = Field(500, ge=1, le=100_000)
+    retention_days: float | None = Field(
+        30, gt=0, description="SQLite traces older than this are deleted (hourly); null keeps all"
+    )
 
     @field_validator("traces")
     @classmethod

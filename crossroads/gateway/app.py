@@ -106,7 +106,10 @@ class Gateway:
             self.pipeline = Pipeline(cfg, availability=self.dispatcher.unavailable).prepare()
             self._prefix_chars = cfg.dispatch.prefix_chars
             self.store = self._store_override or open_trace_store(
-                cfg.store.traces, cfg.store.flush_interval_ms, cfg.store.batch_size
+                cfg.store.traces,
+                cfg.store.flush_interval_ms,
+                cfg.store.batch_size,
+                cfg.store.retention_days,
             )
             self.store.start()
             self.keys = _api_keys(cfg)

@@ -42,7 +42,12 @@ class TraceStore:
         return True
 
 
-def open_trace_store(spec: str, flush_interval_ms: int = 200, batch_size: int = 500) -> TraceStore:
+def open_trace_store(
+    spec: str,
+    flush_interval_ms: int = 200,
+    batch_size: int = 500,
+    retention_days: float | None = None,
+) -> TraceStore:
     """The store for a ``store.traces`` setting: ``sqlite``, ``sqlite:///path``, ``memory``, ``none``."""
     if spec in ("memory", "none"):
         from crossroads.store.memory import MemoryTraceStore
@@ -52,7 +57,12 @@ def open_trace_store(spec: str, flush_interval_ms: int = 200, batch_size: int = 
 
     # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute/path.db
     path = data_dir() / "traces.db" if spec == "sqlite" else Path(spec.removeprefix("sqlite:///"))
-    return SQLiteTraceStore(path, flush_interval_ms=flush_interval_ms, batch_size=batch_size)
+    return SQLiteTraceStore(
+        path,
+        flush_interval_ms=flush_interval_ms,
+        batch_size=batch_size,
+        retention_days=retention_days,
+    )
 
 
 def summary(trace: Trace) -> dict[str, Any]:

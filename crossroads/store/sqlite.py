@@ -73,6 +73,7 @@ RECENT = (
     f"SELECT {', '.join(f'{_PATHS[c]} AS {c}' for c in COLUMNS)} FROM "
     "(SELECT CAST(data AS TEXT) AS d FROM traces ORDER BY created_at DESC LIMIT ?)"
 )
+PRUNE_EVERY_S = 3600
 WRITER_NICE = 10  # the writer's share of a contended core stays above its few percent
 
 
@@ -85,11 +86,16 @@ class SQLiteTraceStore(TraceStore):
     """
 
     def __init__(
-        self, path: str | Path, flush_interval_ms: int = 200, batch_size: int = 500
+        self,
+        path: str | Path,
+        flush_interval_ms: int = 200,
+        batch_size: int = 500,
+        retention_days: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.flush_interval_ms = flush_interval_ms
         self.batch_size = batch_size
+        self.retention_days = retention_days
         self._queue: deque[Trace] = deque()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -127,7 +133,11 @@ class SQLiteTraceStore(TraceStore):
         conn = self._connect()
         wait = self.flush_interval_ms / 1000
         batch: list[Trace] = []
+        pruned_at = float("-inf")
         while True:
+            if self.retention_days is not None and time.monotonic() - pruned_at > PRUNE_EVERY_S:
+                pruned_at = time.monotonic()
+                self._prune(conn, time.time() - self.retention_days * 86400)
             stopping = self._stop.wait(wait)
             while True:
                 while self._queue and len(batch) < self.batch_size:
@@ -162,6 +172,16 @@ class SQLiteTraceStore(TraceStore):
                     "writing %d traces to %s failed (%s); retrying", len(batch), self.path, exc
                 )
             return False
+
+    def _prune(self, conn: sqlite3.Connection, before: float) -> None:
+        """Delete traces created before ``before`` (unix seconds); a failure waits an hour."""
+        try:
+            with conn:
+                deleted = conn.execute("DELETE FROM traces WHERE created_at < ?", (before,))
+            if deleted.rowcount:
+                log.info("deleted %d traces past store.retention_days", deleted.rowcount)
+        except sqlite3.Error as exc:
+            log.error("deleting old traces from %s failed: %s", self.path, exc)
 
     def flush(self, timeout: float = 10.0) -> None:
         target = self._appended

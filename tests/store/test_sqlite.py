@@ -149,3 +149,22 @@ def test_files_from_the_wider_schema_still_work(tmp_path: Path) -> None:
     assert store.recent(5) == [summary(trace(2)), summary(old)]
     assert store.get(old.trace_id)["route"]["model"] == "small"
     store.close()
+
+
+def test_traces_past_the_retention_are_deleted(tmp_path: Path) -> None:
+    old_store = SQLiteTraceStore(tmp_path / "t.db", flush_interval_ms=5)
+    now = time.time()
+    for i, age_days in enumerate([40, 31, 29, 1]):
+        t = trace(i)
+        t.created_at = now - age_days * 86400
+        old_store.record(t)
+    old_store.flush()
+    old_store.close()
+    assert old_store.count() == 4
+    store = SQLiteTraceStore(tmp_path / "t.db", flush_interval_ms=5, retention_days=30)
+    store.start()
+    deadline = time.monotonic() + 5
+    while store.count() > 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(r["trace_id"] for r in store.recent(10)) == ["t00002", "t00003"]
+    store.close()
