@@ -335,3 +335,54 @@ async def test_idle_keep_alive_connections_are_closed(fake_upstream: FakeUpstrea
         assert response.status == 200
         assert await conn.closed(timeout=3)
         conn.close()
+
+
+async def test_slow_reader_gets_the_whole_stream(
+    fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that reads slowly through a small receive buffer: the protocol waits for
+    the transport to drain instead of failing or dropping events."""
+    import socket
+
+    drains = []
+    drain = GatewayProtocol.drain
+
+    async def counted(self: GatewayProtocol) -> None:
+        drains.append(1)
+        await drain(self)
+
+    monkeypatch.setattr(GatewayProtocol, "drain", counted)
+
+    models = [{"name": "small", "upstream": "fake", "upstream_model": "s", "context_window": 10**7}]
+    app = create_app(
+        routing_config(
+            fake_upstream.base_url,
+            server={"max_body_bytes": 32 * 1024 * 1024},
+            models=models,
+            decisions=[],
+            default={"models": ["small"]},
+        )
+    )
+    text = "x" * 12_000_000  # more than the kernel's socket buffers hold
+    body = orjson.dumps(
+        {"model": "auto", "stream": True, "messages": [{"role": "user", "content": text}]}
+    )
+    async with BackgroundServer(app, http=GatewayProtocol, lifespan="on") as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        conn = Conn(*await asyncio.open_connection(sock=sock))
+        await conn.send(post(body))
+        await asyncio.sleep(0.5)  # the server fills its buffers meanwhile
+        (response,) = await conn.read(timeout=60)
+        conn.close()
+    assert response.status == 200, response.body[:300]
+    assert response.body.endswith(b"data: [DONE]\n\n")
+    events = [
+        orjson.loads(block[6:])
+        for block in response.body.split(b"\n\n")
+        if block.startswith(b"data: {")
+    ]
+    echoed = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
+    assert echoed == "echo: " + text
+    assert drains, "the write buffer never filled: the test did not exercise back-pressure"
