@@ -416,19 +416,18 @@ class GatewayProtocol(asyncio.Protocol):
     async def _run(self, request: _Request) -> None:
         try:
             await self.app(request.scope, request.receive, request.send)
+            if not request.complete and not request.disconnected:
+                log.error("the gateway left the response to %s unfinished", request.scope["path"])
         except ClientDisconnected:
             pass
-        except BaseException as exc:
-            if not isinstance(exc, Exception):
-                raise
+        except Exception as exc:
             log.exception("the gateway failed on %s", request.scope["path"])
             if not request.started and not request.disconnected:
                 self.transport.write(error_response(exc))
+        finally:
+            # A response cut short (error, cancellation) leaves the connection unusable.
+            if not request.complete:
                 self.transport.close()
-                return
-        if not request.complete and not request.disconnected:
-            log.error("the gateway did not finish the response for %s", request.scope["path"])
-            self.transport.close()
 
     def response_done(self, request: _Request) -> None:
         """Called by ``send`` when a response is fully written."""

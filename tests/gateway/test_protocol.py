@@ -386,3 +386,24 @@ async def test_slow_reader_gets_the_whole_stream(
     echoed = "".join(e["choices"][0]["delta"].get("content") or "" for e in events)
     assert echoed == "echo: " + text
     assert drains, "the write buffer never filled: the test did not exercise back-pressure"
+
+
+@pytest.mark.parametrize("behaviour", ["raise", "return", "cut"])
+async def test_an_app_that_fails_never_leaves_the_client_waiting(behaviour: str) -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        if behaviour == "cut":  # headers and a first chunk, then an error
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"partial", "more_body": True})
+        if behaviour != "return":
+            raise ValueError("boom")
+
+    async with BackgroundServer(app, http=GatewayProtocol) as server:
+        conn = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
+        await conn.send(b"GET /x HTTP/1.1\r\nhost: x\r\n\r\n")
+        if behaviour == "raise":
+            (response,) = await conn.read()
+            assert response.status == 500
+            assert orjson.loads(response.body)["error"]["code"] == "internal_error"
+        assert await conn.closed()
+        conn.close()
