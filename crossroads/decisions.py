@@ -39,6 +39,38 @@ def compile_rule(rule: Rule) -> Predicate:
     return lambda s: not child(s)
 
 
+def settled(rule: Rule, signals: Signals) -> bool | None:
+    """The rule's value if the signals computed so far decide it whatever the missing ones
+    say (Kleene's three-valued logic), else ``None``."""
+    if isinstance(rule, str):
+        result = signals.get(rule)
+        return None if result is None else result.matched
+    if isinstance(rule, AllRule | AnyRule):
+        children = rule.all if isinstance(rule, AllRule) else rule.any
+        decisive = isinstance(rule, AnyRule)  # the child value that decides the whole
+        unknown = False
+        for child in children:
+            value = settled(child, signals)
+            if value is decisive:
+                return decisive
+            unknown = unknown or value is None
+        return None if unknown else not decisive
+    assert isinstance(rule, NotRule)
+    value = settled(rule.not_, signals)
+    return None if value is None else not value
+
+
+def needs_more(entry: CompiledEntrypoint, signals: Signals) -> bool:
+    """Whether signals not yet computed could change which decision matches."""
+    for decision in entry.decisions:
+        value = settled(decision.rule, signals) if decision.rule is not None else False
+        if value is None:
+            return True
+        if value:
+            return False
+    return False
+
+
 def referenced_signals(rule: Rule) -> set[str]:
     """Every ``kind:name`` the rule reads."""
     if isinstance(rule, str):
@@ -51,7 +83,10 @@ def referenced_signals(rule: Rule) -> set[str]:
 
 
 def explain(rule: Rule, signals: Signals) -> str:
-    """The rule with each node's truth value, e.g. ``all(keyword:code=T, not(tokens:long=F)=T)=T``."""
+    """The rule with each node's truth value, e.g. ``all(keyword:code=T, not(tokens:long=F)=T)=T``;
+    a signal left uncomputed because cheaper ones settled the decision shows ``?``."""
+    if isinstance(rule, str) and rule not in signals:
+        return f"{rule}=?"
     mark = "T" if compile_rule(rule)(signals) else "F"
     if isinstance(rule, str):
         return f"{rule}={mark}"

@@ -12,7 +12,13 @@ from collections.abc import Callable
 
 from crossroads.config import Config, ModelConfig
 from crossroads.cost import estimate_cost
-from crossroads.decisions import CompiledDecision, CompiledEntrypoint, compile_entrypoints, match
+from crossroads.decisions import (
+    CompiledDecision,
+    CompiledEntrypoint,
+    compile_entrypoints,
+    match,
+    needs_more,
+)
 from crossroads.exceptions import ModelNotFoundError, NoCandidateError
 from crossroads.selection import Selector, build_selector
 from crossroads.signals import Signal, build_signal
@@ -130,8 +136,9 @@ class Pipeline:
     async def compute_signals(
         self, request: RoutingRequest, entrypoint: str
     ) -> dict[str, SignalResult]:
-        """Every signal the entrypoint's rules read: cheap ones inline, the others
-        concurrently, each within its time budget (a late or failing signal is false)."""
+        """The signals the entrypoint's rules read: cheap ones inline, then the others
+        concurrently, each within its time budget (a late or failing signal is false),
+        unless the cheap ones already settle which decision matches."""
         sync_signals, async_signals = self._entry_signals[entrypoint]
         results: dict[str, SignalResult] = {}
         for signal in sync_signals:
@@ -142,7 +149,7 @@ class Pipeline:
                 result = SignalResult(signal.name, False, error=f"{type(exc).__name__}: {exc}")
             result.elapsed_ms = (time.perf_counter() - t0) * 1000
             results[signal.name] = result
-        if async_signals:
+        if async_signals and needs_more(self.entrypoints_[entrypoint], results):
             outs = await asyncio.gather(*(_bounded(s, request) for s in async_signals))
             results.update((r.name, r) for r in outs)
         return results

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -126,9 +127,16 @@ class _SlowSignal(Signal):
 def test_async_signal_over_its_budget_counts_as_false() -> None:
     from types import SimpleNamespace
 
+    from crossroads.decisions import CompiledDecision
+
     p = pipeline(default={"models": ["small"]})
     slow = _SlowSignal(SimpleNamespace(name="s", timeout_ms=20, scope="all"))
     p._entry_signals["auto"] = ([], [slow])
+    entry = p.entrypoints_["auto"]
+    reads_slow = CompiledDecision(
+        "slow", 1, ("small",), entry.default.selection, "slow_test:s", lambda s: False, frozenset()
+    )
+    p.entrypoints_["auto"] = dataclasses.replace(entry, decisions=(reads_slow,))
     results = asyncio.run(p.compute_signals(chat("x"), "auto"))
     assert results["slow_test:s"].matched is False
     assert "timed out after 20 ms" in results["slow_test:s"].error
@@ -168,3 +176,69 @@ def test_models_served_only_by_anthropic_take_no_legacy_completions() -> None:
     r = route(p, routing_request({"model": "auto", "prompt": "Once"}, "completions"))
     assert r.model == "o"
     assert next(c for c in r.candidates if c.model == "c").reason == "does not serve /completions"
+
+
+class _Probe(Signal):
+    """An async stand-in for an expensive signal (say, an embedding): counts its calls."""
+
+    kind = "keyword"
+    is_async = True
+    calls = 0
+
+    async def evaluate(self, requests: list[RoutingRequest]) -> list[SignalResult]:
+        type(self).calls += 1
+        return [SignalResult(self.name, "deep" in r.text) for r in requests]
+
+
+def probed(*decisions: dict[str, Any]) -> Pipeline:
+    """Rules over a cheap signal ``keyword:k`` (matches "x") and an expensive async one
+    ``keyword:a`` (matches "deep")."""
+    from types import SimpleNamespace
+
+    p = pipeline(
+        signals=[
+            {"kind": "keyword", "name": "k", "keywords": ["x"]},
+            {"kind": "keyword", "name": "a", "keywords": ["unused"]},
+        ],
+        decisions=list(decisions),
+        default={"models": ["small"]},
+    )
+    probe = _Probe(SimpleNamespace(name="a", timeout_ms=1000, scope="all"))
+    p._entry_signals["auto"] = ([p.signals_["keyword:k"]], [probe])
+    _Probe.calls = 0
+    return p
+
+
+@pytest.mark.parametrize(
+    ("text", "decision", "computed"),
+    [
+        ("x marks it", "either", False),  # the cheap signal settles the first decision
+        ("deep thought", "either", True),
+        ("plain", "default", True),  # unknown until the expensive one is known
+    ],
+)
+def test_expensive_signals_run_only_when_they_can_change_the_decision(
+    text: str, decision: str, computed: bool
+) -> None:
+    p = probed({"name": "either", "when": {"any": ["keyword:k", "keyword:a"]}, "models": ["big"]})
+    r = route(p, chat(text))
+    assert r.decision == decision and (_Probe.calls == 1) is computed
+    assert ("keyword:a" in r.signals) is computed
+    if not computed:
+        assert r.rule_path == ["either: any(keyword:k=T, keyword:a=?)=T"]
+
+
+def test_a_higher_priority_unknown_rule_forces_the_expensive_signal() -> None:
+    p = probed(
+        {"name": "deep", "priority": 10, "when": "keyword:a", "models": ["big"]},
+        {"name": "cheap", "priority": 5, "when": "keyword:k", "models": ["small"]},
+    )
+    assert route(p, chat("x deep")).decision == "deep" and _Probe.calls == 1
+    assert route(p, chat("x")).decision == "cheap" and _Probe.calls == 2
+
+
+def test_rules_settled_false_skip_the_expensive_signal() -> None:
+    p = probed({"name": "both", "when": {"all": ["keyword:k", "keyword:a"]}, "models": ["big"]})
+    assert route(p, chat("plain")).decision == "default" and _Probe.calls == 0
+    assert route(p, chat("x only")).decision == "default" and _Probe.calls == 1
+    assert route(p, chat("x deep")).decision == "both" and _Probe.calls == 2
