@@ -84,10 +84,9 @@ def referenced_signals(rule: Rule) -> set[str]:
 
 def explain(rule: Rule, signals: Signals) -> str:
     """The rule with each node's truth value, e.g. ``all(keyword:code=T, not(tokens:long=F)=T)=T``;
-    a signal left uncomputed because cheaper ones settled the decision shows ``?``."""
-    if isinstance(rule, str) and rule not in signals:
-        return f"{rule}=?"
-    mark = "T" if compile_rule(rule)(signals) else "F"
+    a part left open by signals not computed (cheaper ones settled the decision) shows ``?``."""
+    value = settled(rule, signals)
+    mark = "?" if value is None else "T" if value else "F"
     if isinstance(rule, str):
         return f"{rule}={mark}"
     if isinstance(rule, AllRule):

@@ -41,6 +41,24 @@ def test_explain_marks_every_node() -> None:
     assert explain(r, values(x=True, z=False)) == "all(keyword:x=T, not(keyword:z=F)=T)=T"
 
 
+def test_explain_marks_parts_left_open_by_uncomputed_signals() -> None:
+    r = rule({"any": ["keyword:x", {"not": "keyword:z"}]})
+    assert explain(r, values(x=True)) == "any(keyword:x=T, not(keyword:z=?)=?)=T"
+    assert explain(r, values(x=False)) == "any(keyword:x=F, not(keyword:z=?)=?)=?"
+
+
+def test_settled_agrees_with_the_rule_when_every_signal_is_known() -> None:
+    from crossroads.decisions import settled
+
+    r = rule({"all": ["keyword:x", {"any": ["keyword:y", {"not": "keyword:z"}]}]})
+    test = compile_rule(r)
+    for x in (False, True):
+        for y in (False, True):
+            for z in (False, True):
+                known = values(x=x, y=y, z=z)
+                assert settled(r, known) is test(known)
+
+
 def test_priority_orders_decisions_and_default_catches_the_rest() -> None:
     cfg = parse_config(
         {

@@ -127,7 +127,6 @@ class _Request:
             if kind != "http.response.start":
                 raise RuntimeError(f"expected http.response.start, got {kind!r}")
             self.started = True
-            self.expect_continue = False
             status = message["status"]
             parts = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
             length: int | None = None
@@ -370,7 +369,6 @@ class GatewayProtocol(asyncio.Protocol):
         request.error = error_response(exc)
         request.body.clear()
         request.keep_alive = False
-        request.expect_continue = False
         if self.serving is None and not self.queue and not request.answered:
             request.answered = True
             self.transport.write(request.error)  # early: before the body arrives

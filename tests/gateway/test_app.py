@@ -35,10 +35,6 @@ class _SettledStore:
             time.sleep(0.005)
         return None
 
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        time.sleep(0.05)
-        return self.store.recent(limit)
-
 
 @pytest.fixture(params=["asgi", "protocol"])
 async def gateway(
