@@ -176,8 +176,9 @@ def test_traces_command_lists_requests(server) -> None:
 
 
 def test_two_workers_share_the_port_and_the_trace_file(tmp_path: Path) -> None:
-    """``--workers 2``: both worker processes answer on one port (crossroads' protocol) and
-    write traces into one SQLite file; none is lost."""
+    """``--workers 2`` serves plain and streamed requests on one port with crossroads'
+    protocol, and every trace lands in the one SQLite file the workers share. (Which worker
+    answered is not visible from outside, so this does not prove both did.)"""
     with FakeUpstream(models=["s", "b"], chunks=2) as upstream:
         db = tmp_path / "traces.db"
         with GatewayProcess(gateway_config(upstream.base_url, db), tmp_path, workers=2) as gw:
