@@ -65,7 +65,7 @@ def start_upstream(name: str, port: int, cpus: str | None, lifetime: float) -> S
         [
             sys.executable,
             "-m",
-            "crossroads.testing.fake_upstream",
+            "tests.support.fake_upstream",
             "--port",
             str(port),
             "--models",

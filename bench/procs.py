@@ -142,7 +142,7 @@ def start_fake_upstream(cpus: str | None, chunks: int, lifetime: float) -> Servi
         [
             sys.executable,
             "-m",
-            "crossroads.testing.fake_upstream",
+            "tests.support.fake_upstream",
             "--port",
             "0",
             "--models",

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from crossroads.config import Config, parse_config
-from crossroads.testing.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream
 
 
 @pytest.fixture(autouse=True)

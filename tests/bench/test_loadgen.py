@@ -8,7 +8,7 @@ import pytest
 
 from bench.loadgen import LoadSpec, percentile, run_spec
 from bench.report import render_report
-from crossroads.testing import FakeUpstream
+from tests.support import FakeUpstream
 
 
 @pytest.fixture(scope="module")

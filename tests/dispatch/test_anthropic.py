@@ -24,7 +24,7 @@ from crossroads.dispatch.anthropic_translate import (
 from crossroads.exceptions import UpstreamProtocolError, UpstreamStatusError
 from crossroads.gateway import create_app
 from crossroads.store.memory import MemoryTraceStore
-from crossroads.testing.fake_anthropic import FakeAnthropic
+from tests.support.fake_anthropic import FakeAnthropic
 
 CHAT = "/v1/chat/completions"
 KEY_ENV = "CROSSROADS_TEST_ANTHROPIC_KEY"

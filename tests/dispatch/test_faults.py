@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from crossroads.store.sqlite import SQLiteTraceStore
-from crossroads.testing.fake_upstream import FakeUpstream
-from crossroads.testing.gateway_process import GatewayProcess
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.gateway_process import GatewayProcess
 
 TIMEOUTS = {"connect": 1, "first_byte": 1, "read": 1, "total": 3}
 DEADLINE_S = 6

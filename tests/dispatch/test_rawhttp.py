@@ -21,7 +21,7 @@ from crossroads.exceptions import (
     UpstreamProtocolError,
     UpstreamTimeoutError,
 )
-from crossroads.testing.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream
 
 Handler = Callable[["Conn"], Awaitable[None]]
 HEADERS = {"content-type": "application/json", "authorization": "Bearer k"}

@@ -11,7 +11,7 @@ import pytest
 
 from crossroads.gateway import create_app
 from crossroads.store.memory import MemoryTraceStore
-from crossroads.testing.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream
 from tests.conftest import routing_config
 
 CODE = [

@@ -15,8 +15,8 @@ import pytest
 from crossroads.gateway import create_app
 from crossroads.gateway.protocol import MAX_HEAD_BYTES, GatewayProtocol
 from crossroads.store.memory import MemoryTraceStore
-from crossroads.testing.fake_upstream import FakeUpstream
-from crossroads.testing.server_thread import BackgroundServer
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.server_thread import BackgroundServer
 from tests.conftest import routing_config
 
 LIMIT = 64 * 1024

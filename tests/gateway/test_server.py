@@ -15,8 +15,8 @@ import openai
 import pytest
 
 from crossroads.store.sqlite import SQLiteTraceStore
-from crossroads.testing.fake_upstream import FakeUpstream
-from crossroads.testing.gateway_process import GatewayProcess
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.gateway_process import GatewayProcess
 
 
 def gateway_config(upstream_url: str, db: Path) -> dict:

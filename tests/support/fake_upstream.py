@@ -12,7 +12,7 @@ A raw ASGI app (no framework) served by uvicorn on uvloop + httptools. Routes::
 
 A request's fault comes from, in order: the ``x-fake-fault`` header, ``metadata.fault``
 in the body, then the server-wide schedule (construction, CLI or ``/_control``). Fault
-names are listed in :mod:`crossroads.testing.faults`.
+names are listed in :mod:`tests.support.faults`.
 
 In a test::
 
@@ -20,7 +20,7 @@ In a test::
         client = openai.OpenAI(base_url=upstream.base_url, api_key="x")
         upstream.set_fault("503", count=1)   # next request fails, then healthy again
 
-From a shell: ``python -m crossroads.testing.fake_upstream --port 9100 --models a,b``.
+From a shell: ``python -m tests.support.fake_upstream --port 9100 --models a,b``.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ from typing import Any
 
 import orjson
 
-from crossroads.testing import fake_responses as bodies
-from crossroads.testing.faults import Fault, FaultSchedule, parse_fault
-from crossroads.testing.server_thread import BackgroundServer, bind, new_loop, uvicorn_server
+from tests.support import fake_responses as bodies
+from tests.support.faults import Fault, FaultSchedule, parse_fault
+from tests.support.server_thread import BackgroundServer, bind, new_loop, uvicorn_server
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -429,7 +429,7 @@ class FakeUpstream(BackgroundServer):
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m crossroads.testing.fake_upstream",
+        prog="python -m tests.support.fake_upstream",
         description="A fake OpenAI-compatible upstream with switchable faults.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from crossroads.testing.server_thread import BackgroundServer
+from tests.support.server_thread import BackgroundServer
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]

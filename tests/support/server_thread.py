@@ -29,7 +29,7 @@ def new_loop() -> asyncio.AbstractEventLoop:
 def uvicorn_server(app: Any, http: Any = "httptools", **options: Any) -> Any:
     """A uvicorn server for ``app`` on a socket the caller binds (uvloop + ``http``, a
     uvicorn protocol name or class); ``options`` override uvicorn settings."""
-    import uvicorn  # lazy: importing crossroads.testing stays cheap
+    import uvicorn  # lazy: importing tests.support stays cheap
 
     settings: dict[str, Any] = {
         "http": http,

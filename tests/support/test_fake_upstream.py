@@ -13,8 +13,8 @@ import httpx
 import openai
 import pytest
 
-from crossroads.testing import FakeUpstream, parse_fault
-from crossroads.testing.faults import Fault, FaultSchedule
+from tests.support import FakeUpstream, parse_fault
+from tests.support.faults import Fault, FaultSchedule
 
 USER = [{"role": "user", "content": "hello there"}]
 WEATHER_TOOL = {
@@ -391,7 +391,7 @@ def test_cli_prints_its_url_and_serves() -> None:
     cmd = [
         sys.executable,
         "-m",
-        "crossroads.testing.fake_upstream",
+        "tests.support.fake_upstream",
         "--models",
         "a,b",
         "--lifetime",
