@@ -13,13 +13,11 @@ from crossroads.prompts import routing_request
 
 async def explain_route(cfg: Config, body: dict[str, Any]) -> dict[str, Any]:
     """Route ``body`` under ``cfg`` without calling any model; the route as a dict."""
-    import orjson
+    from crossroads.formats import openai_chat
 
-    from crossroads.gateway.requests import parse_body
-
-    parse_body(orjson.dumps(body), "chat")
+    request = openai_chat.parse_request(body)
     pipeline = Pipeline(cfg).prepare()
-    route = await pipeline.route(routing_request(body, "chat"), body["model"])
+    route = await pipeline.route(routing_request(request), request.model)
     return dataclasses.asdict(route)
 
 

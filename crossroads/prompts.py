@@ -5,80 +5,109 @@ from __future__ import annotations
 from typing import Any
 
 from crossroads.tokens import TOKENS_PER_MESSAGE, count_tokens
-from crossroads.types import Caller, Endpoint, RoutingRequest
+from crossroads.types import Caller, Message, Operation, Part, Request, RoutingRequest
 
 
-def content_text(content: Any) -> str:
-    """The text of a message ``content``: a string, or the text parts of a part list."""
+def content_text(content: str | list[Part]) -> str:
+    """The text of a message's content: a string, or its text parts."""
     if isinstance(content, str):
         return content
-    if isinstance(content, list):
-        return "\n".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
-        )
-    return ""
+    return "\n".join(p.text for p in content if p.type == "text")
 
 
-def _has_image(messages: list[dict[str, Any]]) -> bool:
-    for m in messages:
-        content = m.get("content")
-        if isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and part.get("type") in ("image_url", "input_image"):
-                    return True
-    return False
-
-
-def needed_capabilities(body: dict[str, Any], messages: list[dict[str, Any]]) -> frozenset[str]:
+def needed_capabilities(request: Request) -> frozenset[str]:
     """Capabilities a request uses: ``tools``, ``vision``, ``json``."""
     needs = set()
-    if body.get("tools") or body.get("functions"):
+    if request.tools:
         needs.add("tools")
-    fmt = body.get("response_format")
-    if isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"):
+    fmt = request.response_format
+    if fmt is not None and fmt.type != "text":
         needs.add("json")
-    if _has_image(messages):
-        needs.add("vision")
+    for m in request.messages:
+        if not isinstance(m.content, str) and any(p.type == "image" for p in m.content):
+            needs.add("vision")
+            break
     return frozenset(needs)
 
 
 def routing_request(
-    body: dict[str, Any], endpoint: Endpoint = "chat", caller: Caller | None = None
+    request: Request | dict[str, Any], endpoint: Operation = "chat", caller: Caller | None = None
 ) -> RoutingRequest:
-    """Build what signals see from a validated request body."""
-    if endpoint == "chat":
-        messages = body.get("messages") or []
-        texts = [content_text(m.get("content")) for m in messages]
+    """Build what signals see from a canonical request (or, for convenience in scripts and
+    tests, from a valid OpenAI chat or completions body)."""
+    if isinstance(request, dict):
+        request = _from_openai(request, endpoint)
+    if request.operation == "chat":
+        messages = request.messages
+        texts = [content_text(m.content) for m in messages]
         text = "\n".join(t for t in texts if t)
         last_user = next(
             (
                 t
                 for m, t in zip(reversed(messages), reversed(texts), strict=True)
-                if m.get("role") == "user"
+                if m.role == "user"
             ),
             "",
         )
         prompt_tokens = count_tokens(text) + TOKENS_PER_MESSAGE * len(messages)
     else:
-        prompt = body.get("prompt", "")
-        if isinstance(prompt, list) and prompt and isinstance(prompt[0], int):
+        prompt = request.prompt if request.operation == "completions" else request.input
+        if isinstance(prompt, list) and prompt and isinstance(prompt[0], int | list):
             text, prompt_tokens = "", len(prompt)  # token ids
         else:
             text = (
                 prompt
                 if isinstance(prompt, str)
-                else "\n".join(p for p in prompt if isinstance(p, str))
+                else "\n".join(p for p in prompt or () if isinstance(p, str))
             )
             prompt_tokens = count_tokens(text)
-        messages, last_user = [], text
-    max_out = body.get("max_completion_tokens") or body.get("max_tokens")
+        last_user = text
     return RoutingRequest(
-        body=body,
-        endpoint=endpoint,
-        caller=caller or Caller(user=body.get("user")),
+        request=request,
+        endpoint=request.operation,
+        caller=caller or Caller(user=request.user),
         text=text,
         last_user_text=last_user,
         prompt_tokens=prompt_tokens,
-        max_output_tokens=max_out if isinstance(max_out, int) else None,
-        needs=needed_capabilities(body, messages),
+        max_output_tokens=request.max_tokens,
+        needs=needed_capabilities(request),
+    )
+
+
+def _from_openai(body: dict[str, Any], endpoint: Operation) -> Request:
+    from crossroads.formats import openai_chat
+
+    if endpoint == "completions":
+        return Request(
+            "completions",
+            body.get("model", ""),
+            "openai_completions",
+            prompt=body.get("prompt", ""),
+            user=body.get("user"),
+            max_tokens=body.get("max_tokens"),
+            wire=body,
+        )
+    messages = [
+        Message(
+            m.get("role", "user") if m.get("role") != "developer" else "system",
+            openai_chat.content_of(m.get("content")),
+        )
+        for m in body.get("messages") or ()
+    ]
+    fmt = body.get("response_format")
+    from crossroads.types import ResponseFormat, Tool
+
+    return Request(
+        "chat",
+        body.get("model", ""),
+        "openai_chat",
+        messages=messages,
+        tools=[Tool((t.get("function") or {}).get("name", "")) for t in body.get("tools") or ()]
+        + ([Tool("function")] if body.get("functions") else []),
+        response_format=ResponseFormat(fmt["type"])
+        if isinstance(fmt, dict) and fmt.get("type")
+        else None,
+        max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),
+        user=body.get("user"),
+        wire=body,
     )

@@ -1,4 +1,11 @@
-"""The vocabulary of crossroads: plain data, no logic."""
+"""The vocabulary of crossroads: plain data, no logic.
+
+A request arrives in one wire format (:mod:`crossroads.formats`), is parsed once into a
+:class:`Request`, and leaves for an upstream in that upstream's format; the answer comes back
+as a :class:`Response` (or a stream of :class:`StreamEvent`) and is rendered in the client's
+format. ``wire`` / ``raw`` keep the original JSON so that when the client's and the
+upstream's formats are the same, unknown provider fields pass through unchanged.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,131 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 SignalValue = bool | int | float | str | None
-Endpoint = Literal["chat", "completions"]
+Operation = Literal["chat", "completions", "embeddings"]
+"""What a request asks for: a chat turn, a text completion, embeddings."""
+Endpoint = Operation  # older name, kept for callers outside the package
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+@dataclass(slots=True)
+class Part:
+    """One part of a message's content: text, an image (URL or base64 data), or a provider
+    part crossroads does not model (``raw``, passed on only to the same format)."""
+
+    type: Literal["text", "image", "other"]
+    text: str = ""
+    url: str | None = None
+    media_type: str | None = None
+    data: str | None = None  # base64 image bytes
+    raw: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A call the model made: ``arguments`` is the JSON text of the call's input."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+@dataclass(slots=True)
+class Message:
+    """One turn. ``content`` is a string or a list of parts; a ``tool`` message answers the
+    call ``tool_call_id``."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | list[Part] = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class Tool:
+    """A function the model may call; ``parameters`` is its JSON schema."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class ResponseFormat:
+    """Structured output: free text, any JSON object, or JSON matching ``schema``."""
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    name: str | None = None
+    schema: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+@dataclass(slots=True)
+class Request:
+    """A request in no particular wire format. ``tool_choice`` is ``auto``, ``none``,
+    ``required`` or the name of one tool; ``prompt`` is the text (or token ids) of a
+    completion; ``input`` the items of an embeddings request."""
+
+    operation: Operation
+    model: str
+    source: str  # the format it arrived in, e.g. "openai_chat"
+    messages: list[Message] = field(default_factory=list)
+    prompt: str | list[str] | list[int] | list[list[int]] | None = None
+    input: Any = None
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: str | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    stream: bool = False
+    include_usage: bool = False  # the client asked for a usage event at the end of a stream
+    user: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    wire: dict[str, Any] | None = None  # the body as received, for same-format pass-through
+
+
+@dataclass(slots=True)
+class Choice:
+    """One answer of a response."""
+
+    index: int = 0
+    text: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call: the first piece of call ``index`` has ``id`` and
+    ``name``, later ones more ``arguments`` text."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
+class StreamEvent:
+    """One event of a streamed answer, in no particular format. ``raw`` is the SSE frame as
+    the upstream sent it (forwarded as-is when the client speaks the same format)."""
+
+    index: int = 0
+    role: str | None = None
+    text: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+    id: str | None = None
+    model: str | None = None
+    raw: bytes | None = None
+    done: bool = False  # the upstream's end of stream
+    usage_only: bool = False  # carries nothing but usage (forwarded only if asked for)
 
 
 @dataclass(slots=True)
@@ -22,8 +153,8 @@ class Caller:
 class RoutingRequest:
     """What signals and selection see of a request: the parsed body plus caller facts."""
 
-    body: dict[str, Any]
-    endpoint: Endpoint = "chat"
+    request: Request | None = None
+    endpoint: Operation = "chat"
     caller: Caller = field(default_factory=Caller)
     text: str = ""  # all message text, for keyword/token signals
     last_user_text: str = ""
@@ -80,6 +211,20 @@ class Usage:
 
 
 @dataclass(slots=True)
+class Response:
+    """A complete answer. ``raw`` is the body as the upstream sent it, in format ``source``
+    (forwarded as-is when the client speaks the same format)."""
+
+    id: str
+    model: str | None
+    created: int
+    choices: list[Choice] = field(default_factory=list)
+    usage: Usage | None = None
+    source: str = ""
+    raw: bytes | None = None
+
+
+@dataclass(slots=True)
 class Attempt:
     """One try at one upstream endpoint."""
 
@@ -98,8 +243,9 @@ class Trace:
     trace_id: str
     created_at: float
     requested_model: str
-    endpoint: Endpoint
+    endpoint: Operation
     stream: bool
+    format: str = "openai_chat"  # the client's wire format
     route: Route | None = None
     model: str | None = None  # the model that answered (differs from route.model after a fallback)
     upstream: str | None = None

@@ -38,14 +38,3 @@ class Upstream:
 
     async def aclose(self) -> None:
         """Release connections."""
-
-
-def usage_from(data: Any) -> Usage | None:
-    """The ``usage`` of an OpenAI response or chunk, if present."""
-    usage = data.get("usage") if isinstance(data, dict) else None
-    if not isinstance(usage, dict):
-        return None
-    return Usage(
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-    )

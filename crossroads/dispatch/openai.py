@@ -13,11 +13,12 @@ from urllib.parse import urlencode, urlsplit
 import orjson
 
 from crossroads.config import OpenAIUpstream as OpenAIUpstreamConfig
-from crossroads.dispatch.base import Completion, usage_from
+from crossroads.dispatch.base import Completion
 from crossroads.dispatch.errors import status_error, translate
 from crossroads.dispatch.http import HTTPUpstream
 from crossroads.dispatch.sse import DONE, frames
 from crossroads.exceptions import UpstreamError, UpstreamProtocolError, UpstreamTimeoutError
+from crossroads.formats.openai_chat import usage_from
 from crossroads.types import Endpoint
 
 PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}

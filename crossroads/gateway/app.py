@@ -1,6 +1,7 @@
 """The gateway as a plain ASGI application: no framework between the socket and the router.
 
-Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``,
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/messages``
+(Anthropic), ``POST /v1/responses`` (OpenAI Responses, stateless), ``GET /v1/models``,
 ``GET /v1/models/{id}``, ``GET /health``, ``GET /ready`` (the ``/v1`` prefix is optional),
 and ``GET /v1/crossroads/endpoints``: live endpoint state (load, latency, circuit).
 """
@@ -17,9 +18,9 @@ from typing import Any
 import orjson
 
 from crossroads.config import Config
-from crossroads.cost import actual_cost
 from crossroads.dispatch.base import Upstream
 from crossroads.dispatch.dispatcher import Dispatcher
+from crossroads.engine import Engine
 from crossroads.exceptions import (
     CrossroadsError,
     InvalidRequestError,
@@ -27,23 +28,23 @@ from crossroads.exceptions import (
     RequestError,
     UnsupportedRouteError,
 )
+from crossroads.formats import get_format
 from crossroads.gateway.errors import render, too_large
-from crossroads.gateway.requests import parse_body
-from crossroads.gateway.streaming import relay_stream
+from crossroads.gateway.handlers import FormatHandler, routing_headers, send_body
 from crossroads.pipeline import Pipeline
-from crossroads.prompts import routing_request
 from crossroads.store import TraceStore, open_trace_store
-from crossroads.types import Caller, Endpoint, Trace
+from crossroads.types import Caller, Trace
 
 log = logging.getLogger("crossroads.gateway")
 
 Scope = dict[str, Any]
 JSON_HEADERS = [(b"content-type", b"application/json")]
-COMPLETION_PATHS: dict[str, Endpoint] = {
-    "/v1/chat/completions": "chat",
-    "/chat/completions": "chat",
-    "/v1/completions": "completions",
-    "/completions": "completions",
+# The route table of model calls: path -> the wire format it speaks.
+FORMAT_ROUTES: dict[str, str] = {
+    "/v1/chat/completions": "openai_chat",
+    "/v1/completions": "openai_completions",
+    "/v1/messages": "anthropic_messages",
+    "/v1/responses": "openai_responses",
 }
 
 
@@ -104,7 +105,11 @@ class Gateway:
             }
             self.dispatcher = Dispatcher(cfg, self.upstreams).prepare()
             self.pipeline = Pipeline(cfg, availability=self.dispatcher.unavailable).prepare()
-            self._prefix_chars = cfg.dispatch.prefix_chars
+            self.engine = Engine(self.pipeline, self.dispatcher, cfg.dispatch.prefix_chars)
+            self.handlers: dict[str, FormatHandler] = {}
+            for path, name in FORMAT_ROUTES.items():
+                handler = FormatHandler(get_format(name), self.engine)
+                self.handlers[path] = self.handlers[path.removeprefix("/v1")] = handler
             self.store = self._store_override or open_trace_store(
                 cfg.store.traces,
                 cfg.store.flush_interval_ms,
@@ -174,11 +179,11 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
-        endpoint = COMPLETION_PATHS.get(path)
-        if endpoint is not None:
+        handler = self.handlers.get(path)
+        if handler is not None:
             if method != "POST":
                 return await self._error(send, MethodNotAllowedError(f"Use POST for {path}."))
-            return await self._completion(scope, receive, send, endpoint)
+            return await self._serve(scope, receive, send, handler)
         if path in ("/v1/models", "/models"):
             if method != "GET":
                 return await self._error(send, MethodNotAllowedError(f"Use GET for {path}."))
@@ -186,7 +191,7 @@ class Gateway:
                 self._caller(scope)
             except RequestError as exc:
                 return await self._error(send, exc)
-            return await _send(send, 200, self._models_body, JSON_HEADERS)
+            return await send_body(send, 200, self._models_body, JSON_HEADERS)
         if path.startswith(("/v1/models/", "/models/")) and method == "GET":
             name = path.split("/models/", 1)[1]
             card = self._model_cards.get(name)
@@ -196,83 +201,55 @@ class Gateway:
                 return await self._error(
                     send, ModelNotFoundError(f"The model {name!r} does not exist.", param="model")
                 )
-            return await _send(send, 200, orjson.dumps(card), JSON_HEADERS)
+            return await send_body(send, 200, orjson.dumps(card), JSON_HEADERS)
         if path == "/v1/crossroads/endpoints" and method == "GET":
             try:
                 self._caller(scope)
             except RequestError as exc:
                 return await self._error(send, exc)
             body = orjson.dumps({"object": "list", "data": self.dispatcher.snapshot()})
-            return await _send(send, 200, body, JSON_HEADERS)
+            return await send_body(send, 200, body, JSON_HEADERS)
         if path == "/health":
-            return await _send(send, 200, b'{"status":"ok"}', JSON_HEADERS)
+            return await send_body(send, 200, b'{"status":"ok"}', JSON_HEADERS)
         if path == "/ready":
             ready = self.store.healthy()
             body = orjson.dumps({"status": "ready" if ready else "degraded", "store": ready})
-            return await _send(send, 200 if ready else 503, body, JSON_HEADERS)
+            return await send_body(send, 200 if ready else 503, body, JSON_HEADERS)
         await self._error(send, UnsupportedRouteError(f"No route for {method} {path}."))
 
-    # ------------------------------------------------------------------ completions
+    # ------------------------------------------------------------------ model calls
 
-    async def _completion(self, scope: Scope, receive: Any, send: Any, endpoint: Endpoint) -> None:
+    async def _serve(self, scope: Scope, receive: Any, send: Any, handler: FormatHandler) -> None:
         start = time.perf_counter()
         now = time.time()
-        trace = Trace(new_trace_id(now), now, "", endpoint, False)
-        headers = [*JSON_HEADERS, (b"x-crossroads-trace-id", trace.trace_id.encode())]
+        trace = Trace(new_trace_id(now), now, "", "chat", False, format=handler.fmt.NAME)
         watcher: asyncio.TimerHandle | None = None
         gone = _Disconnect()
         try:
             caller = self._caller(scope)
             trace.caller = caller
-            raw = await self._read_body(scope, receive)
-            body = parse_body(raw, endpoint)
-            trace.requested_model = body["model"]
-            trace.stream = stream = bool(body.get("stream"))
-            caller.user = body.get("user")
-            request = routing_request(body, endpoint, caller)
-            route = await self.pipeline.route(request, body["model"])
-            trace.route = route
-            headers.append((b"x-crossroads-decision", route.decision.encode()))
-            chain = self.dispatcher.chain(route)
-            prefix = request.text[: self._prefix_chars]
+            request = handler.parse(await self._read_body(scope, receive))
+            trace.endpoint = request.operation
+            caller.user = request.user
             # Fast requests never pay for a watcher task: it starts after WATCH_AFTER_S.
             watcher = asyncio.get_running_loop().call_later(
                 WATCH_AFTER_S, _start_watcher, receive, gone
             )
-            if stream:
-                await relay_stream(
-                    send, self.dispatcher, chain, endpoint, body, headers, trace, start, prefix
-                )
-            else:
-                completion, model = await self.dispatcher.complete(
-                    chain, endpoint, body, trace, prefix
-                )
-                trace.model, trace.upstream = model.name, trace.attempts[-1].upstream
-                trace.ttft_ms = (time.perf_counter() - start) * 1000
-                if completion.usage is not None:
-                    trace.usage = completion.usage
-                    trace.cost = actual_cost(model, completion.usage)
-                headers.append((b"x-crossroads-model", model.name.encode()))
-                if len(trace.attempts) > 1:
-                    headers.append((b"x-crossroads-attempts", str(len(trace.attempts)).encode()))
-                await _send(send, 200, completion.body, headers)
+            await handler.serve(request, caller, trace, send, start)
         except asyncio.CancelledError:
             if not gone.happened:
                 raise
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
             trace.status, trace.error = 499, "client disconnected; upstream call cancelled"
         except Exception as exc:
-            status, payload, extra = render(exc)
+            status, payload, extra = handler.error(exc)
             trace.status = status
             trace.error = (
                 payload.decode()[:2000] if not isinstance(exc, CrossroadsError) else str(exc)
             )
             if not isinstance(exc, CrossroadsError):
                 log.exception("unexpected error on %s (trace %s)", scope["path"], trace.trace_id)
-            hdrs = headers + [(k.encode(), v.encode()) for k, v in extra.items()]
-            if trace.route is not None:
-                hdrs.append((b"x-crossroads-model", trace.route.model.encode()))
-            await _send(send, status, payload, hdrs)
+            await send_body(send, status, payload, JSON_HEADERS + routing_headers(trace) + extra)
         finally:
             if watcher is not None:
                 gone.finished = True
@@ -334,7 +311,7 @@ class Gateway:
     async def _error(self, send: Any, exc: Exception) -> None:
         status, payload, extra = render(exc)
         hdrs = JSON_HEADERS + [(k.encode(), v.encode()) for k, v in extra.items()]
-        await _send(send, status, payload, hdrs)
+        await send_body(send, status, payload, hdrs)
 
 
 def _api_keys(cfg: Config) -> dict[str, str]:
@@ -348,17 +325,6 @@ def _api_keys(cfg: Config) -> dict[str, str]:
             )
         keys[value] = entry.name
     return keys
-
-
-async def _send(send: Any, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def new_trace_id(now: float) -> str:

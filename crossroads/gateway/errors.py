@@ -21,8 +21,14 @@ def error_body(message: str, error_type: str, code: str | None = None, param: An
     )
 
 
-def render(exc: BaseException) -> tuple[int, bytes, dict[str, str]]:
-    """Status, body and extra headers for any exception; never a traceback."""
+def render(exc: BaseException, body: Any = None) -> tuple[int, bytes, dict[str, str]]:
+    """Status, body and extra headers for any exception; never a traceback. ``body`` builds
+    the error body of the client's format (``error_body(status, message, type, code,
+    param)``); the OpenAI shape by default."""
+    if body is not None:
+        status, payload, headers = render(exc)
+        err = orjson.loads(payload)["error"]
+        return status, body(status, err["message"], err["type"], err["code"], err["param"]), headers
     if isinstance(exc, RequestError):
         return exc.status, error_body(exc.message, exc.error_type, exc.code, exc.param), {}
     if isinstance(exc, UpstreamError):

@@ -75,7 +75,7 @@ def test_router_selector_picks_a_candidate(artifact) -> None:
     config = SimpleNamespace(router=artifact, objective=None, model_map={"big-key": "big"})
     selector = RouterSelector(config)
     selector.service.embedder = HashingEmbedder()
-    request = RoutingRequest(body={}, text="x", last_user_text="write python code for task 1")
+    request = RoutingRequest(text="x", last_user_text="write python code for task 1")
     candidates = [Candidate("big"), Candidate("small"), Candidate("elsewhere")]
     chosen = asyncio.run(selector.aselect(request, candidates))
     assert chosen.model == "big"

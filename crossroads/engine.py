@@ -1,0 +1,180 @@
+"""The request engine: ``route -> plan -> dispatch -> settle``, whatever the wire format.
+
+A handler parses a body into a canonical :class:`~crossroads.types.Request`, and the engine
+does the rest: the pipeline routes it, the plan says how to call (one call today; a cascade,
+a fan-out or a cache lookup are other plans), the dispatcher calls the upstream, and
+:meth:`Engine.settle` records usage and actual cost on the trace, once, for answers and
+streams alike. Upstreams speak OpenAI's shapes (an Anthropic upstream translates at its
+boundary), so the engine hands them OpenAI bodies and reads OpenAI answers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from crossroads.config import ModelConfig
+from crossroads.cost import actual_cost
+from crossroads.dispatch.dispatcher import Dispatcher, OpenStream
+from crossroads.dispatch.sse import event_data, split_events
+from crossroads.exceptions import UpstreamProtocolError
+from crossroads.formats import openai_chat, openai_completions
+from crossroads.pipeline import Pipeline
+from crossroads.prompts import routing_request
+from crossroads.tokens import count_tokens
+from crossroads.types import (
+    Caller,
+    Request,
+    Response,
+    Route,
+    RoutingRequest,
+    StreamEvent,
+    Trace,
+    Usage,
+)
+
+# The wire format upstreams use for each operation.
+UPSTREAM_FORMATS = {"chat": openai_chat, "completions": openai_completions}
+
+
+@dataclass(slots=True)
+class SingleCall:
+    """The plan of one call: try the models of ``chain`` in order until one answers."""
+
+    chain: list[str]
+
+
+class Engine:
+    """Serves canonical requests under one config's pipeline and dispatcher."""
+
+    def __init__(self, pipeline: Pipeline, dispatcher: Dispatcher, prefix_chars: int) -> None:
+        self.pipeline = pipeline
+        self.dispatcher = dispatcher
+        self.prefix_chars = prefix_chars
+
+    async def route(self, request: Request, caller: Caller, trace: Trace) -> RoutingRequest:
+        """Route ``request``; the route is on the trace, the signals' view is returned."""
+        facts = routing_request(request, request.operation, caller)
+        trace.route = await self.pipeline.route(facts, request.model)
+        return facts
+
+    def plan(self, route: Route) -> SingleCall:
+        """How to serve a routed request."""
+        return SingleCall(self.dispatcher.chain(route))
+
+    async def complete(
+        self, request: Request, facts: RoutingRequest, trace: Trace, start: float
+    ) -> Response:
+        """A complete answer, settled on ``trace`` (``start``: when the request arrived)."""
+        assert trace.route is not None
+        plan = self.plan(trace.route)
+        fmt = UPSTREAM_FORMATS[request.operation]
+        body = fmt.encode_request(request, request.model, None)
+        completion, model = await self.dispatcher.complete(
+            plan.chain, request.operation, body, trace, facts.text[: self.prefix_chars]
+        )
+        trace.model, trace.upstream = model.name, trace.attempts[-1].upstream
+        trace.ttft_ms = (time.perf_counter() - start) * 1000
+        response = Response(
+            "", None, 0, usage=completion.usage, source=fmt.NAME, raw=completion.body
+        )
+        if request.source != fmt.NAME:  # the client reads another format: read the answer
+            response = fmt.parse_response(completion.body, model.name)
+        self.settle(trace, model, response.usage)
+        return response
+
+    async def open_stream(
+        self, request: Request, facts: RoutingRequest, trace: Trace, start: float
+    ) -> EngineStream:
+        """A stream whose first content has arrived (failures before it fall back)."""
+        assert trace.route is not None
+        plan = self.plan(trace.route)
+        fmt = UPSTREAM_FORMATS[request.operation]
+        body = fmt.encode_request(request, request.model, None)
+        stream = await self.dispatcher.open_stream(
+            plan.chain, request.operation, body, trace, facts.text[: self.prefix_chars]
+        )
+        trace.model, trace.upstream = stream.model.name, stream.endpoint.key
+        trace.ttft_ms = (time.perf_counter() - start) * 1000
+        return EngineStream(self, fmt, stream, trace, start)
+
+    def settle(self, trace: Trace, model: ModelConfig, usage: Usage | None) -> None:
+        """Usage and actual cost of the answer, on the trace: the one place both are set."""
+        if usage is None:
+            return
+        trace.usage = usage
+        trace.cost = actual_cost(model, usage)
+
+
+class EngineStream:
+    """An upstream stream as canonical events; settles when the upstream's stream ends."""
+
+    def __init__(
+        self, engine: Engine, fmt: Any, stream: OpenStream, trace: Trace, start: float
+    ) -> None:
+        self.engine = engine
+        self.fmt = fmt
+        self.stream = stream
+        self.trace = trace
+        self.start = start
+        self.model = stream.model
+        self.usage: Usage | None = None
+        self.pieces: list[str] = []
+        self.done = False
+
+    async def batches(self) -> AsyncIterator[list[StreamEvent]]:
+        """Events in batches, one per upstream read; raises if the stream ends early."""
+        name = self.stream.endpoint.upstream.name
+        decode = self.fmt.decode_event
+        head = iter(self.stream.head)
+        batch: bytes | None = next(head)
+        while batch is not None:
+            events = []
+            for frame in split_events(batch):
+                data = event_data(frame)
+                if data is None:
+                    continue
+                event = decode(frame, data, name)
+                events.append(event)
+                if event.usage is not None:
+                    self.usage = event.usage
+                elif self.usage is None:
+                    if event.text:
+                        self.pieces.append(event.text)
+                    for call in event.tool_calls or ():
+                        self.pieces.append(call.arguments)
+                if event.done:
+                    self.done = True
+                    break
+            if self.done:
+                self._settle()  # before the last batch: its reader renders the final usage
+            if events:
+                yield events
+            if self.done:
+                return
+            batch = next(head, None) or await anext(self.stream.rest, None)
+        raise UpstreamProtocolError(
+            f"upstream {name!r} ended the stream before [DONE]: the answer is incomplete",
+            upstream=name,
+        )
+
+    def _settle(self) -> None:
+        usage = self.usage
+        trace = self.trace
+        if usage is None and trace.route is not None:
+            usage = Usage(
+                trace.route.prompt_tokens_estimate,
+                count_tokens("".join(self.pieces)),
+                estimated=True,
+            )
+        self.engine.settle(trace, self.model, usage)
+
+    async def aclose(self, ok: bool, failure: str | None = None) -> None:
+        """End the upstream call and record its outcome on the endpoint."""
+        await self.stream.aclose(ok, failure)
+        trace = self.trace
+        if ok and trace.usage and trace.usage.completion_tokens > 1 and trace.ttft_ms is not None:
+            rest_ms = (time.perf_counter() - self.start) * 1000 - trace.ttft_ms
+            self.stream.endpoint.observe_tpot(rest_ms / (trace.usage.completion_tokens - 1))

@@ -1,0 +1,141 @@
+"""One thin handler per wire format: parse the body into a canonical request, let the engine
+serve it, render the answer (or the stream, or the error) in the client's format."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from crossroads.engine import Engine, EngineStream
+from crossroads.gateway.errors import render
+from crossroads.types import Caller, Request, Trace
+
+log = logging.getLogger("crossroads.gateway")
+
+Send = Any
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class ClientGone(Exception):
+    """Writing to the client failed: it disconnected."""
+
+
+def routing_headers(trace: Trace) -> list[tuple[bytes, bytes]]:
+    """The ``x-crossroads-*`` headers of an answer: trace id, decision, model, attempts."""
+    headers = [(b"x-crossroads-trace-id", trace.trace_id.encode())]
+    if trace.route is not None:
+        headers.append((b"x-crossroads-decision", trace.route.decision.encode()))
+        headers.append((b"x-crossroads-model", (trace.model or trace.route.model).encode()))
+    if len(trace.attempts) > 1:
+        headers.append((b"x-crossroads-attempts", str(len(trace.attempts)).encode()))
+    return headers
+
+
+class FormatHandler:
+    """Serves one wire format (a module of :mod:`crossroads.formats`) through the engine."""
+
+    def __init__(self, fmt: Any, engine: Engine) -> None:
+        self.fmt = fmt
+        self.engine = engine
+
+    def parse(self, raw: bytes) -> Request:
+        """The canonical request of a raw body (a 400 names the field)."""
+        request: Request = self.fmt.parse(raw)
+        return request
+
+    async def serve(
+        self, request: Request, caller: Caller, trace: Trace, send: Send, start: float
+    ) -> None:
+        """Route, dispatch and answer ``request``; raises only before the response started."""
+        trace.requested_model = request.model
+        trace.stream = request.stream
+        facts = await self.engine.route(request, caller, trace)
+        if request.stream:
+            stream = await self.engine.open_stream(request, facts, trace, start)
+            await self._relay(stream, request, trace, send)
+            return
+        response = await self.engine.complete(request, facts, trace, start)
+        body = self.fmt.render_response(response, request)
+        await send_body(send, 200, body, JSON_HEADERS + routing_headers(trace))
+
+    def error(self, exc: BaseException) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        """Status, body (in this format's error shape) and headers for ``exc``."""
+        status, payload, extra = render(exc, self.fmt.error_body)
+        return status, payload, [(k.encode(), v.encode()) for k, v in extra.items()]
+
+    async def _relay(
+        self, stream: EngineStream, request: Request, trace: Trace, send: Send
+    ) -> None:
+        # Same format on both sides: forward the upstream's frames as they are, so unknown
+        # provider fields pass through; otherwise render canonical events in the client's format.
+        passthrough = request.source == stream.fmt.NAME
+        encoder = self.fmt.stream_encoder(request, trace.trace_id)
+        wants_usage = request.include_usage
+        ok, failure = False, None
+
+        async def emit(chunk: bytes, more: bool = True) -> None:
+            try:
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+            except Exception as exc:  # the ASGI server could not write: the client is gone
+                raise ClientGone from exc
+
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": SSE_HEADERS + routing_headers(trace),
+                }
+            )
+            try:
+                opening = encoder.start() if not passthrough else b""
+                pending = [opening] if opening else []
+                async for events in stream.batches():
+                    out = pending
+                    pending = []
+                    for event in events:
+                        if passthrough:
+                            if event.raw is not None and (wants_usage or not event.usage_only):
+                                out.append(event.raw)
+                        elif not event.done:
+                            chunk = encoder.encode(event)
+                            if chunk:
+                                out.append(chunk)
+                    if stream.done and not passthrough:
+                        out.append(encoder.finish(trace.usage))
+                    if out:  # one write per upstream read, whatever it held
+                        await emit(out[0] if len(out) == 1 else b"".join(out))
+                ok = True
+            except ClientGone:
+                raise
+            except Exception as exc:  # after the start line, errors travel inside the stream
+                status, payload, _ = render(exc, self.fmt.error_body)
+                trace.status, trace.error = status, str(exc)
+                failure = str(exc)
+                await emit(encoder.error(status, payload))
+            await emit(b"", more=False)
+        except ClientGone:
+            if not ok:
+                trace.status = 499
+                trace.error = "client disconnected mid-stream; upstream call cancelled"
+        finally:
+            await stream.aclose(ok, failure)
+
+
+async def send_body(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """A whole response in two ASGI messages."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
