@@ -20,7 +20,7 @@ from crossroads.cost import actual_cost
 from crossroads.dispatch.dispatcher import Dispatcher, OpenStream
 from crossroads.dispatch.sse import event_data, split_events
 from crossroads.exceptions import UpstreamProtocolError
-from crossroads.formats import openai_chat, openai_completions
+from crossroads.formats import openai_chat, openai_completions, openai_embeddings
 from crossroads.pipeline import Pipeline
 from crossroads.prompts import routing_request
 from crossroads.tokens import count_tokens
@@ -36,7 +36,11 @@ from crossroads.types import (
 )
 
 # The wire format upstreams use for each operation.
-UPSTREAM_FORMATS = {"chat": openai_chat, "completions": openai_completions}
+UPSTREAM_FORMATS = {
+    "chat": openai_chat,
+    "completions": openai_completions,
+    "embeddings": openai_embeddings,
+}
 
 
 @dataclass(slots=True)

@@ -98,6 +98,12 @@ class Pipeline:
 
     def _explicit(self, request: RoutingRequest, model: str) -> Route:
         candidate = self._candidate(request, self.models_[model])
+        if request.endpoint not in self._serves[model]:
+            raise NoCandidateError(
+                f"The model {model!r} does not serve /{request.endpoint}: pick a model that "
+                f"lists {request.endpoint!r} under 'serves'.",
+                param="model",
+            )
         return Route(
             model=model,
             decision="explicit",

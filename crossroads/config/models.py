@@ -42,7 +42,7 @@ class ModelConfig(_Strict):
     context_window: int = Field(8192, ge=1)
     max_output_tokens: int | None = Field(None, ge=1)
     capabilities: list[Literal["tools", "vision", "json"]] = ["tools", "json"]
-    serves: list[Literal["chat", "completions"]] = ["chat", "completions"]
+    serves: list[Literal["chat", "completions", "embeddings"]] = ["chat", "completions"]
     description: str | None = None
 
     @model_validator(mode="after")

@@ -21,7 +21,11 @@ from crossroads.exceptions import UpstreamError, UpstreamProtocolError, Upstream
 from crossroads.formats.openai_chat import usage_from
 from crossroads.types import Endpoint
 
-PATHS: dict[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
+PATHS: dict[Endpoint, str] = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+}
 
 
 class OpenAIUpstream(HTTPUpstream):
@@ -68,9 +72,10 @@ class OpenAIUpstream(HTTPUpstream):
         else:
             raw = await self._complete_aiohttp(endpoint, body)
         data = self.parse_body(raw)
-        if not isinstance(data, dict) or "choices" not in data:
+        field = "data" if endpoint == "embeddings" else "choices"
+        if not isinstance(data, dict) or field not in data:
             raise UpstreamProtocolError(
-                f"upstream {self.name!r} answered JSON without 'choices': {raw[:200]!r}",
+                f"upstream {self.name!r} answered JSON without {field!r}: {raw[:200]!r}",
                 upstream=self.name,
             )
         return Completion(raw, usage_from(data))

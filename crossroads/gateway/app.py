@@ -1,7 +1,8 @@
 """The gateway as a plain ASGI application: no framework between the socket and the router.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/messages``
-(Anthropic), ``POST /v1/responses`` (OpenAI Responses, stateless), ``GET /v1/models``,
+(Anthropic), ``POST /v1/responses`` (OpenAI Responses, stateless), ``POST /v1/embeddings``,
+``GET /v1/models``,
 ``GET /v1/models/{id}``, ``GET /health``, ``GET /ready`` (the ``/v1`` prefix is optional),
 and ``GET /v1/crossroads/endpoints``: live endpoint state (load, latency, circuit).
 """
@@ -45,6 +46,7 @@ FORMAT_ROUTES: dict[str, str] = {
     "/v1/completions": "openai_completions",
     "/v1/messages": "anthropic_messages",
     "/v1/responses": "openai_responses",
+    "/v1/embeddings": "openai_embeddings",
 }
 
 

@@ -273,3 +273,38 @@ async def test_responses_previous_response_id_is_a_clear_400(served, oai) -> Non
     with pytest.raises(openai.BadRequestError) as info:
         await client.responses.create(model="small", input="x", previous_response_id="resp_1")
     assert "previous_response_id" in str(info.value) and info.value.status_code == 400
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+@pytest.fixture
+async def embedding_gateway(fake_upstream: FakeUpstream) -> AsyncIterator[tuple[str, MemoryTraceStore]]:
+    config = routing_config(fake_upstream.base_url).model_dump(exclude_unset=True)
+    config["models"].append(
+        {"name": "embed", "upstream": "fake", "upstream_model": "s", "serves": ["embeddings"],
+         "price": {"input": 0.02}}
+    )
+    from crossroads.config import parse_config
+
+    store = MemoryTraceStore()
+    app = create_app(parse_config(config), store=store)
+    async with BackgroundServer(app, http=GatewayProtocol, lifespan="on") as server:
+        yield server.url, store
+
+
+async def test_embeddings_pass_through_to_a_model_that_serves_them(embedding_gateway) -> None:
+    url, store = embedding_gateway
+    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key="-", max_retries=0) as client:
+        raw = await client.embeddings.with_raw_response.create(model="embed", input=["a b", "c"])
+        result = raw.parse()
+        assert [d.index for d in result.data] == [0, 1] and len(result.data[0].embedding) == 8
+        assert result.usage.prompt_tokens == 3
+        trace = _trace(store, raw.headers["x-crossroads-trace-id"])
+        assert trace["format"] == "openai_embeddings" and trace["endpoint"] == "embeddings"
+        assert trace["cost"] == pytest.approx(3 * 0.02 / 1e6)
+        with pytest.raises(openai.BadRequestError) as info:
+            await client.embeddings.create(model="small", input="x")
+        assert "does not serve /embeddings" in str(info.value)
+        with pytest.raises(openai.BadRequestError):
+            await client.embeddings.create(model="embed", input=[])

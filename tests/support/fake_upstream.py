@@ -5,6 +5,7 @@ A raw ASGI app (no framework) served by uvicorn on uvloop + httptools. Routes::
     GET  /v1/models             the configured model list
     POST /v1/chat/completions   echo reply ("echo: <last user text>"), tools, json, SSE
     POST /v1/completions        legacy completions, echo of the prompt, SSE
+    POST /v1/embeddings         deterministic 8-d vectors, usage
     GET  /health                {"status": "ok"}
     POST /_control              {"fault": "503", "probability": 1.0, "count": 2} switches faults
                                 (also "delay", "chunks", "chunk_delay", "reset_stats": true)
@@ -125,6 +126,8 @@ class FakeUpstreamApp:
                 await self._completion(scope, receive, send, chat=path.endswith("chat/completions"))
             finally:
                 self.in_flight -= 1
+        elif method == "POST" and path == "/v1/embeddings":
+            await self._embeddings(receive, send)
         elif method == "GET" and path == "/v1/models":
             created = int(time.time())
             data = [
@@ -167,6 +170,25 @@ class FakeUpstreamApp:
             await _send_error(send, 400, f"bad /_control body: {exc}", "invalid_request_error")
             return
         await _send_json(send, 200, self.snapshot())
+
+    async def _embeddings(self, receive: Any, send: Any) -> None:
+        """Deterministic 8-d vectors from each input's hash; usage counts input tokens."""
+        import hashlib
+
+        body = orjson.loads(await _read_body(receive))
+        items = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        if items and isinstance(items[0], int):
+            items = [items]
+        data, tokens = [], 0
+        for i, item in enumerate(items):
+            digest = hashlib.sha256(str(item).encode()).digest()
+            data.append({"object": "embedding", "index": i,
+                         "embedding": [b / 255 for b in digest[:8]]})
+            tokens += len(item) if isinstance(item, list) else max(1, len(str(item).split()))
+        await _send_json(send, 200, {
+            "object": "list", "data": data, "model": body.get("model"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        })
 
     # -- completions --------------------------------------------------------------------------
 
