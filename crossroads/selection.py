@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar
 
-from crossroads.registry import Registry
+from crossroads.registry import SELECTORS
 from crossroads.types import Candidate, RoutingRequest
 
-SELECTORS: Registry[type[Selector]] = Registry("crossroads.selectors", "selection method")
+__all__ = ["SELECTORS", "Selector", "build_selector"]
 
 
 class Selector:

@@ -31,8 +31,8 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         cfg.ApiKey,
         cfg.StoreConfig,
         cfg.Timeouts,
-        cfg.OpenAIUpstream,
-        cfg.AnthropicUpstream,
+        cfg.OpenAIUpstreamConfig,
+        cfg.AnthropicUpstreamConfig,
         cfg.Price,
         cfg.ModelConfig,
         cfg.KeywordSignal,
@@ -50,7 +50,8 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         cfg.RetryConfig,
         cfg.BreakerConfig,
         cfg.RouterSelection,
-        cfg.LocalUpstream,
+        cfg.LocalUpstreamConfig,
+        cfg.MockUpstreamConfig,
     ]
     missing = {f"{m.__name__}.{s}" for m in models for s in _settings(m) if s not in documented}
     assert not missing, f"document these settings in docs/configuration.md: {sorted(missing)}"

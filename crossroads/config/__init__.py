@@ -56,9 +56,10 @@ from crossroads.config.signals import (
     TokensSignal,
 )
 from crossroads.config.upstreams import (
-    AnthropicUpstream,
-    LocalUpstream,
-    OpenAIUpstream,
+    AnthropicUpstreamConfig,
+    LocalUpstreamConfig,
+    MockUpstreamConfig,
+    OpenAIUpstreamConfig,
     Timeouts,
     Upstream,
 )
@@ -68,9 +69,10 @@ __all__ = [
     "ServerConfig",
     "StoreConfig",
     "Timeouts",
-    "OpenAIUpstream",
-    "AnthropicUpstream",
-    "LocalUpstream",
+    "OpenAIUpstreamConfig",
+    "AnthropicUpstreamConfig",
+    "LocalUpstreamConfig",
+    "MockUpstreamConfig",
     "Upstream",
     "Price",
     "EndpointConfig",

@@ -113,8 +113,16 @@ class RouterSelection(_Strict):
 if TYPE_CHECKING:
     SelectionConfig = FirstSelection | WeightedSelection | CheapestSelection | RouterSelection
 else:
+    from crossroads.registry import SELECTORS
+
     SelectionConfig = _tagged(
-        "method", None, FirstSelection, WeightedSelection, CheapestSelection, RouterSelection
+        "method",
+        None,
+        FirstSelection,
+        WeightedSelection,
+        CheapestSelection,
+        RouterSelection,
+        plugins=SELECTORS,
     )
 
 

@@ -109,6 +109,8 @@ if TYPE_CHECKING:
         | EmbeddingSignal
     )
 else:
+    from crossroads.registry import SIGNALS
+
     SignalConfig = _tagged(
         "kind",
         None,
@@ -118,4 +120,5 @@ else:
         MetadataSignal,
         HasCodeSignal,
         EmbeddingSignal,
+        plugins=SIGNALS,
     )

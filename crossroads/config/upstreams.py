@@ -51,7 +51,7 @@ class _UpstreamBase(_Strict):
         return value.rstrip("/")
 
 
-class OpenAIUpstream(_UpstreamBase):
+class OpenAIUpstreamConfig(_UpstreamBase):
     """Any OpenAI-compatible server: vLLM, Ollama, llama.cpp, SGLang, OpenAI, Azure-style URLs.
 
     ``base_url`` includes the version prefix (``http://host:8000/v1``); ``query`` adds
@@ -65,7 +65,7 @@ class OpenAIUpstream(_UpstreamBase):
     http_client: Literal["raw", "aiohttp"] = "raw"
 
 
-class AnthropicUpstream(_UpstreamBase):
+class AnthropicUpstreamConfig(_UpstreamBase):
     """Anthropic's Messages API; requests and responses are translated from/to OpenAI's."""
 
     kind: Literal["anthropic"]
@@ -74,7 +74,7 @@ class AnthropicUpstream(_UpstreamBase):
     default_max_tokens: int = Field(4096, ge=1)
 
 
-class LocalUpstream(OpenAIUpstream):
+class LocalUpstreamConfig(OpenAIUpstreamConfig):
     """A model bundled with crossroads (``crossroads.local``): ``crossroads serve`` runs it in
     its own llama.cpp server on a free loopback port and fills in ``base_url``."""
 
@@ -94,7 +94,29 @@ class LocalUpstream(OpenAIUpstream):
         return value
 
 
+class MockUpstreamConfig(_UpstreamBase):
+    """An in-memory upstream (no socket): answers ``reply`` with ``{last}`` replaced by the
+    last user message, streamed in ``chunks`` pieces. For tests, dry runs and plugin demos."""
+
+    kind: Literal["mock"]
+    base_url: str = "http://mock.invalid"
+    reply: str = "echo: {last}"
+    chunks: int = Field(3, ge=1)
+
+
 if TYPE_CHECKING:
-    Upstream = OpenAIUpstream | AnthropicUpstream | LocalUpstream
+    Upstream = (
+        OpenAIUpstreamConfig | AnthropicUpstreamConfig | LocalUpstreamConfig | MockUpstreamConfig
+    )
 else:
-    Upstream = _tagged("kind", "openai", OpenAIUpstream, AnthropicUpstream, LocalUpstream)
+    from crossroads.registry import UPSTREAMS
+
+    Upstream = _tagged(
+        "kind",
+        "openai",
+        OpenAIUpstreamConfig,
+        AnthropicUpstreamConfig,
+        LocalUpstreamConfig,
+        MockUpstreamConfig,
+        plugins=UPSTREAMS,
+    )

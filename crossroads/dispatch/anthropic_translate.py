@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from crossroads.config import AnthropicUpstream as AnthropicUpstreamConfig
+from crossroads.config import AnthropicUpstreamConfig
 from crossroads.exceptions import UpstreamProtocolError, UpstreamStatusError
 from crossroads.types import Usage
 

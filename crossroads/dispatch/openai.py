@@ -12,7 +12,7 @@ from urllib.parse import urlencode, urlsplit
 
 import orjson
 
-from crossroads.config import OpenAIUpstream as OpenAIUpstreamConfig
+from crossroads.config import OpenAIUpstreamConfig
 from crossroads.dispatch.base import Completion
 from crossroads.dispatch.errors import status_error, translate
 from crossroads.dispatch.http import HTTPUpstream

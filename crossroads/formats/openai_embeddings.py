@@ -36,8 +36,12 @@ def parse(raw: bytes) -> Request:
 
         raise InvalidRequestError("Invalid 'input': it must not be empty.", param="input")
     return Request(
-        operation="embeddings", model=body["model"], source=NAME, input=body["input"],
-        user=body.get("user"), wire=body,
+        operation="embeddings",
+        model=body["model"],
+        source=NAME,
+        input=body["input"],
+        user=body.get("user"),
+        wire=body,
     )
 
 
@@ -57,7 +61,9 @@ def parse_response(raw: bytes, upstream: str) -> Response:
         raise UpstreamProtocolError(
             f"upstream {upstream!r} answered JSON without 'data': {raw[:200]!r}", upstream=upstream
         )
-    return Response("", data.get("model"), int(time.time()), usage=usage_from(data), source=NAME, raw=raw)
+    return Response(
+        "", data.get("model"), int(time.time()), usage=usage_from(data), source=NAME, raw=raw
+    )
 
 
 def render_response(response: Response, request: Request) -> bytes:

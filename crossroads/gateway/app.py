@@ -58,14 +58,11 @@ class Unauthorized(RequestError):
 
 
 def build_upstream(config: Any) -> Upstream:
-    """The upstream client for one ``upstreams[]`` entry."""
-    if config.kind == "anthropic":
-        from crossroads.dispatch.anthropic import AnthropicUpstream
+    """The upstream client for one ``upstreams[]`` entry, by its ``kind`` (plugins too)."""
+    from crossroads.registry import UPSTREAMS
 
-        return AnthropicUpstream(config)
-    from crossroads.dispatch.openai import OpenAIUpstream
-
-    return OpenAIUpstream(config)
+    upstream: Upstream = UPSTREAMS.get(config.kind)(config)
+    return upstream
 
 
 class Gateway:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from crossroads.registry import Registry
+from crossroads.registry import SIGNALS
 from crossroads.types import RoutingRequest, SignalResult
 
-SIGNALS: Registry[type[Signal]] = Registry("crossroads.signals", "signal kind")
+__all__ = ["SIGNALS", "Signal", "build_signal", "signal_kinds"]
 
 
 class Signal:

@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from crossroads.config import AnthropicUpstream as AnthropicUpstreamConfig
+from crossroads.config import AnthropicUpstreamConfig
 from crossroads.config import Config, parse_config
 from crossroads.dispatch.anthropic import AnthropicUpstream, anthropic_status_error
 from crossroads.dispatch.anthropic_stream import StreamTranslator

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from crossroads.config import OpenAIUpstream as OpenAIUpstreamConfig
+from crossroads.config import OpenAIUpstreamConfig
 from crossroads.config import Timeouts
 from crossroads.dispatch.openai import OpenAIUpstream
 from crossroads.dispatch.rawhttp import ConnectionPool

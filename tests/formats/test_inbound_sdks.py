@@ -279,11 +279,18 @@ async def test_responses_previous_response_id_is_a_clear_400(served, oai) -> Non
 
 
 @pytest.fixture
-async def embedding_gateway(fake_upstream: FakeUpstream) -> AsyncIterator[tuple[str, MemoryTraceStore]]:
+async def embedding_gateway(
+    fake_upstream: FakeUpstream,
+) -> AsyncIterator[tuple[str, MemoryTraceStore]]:
     config = routing_config(fake_upstream.base_url).model_dump(exclude_unset=True)
     config["models"].append(
-        {"name": "embed", "upstream": "fake", "upstream_model": "s", "serves": ["embeddings"],
-         "price": {"input": 0.02}}
+        {
+            "name": "embed",
+            "upstream": "fake",
+            "upstream_model": "s",
+            "serves": ["embeddings"],
+            "price": {"input": 0.02},
+        }
     )
     from crossroads.config import parse_config
 

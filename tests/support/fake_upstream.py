@@ -182,13 +182,20 @@ class FakeUpstreamApp:
         data, tokens = [], 0
         for i, item in enumerate(items):
             digest = hashlib.sha256(str(item).encode()).digest()
-            data.append({"object": "embedding", "index": i,
-                         "embedding": [b / 255 for b in digest[:8]]})
+            data.append(
+                {"object": "embedding", "index": i, "embedding": [b / 255 for b in digest[:8]]}
+            )
             tokens += len(item) if isinstance(item, list) else max(1, len(str(item).split()))
-        await _send_json(send, 200, {
-            "object": "list", "data": data, "model": body.get("model"),
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        })
+        await _send_json(
+            send,
+            200,
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            },
+        )
 
     # -- completions --------------------------------------------------------------------------
 
