@@ -7,7 +7,8 @@
     │   ├── ModelNotFoundError      404: unknown model or router entrypoint
     │   ├── PayloadTooLargeError    413: body over the configured limit
     │   ├── UnsupportedRouteError   404: unknown path;  405 via MethodNotAllowedError
-    │   └── NoCandidateError        400: no candidate fits the request (context, capabilities)
+    │   ├── NoCandidateError        400: no candidate fits the request (context, capabilities)
+    │   └── RequestEncodingError    400: the body cannot be encoded for the upstream
     ├── UpstreamError               an upstream failed (mapped to 502/503/504 or its own 4xx)
     │   ├── UpstreamConnectError    could not connect
     │   ├── UpstreamTimeoutError    connect/read/total timeout
@@ -101,6 +102,13 @@ class NoCandidateError(RequestError):
     """400: no candidate model of the decision can serve this request."""
 
     code = "no_candidate"
+
+
+class RequestEncodingError(RequestError):
+    """400: the request passed validation but cannot be encoded for the upstream (nested too
+    deeply, a value JSON cannot hold, a part the upstream's format cannot express)."""
+
+    code = "invalid_request_body"
 
 
 class UpstreamError(CrossroadsError):

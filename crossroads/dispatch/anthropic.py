@@ -16,7 +16,7 @@ from crossroads.dispatch.base import Completion
 from crossroads.dispatch.errors import status_error, translate
 from crossroads.dispatch.http import HTTPUpstream
 from crossroads.dispatch.sse import event_data, frames, split_events
-from crossroads.exceptions import UpstreamProtocolError, UpstreamStatusError
+from crossroads.exceptions import RequestEncodingError, UpstreamProtocolError, UpstreamStatusError
 from crossroads.types import Endpoint
 
 MESSAGES_PATH = "/v1/messages"
@@ -40,7 +40,14 @@ class AnthropicUpstream(HTTPUpstream):
                 "send the prompt to /v1/chat/completions, or route this model's "
                 f"{endpoint} requests elsewhere",
             )
-        return orjson.dumps({**to_anthropic(body, self.config), "stream": stream})
+        try:
+            request = {**to_anthropic(body, self.config), "stream": stream}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise RequestEncodingError(
+                f"The request cannot be expressed for Anthropic upstream {self.name!r} "
+                f"({type(exc).__name__}: {exc}): check tool calls and content parts."
+            ) from None
+        return self.encode(request)
 
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Completion:
         payload = self._request(endpoint, body, stream=False)

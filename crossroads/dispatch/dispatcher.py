@@ -210,6 +210,11 @@ class Dispatcher:
                     e.in_flight -= 1
                     err = _as_upstream_error(exc, e, left)
                     _record(trace, model.name, e, start, err)
+                    if not isinstance(err, UpstreamError):
+                        # Not the endpoint's failure: the request could not be sent (the
+                        # client's 400) or we failed. No verdict, no retry, no fallback.
+                        e.breaker.release_probe()
+                        raise err from None
                     if not is_retryable(err):
                         e.breaker.success()  # the endpoint answered; the request was at fault
                         raise err from None

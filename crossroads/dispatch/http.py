@@ -13,7 +13,7 @@ import orjson
 
 from crossroads.dispatch.base import Upstream
 from crossroads.dispatch.rawhttp import ConnectionPool
-from crossroads.exceptions import UpstreamProtocolError
+from crossroads.exceptions import RequestEncodingError, UpstreamProtocolError
 
 
 # "aiohttp" switches the raw client off (for comparison, or an upstream it mishandles).
@@ -79,6 +79,17 @@ class HTTPUpstream(Upstream):
                 max_connections=self.config.max_connections,
             )
         return self._pool
+
+    def encode(self, body: Any) -> bytes:
+        """The JSON of a request body; a body JSON cannot hold is the client's 400, raised
+        before anything is sent (so it never counts against the endpoint)."""
+        try:
+            return orjson.dumps(body)
+        except (orjson.JSONEncodeError, TypeError, ValueError, RecursionError) as exc:
+            raise RequestEncodingError(
+                f"The request body cannot be encoded for upstream {self.name!r} ({exc}): "
+                "nest values less deeply (at most 254 levels) and send only JSON values."
+            ) from None
 
     def parse_body(self, raw: bytes) -> Any:
         """The JSON of an upstream's answer; anything else is its protocol error."""

@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import orjson
-
 from crossroads.config import OpenAIUpstreamConfig
 from crossroads.dispatch.base import Completion
 from crossroads.dispatch.errors import status_error, translate
@@ -82,8 +80,9 @@ class OpenAIUpstream(HTTPUpstream):
 
     async def _complete_raw(self, endpoint: Endpoint, body: dict[str, Any]) -> bytes:
         pool = self._pool or self._raw_pool()
+        payload = self.encode(body)
         try:
-            status, headers, raw = await pool.fetch(self._heads()[endpoint], orjson.dumps(body))
+            status, headers, raw = await pool.fetch(self._heads()[endpoint], payload)
         except (asyncio.CancelledError, UpstreamError):
             raise
         except Exception as exc:
@@ -104,12 +103,13 @@ class OpenAIUpstream(HTTPUpstream):
     ) -> AsyncIterator[tuple[Any, asyncio.Timeout]]:
         """POST on the aiohttp session under the first-byte timer (the caller switches it
         off); an error status, and whatever fails inside the block, become UpstreamErrors."""
+        payload = self.encode(body)
         timer = asyncio.timeout(self.config.timeouts.first_byte)
         try:
             async with (
                 timer,
                 self._client().post(
-                    self._url(endpoint), data=orjson.dumps(body), params=self.config.query or None
+                    self._url(endpoint), data=payload, params=self.config.query or None
                 ) as resp,
             ):
                 if resp.status >= 400:
@@ -132,8 +132,9 @@ class OpenAIUpstream(HTTPUpstream):
     async def _stream_raw(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
         pool = self._pool or self._raw_pool()
         # The pool's first_byte timer runs until the first body byte, then read and total.
+        payload = self.encode(body)
         try:
-            response = await pool.open(self._heads()[endpoint], orjson.dumps(body))
+            response = await pool.open(self._heads()[endpoint], payload)
         except (asyncio.CancelledError, UpstreamError):
             raise
         except Exception as exc:

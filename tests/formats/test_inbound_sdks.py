@@ -315,3 +315,33 @@ async def test_embeddings_pass_through_to_a_model_that_serves_them(embedding_gat
         assert "does not serve /embeddings" in str(info.value)
         with pytest.raises(openai.BadRequestError):
             await client.embeddings.create(model="embed", input=[])
+
+
+# --------------------------------------------------------------------------- Anthropic to Anthropic
+
+
+async def test_messages_reach_an_anthropic_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.dispatch.test_anthropic import KEY_ENV, anthropic_config
+    from tests.support.fake_anthropic import FakeAnthropic
+
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    with FakeAnthropic(chunks=3) as fake:
+        app = create_app(anthropic_config(fake.url), store=MemoryTraceStore())
+        async with (
+            BackgroundServer(app, http=GatewayProtocol, lifespan="on") as server,
+            anthropic.AsyncAnthropic(base_url=server.url, api_key="-", max_retries=0) as client,
+        ):
+            message = await client.messages.create(
+                model="auto",
+                max_tokens=30,
+                system="Be brief.",
+                messages=[{"role": "user", "content": "hello"}],
+            )
+            async with client.messages.stream(
+                model="sonnet", max_tokens=30, messages=[{"role": "user", "content": "again"}]
+            ) as stream:
+                final = await stream.get_final_message()
+        sent = [body for _, body in fake.app.requests]
+    assert message.content[0].text and message.usage.output_tokens > 0
+    assert final.content[0].text and final.stop_reason == "end_turn"
+    assert sent[0]["system"] == "Be brief." and sent[0]["max_tokens"] == 30
