@@ -72,6 +72,7 @@ def render_traces(rows: list[dict[str, Any]]) -> None:
     for col in (
         "time",
         "trace",
+        "format",
         "asked",
         "model",
         "decision",
@@ -91,6 +92,7 @@ def render_traces(rows: list[dict[str, Any]]) -> None:
         table.add_row(
             time.strftime("%H:%M:%S", time.localtime(r["created_at"])),
             r["trace_id"][:12],
+            r.get("format") or "-",
             r["requested_model"] or "-",
             r["model"] or "-",
             r["decision"] or "-",

@@ -77,6 +77,7 @@ def summary(trace: Trace) -> dict[str, Any]:
         "decision": route.decision if route else None,
         "upstream": trace.upstream,
         "endpoint": trace.endpoint,
+        "format": trace.format,
         "stream": int(trace.stream),
         "prompt_tokens": usage.prompt_tokens if usage else None,
         "completion_tokens": usage.completion_tokens if usage else None,

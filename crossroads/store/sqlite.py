@@ -29,6 +29,7 @@ COLUMNS = (
     "decision",
     "upstream",
     "endpoint",
+    "format",
     "stream",
     "prompt_tokens",
     "completion_tokens",

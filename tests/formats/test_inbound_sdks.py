@@ -87,6 +87,7 @@ async def test_messages_create_routes_and_answers_in_anthropic_shape(served, cla
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
     trace = _trace(store, raw.headers["x-crossroads-trace-id"])
     assert trace["format"] == "anthropic_messages" and trace["usage"]["completion_tokens"] > 0
+    assert store.recent(1)[0]["format"] == "anthropic_messages"
     assert trace["cost"] > 0
 
 
