@@ -444,32 +444,50 @@ def decode_event(frame: bytes, data: bytes, upstream: str) -> StreamEvent:
     if data == b"[DONE]":
         return StreamEvent(raw=frame, done=True)
     chunk = parse_event(data, upstream)
-    event = StreamEvent(raw=frame, id=chunk.get("id"), model=chunk.get("model"))
-    usage = chunk.get("usage")
-    if usage:
-        event.usage = usage_from(chunk)
-    choices = chunk.get("choices")
-    if choices:
-        choice = choices[0]
-        event.index = choice.get("index") or 0
-        event.finish_reason = choice.get("finish_reason")
-        delta = choice.get("delta") or choice
-        event.role = delta.get("role")
-        event.text = delta.get("content") or delta.get("text") or delta.get("refusal")
-        calls = delta.get("tool_calls")
-        if calls:
-            event.tool_calls = [
-                ToolCallDelta(
-                    c.get("index") or 0,
-                    c.get("id"),
-                    (c.get("function") or {}).get("name"),
-                    (c.get("function") or {}).get("arguments") or "",
-                )
-                for c in calls
-            ]
-    elif usage:
-        event.usage_only = True
-    return event
+    get = chunk.get
+    usage = usage_from(chunk) if get("usage") else None
+    choices = get("choices")
+    if not choices:
+        return StreamEvent(
+            0,
+            None,
+            None,
+            None,
+            None,
+            usage,
+            get("id"),
+            get("model"),
+            frame,
+            False,
+            usage is not None,
+        )
+    choice = choices[0]
+    delta = choice.get("delta") or choice
+    calls = delta.get("tool_calls")
+    deltas = (
+        [
+            ToolCallDelta(
+                c.get("index") or 0,
+                c.get("id"),
+                (c.get("function") or {}).get("name"),
+                (c.get("function") or {}).get("arguments") or "",
+            )
+            for c in calls
+        ]
+        if calls
+        else None
+    )
+    return StreamEvent(
+        choice.get("index") or 0,
+        delta.get("role"),
+        delta.get("content") or delta.get("text") or delta.get("refusal"),
+        deltas,
+        choice.get("finish_reason"),
+        usage,
+        get("id"),
+        get("model"),
+        frame,
+    )
 
 
 class ChatStreamEncoder:
