@@ -182,6 +182,26 @@ def test_streamed_chat(served: Served) -> None:
     _assert_traced(served, raw.headers["x-crossroads-trace-id"], "smollm2", stream=True)
 
 
+def test_anthropic_messages_and_responses_reach_the_local_model(served: Served) -> None:
+    import anthropic
+
+    with anthropic.Anthropic(base_url=served.base, api_key="-", max_retries=0, timeout=120) as c:
+        raw = c.messages.with_raw_response.create(
+            model="auto", max_tokens=8, messages=[{"role": "user", "content": "Say hello."}]
+        )
+        message = raw.parse()
+        assert message.content[0].text.strip() and 0 < message.usage.output_tokens <= 8
+        assert raw.headers["x-crossroads-model"] == "smollm2"
+        with c.messages.stream(
+            model="auto", max_tokens=8, messages=[{"role": "user", "content": "Say hi."}]
+        ) as stream:
+            assert stream.get_final_message().content[0].text.strip()
+    response = client(served).responses.create(
+        model="auto", input="Say hello.", max_output_tokens=8
+    )
+    assert response.output_text.strip() and response.usage.output_tokens > 0
+
+
 def test_text_to_continue_goes_to_the_base_model(served: Served) -> None:
     c = client(served)
     raw = c.completions.with_raw_response.create(
