@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
+import math
+import time
 from collections.abc import Mapping
 
 import orjson
@@ -29,12 +32,26 @@ def _upstream_message(raw: bytes) -> str:
     return str(data)[:300]
 
 
+MAX_RETRY_AFTER_S = 3600.0
+
+
 def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: finite non-negative seconds or an HTTP
+    date, capped at an hour; anything else (``nan``, ``inf``, ``-1``, words) is ignored."""
     value = headers.get("retry-after") or headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+    if not value:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = max(0.0, when.timestamp() - time.time())
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return min(seconds, MAX_RETRY_AFTER_S)
 
 
 def status_error(

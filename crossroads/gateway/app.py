@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
+import hmac
 import logging
 import os
 import time
@@ -192,6 +194,10 @@ class Gateway:
                 return await self._error(send, exc)
             return await send_body(send, 200, self._models_body, JSON_HEADERS)
         if path.startswith(("/v1/models/", "/models/")) and method == "GET":
+            try:
+                self._caller(scope)
+            except RequestError as exc:
+                return await self._error(send, exc)
             name = path.split("/models/", 1)[1]
             card = self._model_cards.get(name)
             if card is None:
@@ -275,7 +281,7 @@ class Gateway:
                     headers[name] = raw_value.decode("latin-1")
         key_name = None
         if self.keys:
-            key_name = self.keys.get(token)
+            key_name = _key_name(self.keys, token)
             if key_name is None:
                 raise Unauthorized(
                     "Missing or unknown API key: send 'Authorization: Bearer <key>' with a key "
@@ -311,6 +317,17 @@ class Gateway:
         status, payload, extra = render(exc)
         hdrs = JSON_HEADERS + [(k.encode(), v.encode()) for k, v in extra.items()]
         await send_body(send, status, payload, hdrs)
+
+
+def _key_name(keys: dict[str, str], token: str) -> str | None:
+    """The name of the key ``token``, comparing it with every key in constant time (a dict
+    lookup would tell by its timing how much of a guess was right)."""
+    found = None
+    presented = hashlib.sha256(token.encode()).digest()
+    for key, name in keys.items():
+        if hmac.compare_digest(presented, hashlib.sha256(key.encode()).digest()):
+            found = name
+    return found
 
 
 def _api_keys(cfg: Config) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -34,7 +35,7 @@ def render(exc: BaseException, body: Any = None) -> tuple[int, bytes, dict[str, 
     if isinstance(exc, UpstreamError):
         headers = {}
         if exc.retry_after is not None:
-            headers["retry-after"] = f"{exc.retry_after:g}"
+            headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
         return exc.status, error_body(exc.message, exc.error_type, exc.code), headers
     if isinstance(exc, CrossroadsError):
         return 500, error_body(str(exc), "server_error", "internal_error"), {}
