@@ -41,10 +41,26 @@ def _protocol(choice: str) -> Any:
     return "httptools"
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def banner(cfg: Config, host: str, port: int, workers: int) -> str:
     """What ``serve`` prints at start-up: where, which models, which policy."""
     url = f"http://{host}:{port}/v1"
     lines = [f"crossroads serving on {url} ({workers} worker{'s' if workers > 1 else ''})"]
+    if not cfg.server.api_keys and not _is_loopback(host):
+        lines.append(
+            f"  WARNING: listening on {host} with no server.api_keys: anyone who can reach this "
+            "address can spend your upstream keys. Add api_keys or bind to 127.0.0.1."
+        )
     for m in cfg.models:
         price = f"${m.price.input:g}/${m.price.output:g} per Mtok"
         via = ", ".join(d.upstream for d in m.deployments)
