@@ -6,6 +6,9 @@
     │   ├── InvalidRequestError     400: bad JSON, bad field
     │   ├── ModelNotFoundError      404: unknown model or router entrypoint
     │   ├── PayloadTooLargeError    413: body over the configured limit
+    │   ├── HeadTooLargeError       431: request line and headers over the limit
+    │   ├── RequestTimeoutError     408: the head or body did not arrive in time
+    │   ├── ConnectionLimitError    503: the worker holds its maximum of connections
     │   ├── UnsupportedRouteError   404: unknown path;  405 via MethodNotAllowedError
     │   ├── NoCandidateError        400: no candidate fits the request (context, capabilities)
     │   └── RequestEncodingError    400: the body cannot be encoded for the upstream
@@ -14,6 +17,7 @@
     │   ├── UpstreamTimeoutError    connect/read/total timeout
     │   ├── UpstreamStatusError     upstream answered with an error status
     │   └── UpstreamProtocolError   upstream answered something we cannot parse
+    ├── ClientGoneError             the client disconnected before its answer was written
     ├── NotFittedError              a router was used before fit/load
     ├── StoreError                  the trace/state store failed
     └── LocalModelError             a bundled local model is missing or its server failed to start
@@ -82,6 +86,21 @@ class HeadTooLargeError(RequestError):
 
     status = 431
     code = "request_header_fields_too_large"
+
+
+class RequestTimeoutError(RequestError):
+    """408: the request's head or body did not arrive within its timeout."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class ConnectionLimitError(RequestError):
+    """503: the worker already holds ``server.max_connections`` connections."""
+
+    status = 503
+    error_type = "server_overloaded"
+    code = "too_many_connections"
 
 
 class UnsupportedRouteError(RequestError):
@@ -160,6 +179,10 @@ class UpstreamProtocolError(UpstreamError):
     """The upstream answered, but not with something we can parse (bad JSON, cut stream)."""
 
     code = "upstream_protocol"
+
+
+class ClientGoneError(CrossroadsError, ConnectionError):
+    """The client disconnected: its answer cannot be written (traced as 499, not logged)."""
 
 
 class NotFittedError(CrossroadsError, ValueError):

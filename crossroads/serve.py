@@ -24,7 +24,8 @@ def server_options(cfg: Config, host: str | None, port: int | None) -> dict[str,
         "access_log": False,
         "proxy_headers": False,  # no X-Forwarded-* rewriting on the hot path
         "log_level": os.environ.get("CROSSROADS_LOG_LEVEL", "warning"),
-        "timeout_keep_alive": 75,
+        "timeout_keep_alive": cfg.server.idle_timeout_s,
+        "timeout_graceful_shutdown": cfg.server.shutdown_timeout_s,
         "backlog": 4096,
     }
 

@@ -26,6 +26,30 @@ class ServerConfig(_Strict):
     port: int = Field(8400, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_head_bytes: int = Field(
+        64 * 1024, ge=1024, le=1024 * 1024, description="request line and headers; larger: 431"
+    )
+    max_connections: int = Field(
+        16_384, ge=1, description="connections one worker holds; one more is answered 503"
+    )
+    header_timeout_s: float = Field(
+        10, gt=0, le=3600, description="a request's head must arrive within this; else 408"
+    )
+    body_timeout_s: float = Field(
+        60, gt=0, le=3600, description="a request's body must arrive within this after its head"
+    )
+    idle_timeout_s: float = Field(
+        75, gt=0, le=3600, description="a keep-alive connection with no request is closed after"
+    )
+    write_timeout_s: float = Field(
+        30,
+        gt=0,
+        le=3600,
+        description="a client that reads none of a full write buffer for this long is dropped",
+    )
+    shutdown_timeout_s: float = Field(
+        30, ge=0, le=3600, description="on SIGTERM, open requests get this long, then are cut"
+    )
     http: Literal["crossroads", "uvicorn"] = Field(
         "crossroads",
         description="HTTP/1.1 protocol: crossroads' lean httptools protocol, or uvicorn's own",

@@ -25,6 +25,7 @@ from crossroads.dispatch.base import Upstream
 from crossroads.dispatch.dispatcher import Dispatcher
 from crossroads.engine import Engine
 from crossroads.exceptions import (
+    ClientGoneError,
     CrossroadsError,
     InvalidRequestError,
     MethodNotAllowedError,
@@ -246,6 +247,8 @@ class Gateway:
                 raise
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
             trace.status, trace.error = 499, "client disconnected; upstream call cancelled"
+        except ClientGoneError:
+            trace.status, trace.error = 499, "client disconnected before the answer was written"
         except Exception as exc:
             status, payload, extra = handler.error(exc)
             trace.status = status

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from crossroads.engine import Engine, EngineStream
+from crossroads.exceptions import ClientGoneError
 from crossroads.gateway.errors import render
 from crossroads.types import Caller, Request, Trace
 
@@ -19,10 +20,6 @@ SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 JSON_HEADERS = [(b"content-type", b"application/json")]
-
-
-class ClientGone(Exception):
-    """Writing to the client failed: it disconnected."""
 
 
 def routing_headers(trace: Trace) -> list[tuple[bytes, bytes]]:
@@ -78,14 +75,19 @@ class FormatHandler:
         wants_usage = request.include_usage
         ok, failure = False, None
 
-        async def emit(chunk: bytes, more: bool = True) -> None:
+        async def write(message: dict[str, Any]) -> None:
             try:
-                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+                await send(message)
+            except ClientGoneError:
+                raise
             except Exception as exc:  # the ASGI server could not write: the client is gone
-                raise ClientGone from exc
+                raise ClientGoneError("the client disconnected") from exc
+
+        async def emit(chunk: bytes, more: bool = True) -> None:
+            await write({"type": "http.response.body", "body": chunk, "more_body": more})
 
         try:
-            await send(
+            await write(
                 {
                     "type": "http.response.start",
                     "status": 200,
@@ -111,7 +113,7 @@ class FormatHandler:
                     if out:  # one write per upstream read, whatever it held
                         await emit(out[0] if len(out) == 1 else b"".join(out))
                 ok = True
-            except ClientGone:
+            except ClientGoneError:
                 raise
             except Exception as exc:  # after the start line, errors travel inside the stream
                 status, payload, _ = render(exc, self.fmt.error_body)
@@ -119,7 +121,7 @@ class FormatHandler:
                 failure = str(exc)
                 await emit(encoder.error(status, payload))
             await emit(b"", more=False)
-        except ClientGone:
+        except ClientGoneError:
             if not ok:
                 trace.status = 499
                 trace.error = "client disconnected mid-stream; upstream call cancelled"

@@ -8,6 +8,14 @@ and a response's status line and headers leave in the same write as its first bo
 Keep-alive, pipelining (one request at a time, in order), ``Expect: 100-continue``, chunked
 request and response bodies, write back-pressure, idle timeouts and graceful shutdown work
 as in uvicorn's protocol; malformed requests get a 400 in the OpenAI error format.
+
+Limits (``server.*``): a request's head must arrive within ``header_timeout_s`` and its body
+within ``body_timeout_s`` (else 408), the head is bounded by ``max_head_bytes`` as it arrives
+(431), a client that leaves a full write buffer unread for ``write_timeout_s`` is dropped,
+an idle keep-alive connection closes after ``idle_timeout_s``, and a worker holds at most
+``max_connections`` connections (one more is answered 503). A refusal is written, then the
+connection half-closes and drops what the client still sends (a bounded lingering close), so
+the client reads the answer instead of a reset.
 """
 
 from __future__ import annotations
@@ -21,14 +29,23 @@ from urllib.parse import unquote
 
 import httptools
 
-from crossroads.exceptions import HeadTooLargeError, InvalidRequestError, RequestError
+from crossroads.config.server import ServerConfig
+from crossroads.exceptions import (
+    ClientGoneError,
+    ConnectionLimitError,
+    HeadTooLargeError,
+    InvalidRequestError,
+    RequestError,
+    RequestTimeoutError,
+)
 from crossroads.gateway.errors import render, too_large
 
 log = logging.getLogger("crossroads.gateway")
 
-MAX_HEAD_BYTES = 64 * 1024  # request line + headers; larger heads get 431
-DEFAULT_MAX_BODY = 10 * 1024 * 1024
+DEFAULTS = ServerConfig()
+MAX_HEAD_BYTES = DEFAULTS.max_head_bytes
 DISCARD_BYTES = 16 * 1024 * 1024  # body bytes read and dropped after a refusal, at most
+LINGER_S = 2.0  # after a refusal, what the client still sends is dropped for this long
 
 STATUS_LINES = {
     status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode())
@@ -36,10 +53,6 @@ STATUS_LINES = {
 }
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _DISCONNECT = {"type": "http.disconnect"}
-
-
-class ClientDisconnected(ConnectionError):
-    """The client went away before the response was written."""
 
 
 def error_response(exc: BaseException) -> bytes:
@@ -121,7 +134,7 @@ class _Request:
     async def send(self, message: dict[str, Any]) -> None:
         protocol = self.protocol
         if self.disconnected:
-            raise ClientDisconnected("the client disconnected")
+            raise ClientGoneError("the client disconnected")
         kind = message["type"]
         if not self.started:
             if kind != "http.response.start":
@@ -173,7 +186,7 @@ class _Request:
         elif protocol.write_paused:
             await protocol.drain()
             if self.disconnected:
-                raise ClientDisconnected("the client disconnected")
+                raise ClientGoneError("the client disconnected")
 
 
 class GatewayProtocol(asyncio.Protocol):
@@ -189,7 +202,13 @@ class GatewayProtocol(asyncio.Protocol):
         if not config.loaded:
             config.load()
         self.app = config.loaded_app
-        self.max_body = _max_body(self.app)
+        limits = _settings(self.app)
+        self.max_body = limits.max_body_bytes
+        self.max_head = limits.max_head_bytes
+        self.max_connections = limits.max_connections
+        self.header_timeout_s = limits.header_timeout_s
+        self.body_timeout_s = limits.body_timeout_s
+        self.write_timeout_s = limits.write_timeout_s
         self.loop = _loop or asyncio.get_event_loop()
         self.server_state = server_state
         self.keep_alive_s = config.timeout_keep_alive
@@ -199,7 +218,13 @@ class GatewayProtocol(asyncio.Protocol):
         self.reading: _Request | None = None  # being parsed
         self.queue: deque[_Request] = deque()  # parsed, waiting for the one in service
         self.serving: _Request | None = None
-        self.idle: asyncio.TimerHandle | None = None
+        self.timer: asyncio.TimerHandle | None = None  # idle, head or body deadline
+        self.timing = ""  # which of "idle", "head", "body" the timer is for
+        self.stalled: asyncio.TimerHandle | None = None  # write deadline while paused
+        self.head_fed = 0  # bytes fed inside an unfinished head
+        self.head_ended = False  # a head (or a message) ended during the current feed
+        self.lingering = False  # refused: dropping input until the close
+        self.discarded = 0
         self.write_paused = False
         self.read_paused = False
         self.drained: asyncio.Future[None] | None = None
@@ -212,14 +237,26 @@ class GatewayProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        self.server_state.connections.add(self)
-        self._arm_idle()
+        connections = self.server_state.connections
+        if len(connections) >= self.max_connections:
+            self.closing = True
+            self.rejection = error_response(
+                ConnectionLimitError(
+                    f"The gateway holds its maximum of {self.max_connections} connections "
+                    "(server.max_connections); retry shortly."
+                )
+            )
+            self._linger()
+            return
+        connections.add(self)
+        self._arm("idle", self.keep_alive_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server_state.connections.discard(self)
         self.closing = True
-        if self.idle is not None:
-            self.idle.cancel()
+        for timer in (self.timer, self.stalled):
+            if timer is not None:
+                timer.cancel()
         for request in (self.serving, *self.queue):
             if request is not None and not request.complete:
                 request.disconnected = True
@@ -238,10 +275,22 @@ class GatewayProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        if self.stalled is None:
+            self.stalled = self.loop.call_later(self.write_timeout_s, self._write_timeout)
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self.stalled is not None:
+            self.stalled.cancel()
+            self.stalled = None
         self._release_drain()
+
+    def _write_timeout(self) -> None:
+        """The client read nothing of a full buffer for ``write_timeout_s``: drop it."""
+        self.stalled = None
+        if self.write_paused:
+            log.info("dropping a client that stopped reading for %ss", self.write_timeout_s)
+            self.transport.abort()
 
     async def drain(self) -> None:
         if self.drained is None or self.drained.done():
@@ -252,14 +301,72 @@ class GatewayProtocol(asyncio.Protocol):
         if self.drained is not None and not self.drained.done():
             self.drained.set_result(None)
 
-    def _arm_idle(self) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
-        self.idle = self.loop.call_later(self.keep_alive_s, self._idle_timeout)
+    def _arm(self, timing: str, delay: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timing = timing
+        self.timer = self.loop.call_later(delay, self._timed_out)
 
-    def _idle_timeout(self) -> None:
-        if self.serving is None and not self.transport.is_closing():
-            self.transport.close()
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.timing = ""
+
+    def _watch_reading(self) -> None:
+        """After a feed: time the head or the body of the request being read, if any."""
+        request = self.reading
+        if request is None:
+            if self.timing in ("head", "body"):
+                self._disarm()
+            return
+        if request.scope:
+            if self.timing != "body":
+                self._arm("body", self.body_timeout_s)
+        elif self.timing != "head":
+            self._arm("head", self.header_timeout_s)
+
+    def _timed_out(self) -> None:
+        timing, self.timer, self.timing = self.timing, None, ""
+        if self.transport.is_closing():
+            return
+        if timing == "idle":
+            if self.serving is None:
+                # An answer still unread in the buffer is dropped, not flushed forever.
+                if self.transport.get_write_buffer_size():
+                    self.transport.abort()
+                else:
+                    self.transport.close()
+            return
+        head = timing == "head"
+        limit = self.header_timeout_s if head else self.body_timeout_s
+        if self.serving is not None or self.read_paused:  # the wait is ours, not the client's
+            self._arm(timing, limit)
+            return
+        what, setting = ("headers", "header_timeout_s") if head else ("body", "body_timeout_s")
+        self._reject(
+            RequestTimeoutError(
+                f"The request {what} did not arrive within {limit:g} s (server.{setting})."
+            )
+        )
+
+    def _linger(self) -> None:
+        """Write the refusal, half-close, and drop what the client still sends for a bounded
+        time and size, so it reads the answer instead of a connection reset."""
+        transport = self.transport
+        if self.rejection is not None:
+            transport.write(self.rejection)
+            self.rejection = None
+        self._disarm()
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.lingering = True
+        if self.read_paused:
+            self.read_paused = False
+            transport.resume_reading()
+        self.timer = self.loop.call_later(LINGER_S, transport.abort)
 
     def date_header(self) -> bytes:
         source = self.server_state.default_headers
@@ -271,11 +378,30 @@ class GatewayProtocol(asyncio.Protocol):
     # ------------------------------------------------------------------ parsing
 
     def data_received(self, data: bytes) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
-            self.idle = None
+        if self.lingering:
+            self.discarded += len(data)
+            if self.discarded > DISCARD_BYTES:
+                self.transport.abort()
+            return
+        if self.timing == "idle":
+            self._disarm()
+        self.head_ended = False
         try:
             self.parser.feed_data(data)
+            request = self.reading
+            if request is not None and not request.scope:  # inside an unfinished head
+                # Counted as bytes arrive: httptools grows an unfinished header by
+                # concatenation, so waiting for it to end costs quadratic time.
+                if self.head_ended:  # this head began in this chunk: at most its length
+                    self.head_fed = 0
+                else:
+                    self.head_fed += len(data)
+                    if self.head_fed > self.max_head:
+                        raise HeadTooLargeError(
+                            f"The request headers are over {self.max_head} bytes."
+                        )
+        except HeadTooLargeError as exc:
+            self._reject(exc)
         except httptools.HttpParserUpgrade:
             # No upgrades (WebSocket, h2c) here: the request is served as plain HTTP/1.1
             # and the connection closes after it, as the parser cannot read on.
@@ -289,34 +415,39 @@ class GatewayProtocol(asyncio.Protocol):
                 self._reject(cause)
             else:
                 self._reject(InvalidRequestError(f"Malformed HTTP request: {exc}."))
+        if self.rejection is None and not self.lingering:
+            self._watch_reading()
 
     def _reject(self, exc: RequestError) -> None:
         """The parser cannot go on: answer (after the responses owed to earlier pipelined
         requests) and close the connection."""
         self.reading = None
         self.rejection = error_response(exc)
-        self.transport.pause_reading()
-        self.read_paused = True
+        self._disarm()
+        if not self.read_paused:
+            self.transport.pause_reading()
+            self.read_paused = True
         if self.serving is None:
             self._next()
 
     def on_message_begin(self) -> None:
         self.reading = _Request(self)
+        self.head_ended = True
 
     def on_url(self, url: bytes) -> None:
         request = self.reading
         assert request is not None
         request.url += url
         request.head_bytes += len(url)
-        if request.head_bytes > MAX_HEAD_BYTES:
-            raise HeadTooLargeError(f"The request line is over {MAX_HEAD_BYTES} bytes.")
+        if request.head_bytes > self.max_head:
+            raise HeadTooLargeError(f"The request line is over {self.max_head} bytes.")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         request = self.reading
         assert request is not None
         request.head_bytes += len(name) + len(value) + 4
-        if request.head_bytes > MAX_HEAD_BYTES:
-            raise HeadTooLargeError(f"The request headers are over {MAX_HEAD_BYTES} bytes.")
+        if request.head_bytes > self.max_head:
+            raise HeadTooLargeError(f"The request headers are over {self.max_head} bytes.")
         request.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
@@ -416,7 +547,7 @@ class GatewayProtocol(asyncio.Protocol):
             await self.app(request.scope, request.receive, request.send)
             if not request.complete and not request.disconnected:
                 log.error("the gateway left the response to %s unfinished", request.scope["path"])
-        except ClientDisconnected:
+        except ClientGoneError:
             pass
         except Exception as exc:
             log.exception("the gateway failed on %s", request.scope["path"])
@@ -443,22 +574,23 @@ class GatewayProtocol(asyncio.Protocol):
             return
         if self.rejection is not None:
             if not self.transport.is_closing():
-                self.transport.write(self.rejection)
-                self.transport.close()
+                self._linger()
             return
         if self.reading is not None:  # a request half read: it may wait for 100 Continue
             self._continue(self.reading)
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
-        self._arm_idle()
+        if self.reading is None:
+            self._arm("idle", self.keep_alive_s)
 
 
-def _max_body(app: Any) -> int:
-    """The gateway's ``server.max_body_bytes``, looked up through uvicorn's middleware."""
+def _settings(app: Any) -> ServerConfig:
+    """The gateway's ``server`` settings, looked up through uvicorn's middleware (defaults
+    for another ASGI app)."""
     for _ in range(8):
-        limit = getattr(getattr(getattr(app, "config", None), "server", None), "max_body_bytes", 0)
-        if isinstance(limit, int) and limit > 0:
-            return limit
+        server = getattr(getattr(app, "config", None), "server", None)
+        if isinstance(server, ServerConfig):
+            return server
         app = getattr(app, "app", None)
-    return DEFAULT_MAX_BODY
+    return DEFAULTS

@@ -14,9 +14,9 @@ import pytest
 from crossroads.gateway import create_app
 from crossroads.gateway.protocol import GatewayProtocol
 from crossroads.store.memory import MemoryTraceStore
+from tests.conftest import routing_config
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.server_thread import BackgroundServer
-from tests.conftest import routing_config
 
 CHAT = "/v1/chat/completions"
 
@@ -537,3 +537,36 @@ def test_trace_ids_sort_by_time_and_differ() -> None:
     ids = [new_trace_id(t) for t in (1_795_000_000.0, 1_795_000_000.001, 1_795_000_001.5)]
     assert ids == sorted(ids) and all(len(i) == 24 for i in ids)
     assert len({new_trace_id(1.0) for _ in range(1000)}) == 1000
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_gone_before_the_answer_is_a_499_not_a_logged_500(
+    fake_upstream: FakeUpstream, caplog: pytest.LogCaptureFixture, stream: bool
+) -> None:
+    """The server cannot write the answer because the client left: the trace says 499,
+    nothing is logged as an error, and the gateway does not try to write an error."""
+    from crossroads.exceptions import ClientGoneError
+
+    store = MemoryTraceStore()
+    app = create_app(routing_config(fake_upstream.base_url), store=store)
+    await app.startup()
+    body = orjson.dumps(
+        {"model": "auto", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+    )
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        raise ClientGoneError("the client disconnected")
+
+    scope = {"type": "http", "method": "POST", "path": CHAT, "headers": [], "query_string": b""}
+    with caplog.at_level("WARNING"):
+        await app(scope, receive, send)
+    await app.shutdown()
+    assert len(sent) == 1, "the gateway kept writing to a client that was gone"
+    (trace,) = store.recent(1)
+    assert trace["status"] == 499
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]

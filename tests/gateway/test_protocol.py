@@ -15,9 +15,9 @@ import pytest
 from crossroads.gateway import create_app
 from crossroads.gateway.protocol import MAX_HEAD_BYTES, GatewayProtocol
 from crossroads.store.memory import MemoryTraceStore
+from tests.conftest import routing_config
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.server_thread import BackgroundServer
-from tests.conftest import routing_config
 
 LIMIT = 64 * 1024
 BODY = orjson.dumps({"model": "auto", "messages": [{"role": "user", "content": "hi"}]})
@@ -407,3 +407,196 @@ async def test_an_app_that_fails_never_leaves_the_client_waiting(behaviour: str)
             assert orjson.loads(response.body)["error"]["code"] == "internal_error"
         assert await conn.closed()
         conn.close()
+
+
+# ---------------------------------------------------------------------- limits and timers
+
+
+def limited_app(fake_upstream: FakeUpstream, store: MemoryTraceStore | None = None, **server: Any):
+    models = [{"name": "small", "upstream": "fake", "upstream_model": "s", "context_window": 10**7}]
+    config = routing_config(
+        fake_upstream.base_url,
+        server={"max_body_bytes": 32 * 1024 * 1024, **server},
+        models=models,
+        decisions=[],
+        default={"models": ["small"]},
+    )
+    return create_app(config, store=store)
+
+
+async def _answer_and_close(conn: Conn, timeout: float = 5) -> Response:
+    (response,) = await conn.read(timeout=timeout)
+    assert await conn.closed(timeout=timeout)
+    return response
+
+
+async def test_a_head_sent_slowly_gets_408(fake_upstream: FakeUpstream) -> None:
+    app = limited_app(fake_upstream, header_timeout_s=0.5)
+    async with BackgroundServer(app, http=GatewayProtocol, lifespan="on") as server:
+        conn = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
+        await conn.send(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+
+        async def drip() -> None:  # a byte every 100 ms: never idle, never done
+            for _ in range(100):
+                await asyncio.sleep(0.1)
+                try:
+                    await conn.send(b"x")
+                except ConnectionError:
+                    return
+
+        dripping = asyncio.ensure_future(drip())
+        try:
+            response = await _answer_and_close(conn)
+        finally:
+            dripping.cancel()
+        conn.close()
+    assert response.status == 408
+    assert orjson.loads(response.body)["error"]["code"] == "request_timeout"
+
+
+async def test_a_body_sent_slowly_gets_408(fake_upstream: FakeUpstream) -> None:
+    app = limited_app(fake_upstream, body_timeout_s=0.5)
+    async with BackgroundServer(app, http=GatewayProtocol, lifespan="on") as server:
+        conn = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
+        whole = post()
+        await conn.send(whole[: whole.index(b"\r\n\r\n") + 4 + 5])
+
+        async def drip() -> None:
+            for byte in whole[whole.index(b"\r\n\r\n") + 9 : -1]:
+                await asyncio.sleep(0.1)
+                try:
+                    await conn.send(bytes([byte]))
+                except ConnectionError:
+                    return
+
+        dripping = asyncio.ensure_future(drip())
+        try:
+            response = await _answer_and_close(conn)
+        finally:
+            dripping.cancel()
+        conn.close()
+    assert response.status == 408
+
+
+async def test_a_half_sent_head_does_not_hold_an_idle_connection(
+    fake_upstream: FakeUpstream,
+) -> None:
+    app = limited_app(fake_upstream, header_timeout_s=0.5)
+    async with BackgroundServer(app, http=GatewayProtocol, lifespan="on") as server:
+        conn = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
+        await conn.send(b"GET /health HTTP/1.1\r\nhost:")  # and then nothing
+        response = await _answer_and_close(conn)
+        conn.close()
+    assert response.status == 408
+
+
+async def test_a_huge_header_is_refused_while_it_arrives(
+    fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unfinished 8 MiB header is answered with 431 after little more than the limit was
+    parsed: the limit is checked as bytes arrive, not when a header completes (httptools
+    grows an unfinished header by concatenation, quadratic in its length)."""
+    parsed = [0]
+    feed = GatewayProtocol.data_received
+
+    def counted(self: GatewayProtocol, data: bytes) -> None:
+        if not self.lingering:
+            parsed[0] += len(data)
+        feed(self, data)
+
+    monkeypatch.setattr(GatewayProtocol, "data_received", counted)
+    app = limited_app(fake_upstream)
+    async with BackgroundServer(app, http=GatewayProtocol, lifespan="on") as server:
+        conn = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
+        await conn.send(b"GET /health HTTP/1.1\r\nhost: x\r\nx-big: ")
+
+        async def flood() -> None:
+            try:
+                for _ in range(128):  # 8 MiB, never ending the header
+                    await conn.send(b"a" * 65536)
+            except ConnectionError:
+                pass
+
+        flooding = asyncio.ensure_future(flood())
+        try:
+            (response,) = await conn.read(timeout=10)
+        finally:
+            flooding.cancel()
+        conn.close()
+    assert response.status == 431
+    assert parsed[0] < 4 * MAX_HEAD_BYTES + 512 * 1024, parsed[0]
+
+
+async def test_a_client_that_stops_reading_is_disconnected(fake_upstream: FakeUpstream) -> None:
+    import socket
+
+    store = MemoryTraceStore()
+    app = limited_app(fake_upstream, store, write_timeout_s=0.5)
+    text = "x" * 12_000_000
+    body = orjson.dumps(
+        {"model": "auto", "stream": True, "messages": [{"role": "user", "content": text}]}
+    )
+    async with BackgroundServer(app, http=GatewayProtocol, lifespan="on") as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        conn = Conn(*await asyncio.open_connection(sock=sock))
+        await conn.send(post(body))
+        async with asyncio.timeout(10):  # never reading: the server gives up on us
+            while not store.recent(1):
+                await asyncio.sleep(0.05)
+        (trace,) = store.recent(1)
+        received = await conn.read(timeout=10)
+        conn.close()
+    assert trace["status"] == 499
+    assert not received, "the whole stream was delivered to a client that did not read"
+
+
+async def test_a_client_that_never_reads_a_json_answer_is_disconnected(
+    fake_upstream: FakeUpstream,
+) -> None:
+    """A complete answer sits in the write buffer of a client that stops reading: the
+    connection is dropped when the write timeout passes, not held forever."""
+    import socket
+
+    app = limited_app(fake_upstream, write_timeout_s=0.5)
+    body = orjson.dumps(
+        {"model": "auto", "messages": [{"role": "user", "content": "y" * 8_000_000}]}
+    )
+    async with BackgroundServer(app, http=GatewayProtocol, lifespan="on") as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        conn = Conn(*await asyncio.open_connection(sock=sock))
+        await conn.send(post(body))
+        connections = server._server.server_state.connections
+        async with asyncio.timeout(10):
+            while not connections:
+                await asyncio.sleep(0.02)
+            while connections:
+                await asyncio.sleep(0.05)
+        conn.close()
+
+
+async def test_connections_over_the_cap_get_503(fake_upstream: FakeUpstream) -> None:
+    app = limited_app(fake_upstream, max_connections=2)
+    async with BackgroundServer(app, http=GatewayProtocol, lifespan="on") as server:
+        held = [Conn(*await asyncio.open_connection("127.0.0.1", server.port)) for _ in range(2)]
+        for conn in held:
+            await conn.send(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            (response,) = await conn.read()
+            assert response.status == 200
+        extra = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
+        response = await _answer_and_close(extra)
+        assert response.status == 503
+        assert orjson.loads(response.body)["error"]["code"] == "too_many_connections"
+        held.pop().close()
+        async with asyncio.timeout(5):
+            while len(server._server.server_state.connections) > 1:
+                await asyncio.sleep(0.02)
+        again = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
+        await again.send(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        (response,) = await again.read()
+        assert response.status == 200
+        for conn in (*held, extra, again):
+            conn.close()
