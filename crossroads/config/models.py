@@ -79,6 +79,17 @@ class RetryConfig(_Strict):
     backoff_base_ms: float = Field(50.0, ge=0)
     backoff_max_ms: float = Field(2000.0, ge=0)
     max_retry_after_s: float = Field(5.0, ge=0)
+    budget_ratio: float = Field(
+        0.2,
+        ge=0,
+        le=10,
+        description="retries (every attempt after a request's first) may add at most this "
+        "fraction of the requests of the last budget_window_s",
+    )
+    budget_min_per_s: float = Field(
+        5.0, ge=0, description="retries per second always allowed, whatever the request rate"
+    )
+    budget_window_s: float = Field(10.0, gt=0, le=600, description="the retry budget's window")
 
 
 class BreakerConfig(_Strict):

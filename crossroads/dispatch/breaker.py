@@ -59,6 +59,13 @@ class CircuitBreaker:
         if self.state != "closed":
             self.state, self.probes, self.reason = "closed", 0, ""
 
+    def confirm(self) -> None:
+        """A stream's first content arrived: a half-open breaker closes now, so a long
+        streaming probe does not hold its endpoint until the stream ends (the call's own
+        outcome is recorded when it ends)."""
+        if self.state == "half_open":
+            self.state, self.probes, self.reason = "closed", 0, ""
+
     def failure(self, reason: str) -> None:
         """A call failed: maybe open the breaker."""
         now = self.clock()

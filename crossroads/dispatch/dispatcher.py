@@ -20,7 +20,7 @@ from crossroads.config import Config, ModelConfig
 from crossroads.dispatch.balancing import choose
 from crossroads.dispatch.base import Completion, Upstream
 from crossroads.dispatch.endpoints import EndpointState, build_endpoints
-from crossroads.dispatch.retries import backoff_s, is_retryable
+from crossroads.dispatch.retries import RetryBudget, backoff_s, is_retryable
 from crossroads.dispatch.sse import event_data, parse_event, split_events
 from crossroads.exceptions import (
     CrossroadsError,
@@ -84,6 +84,7 @@ class Dispatcher:
             )
             for m in cfg.models
         }
+        self.budget = RetryBudget(cfg.dispatch.retries)
         return self
 
     # ------------------------------------------------------------------ what selection sees
@@ -165,7 +166,12 @@ class Dispatcher:
         dcfg = self.config.dispatch
         deadline = time.monotonic() + dcfg.deadline_s
         last: BaseException | None = None
+        made = 0  # attempts so far: every one after the first is a retry, held to the budget
+        starved = False
+        self.budget.request()
         for name in chain:
+            if starved:
+                break
             model = self.models_[name]
             endpoints = self.endpoints_[name]
             tries: dict[str, int] = {}
@@ -176,6 +182,9 @@ class Dispatcher:
                 fresh = [e for e in ready if e.key not in tries] or ready
                 pool = [e for e in fresh if not e.saturated] or fresh
                 e = choose(model.balancing, pool, prefix, dcfg.ttft_slo_ms)
+                if made and not self.budget.try_retry():
+                    starved = True
+                    break
                 if e.key in tries:  # every ready endpoint was tried: back off before again
                     retry_after = getattr(last, "retry_after", None)
                     if retry_after is not None and retry_after > dcfg.retries.max_retry_after_s:
@@ -186,6 +195,7 @@ class Dispatcher:
                     await asyncio.sleep(wait)
                 if not e.breaker.acquire():
                     continue
+                made += 1
                 tries[e.key] = tries.get(e.key, 0) + 1
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -226,15 +236,21 @@ class Dispatcher:
                 e.observe_ttft(ms)
                 e.served += 1
                 _record(trace, model.name, e, start, None)
-                if not keep_open:
+                if keep_open:
+                    e.breaker.confirm()
+                else:
                     e.in_flight -= 1
                     e.breaker.success()
                 return result, e, model
         if last is None:
             raise self._all_down(chain)
-        if isinstance(last, CrossroadsError) and len(trace.attempts) > 1:
+        if isinstance(last, CrossroadsError) and (len(trace.attempts) > 1 or starved):
             tried = ", ".join(dict.fromkeys(a.upstream for a in trace.attempts))
-            last.args = (f"{last} (after {len(trace.attempts)} attempts on {tried})",)
+            n = len(trace.attempts)
+            note = f"after {n} attempt{'s' if n > 1 else ''} on {tried}"
+            if starved:
+                note += "; no further retry: dispatch.retries budget exhausted"
+            last.args = (f"{last} ({note})",)
             if isinstance(last, UpstreamError):
                 last.message = last.args[0]
         raise last

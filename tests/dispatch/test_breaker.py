@@ -75,3 +75,46 @@ def test_cancelled_probe_frees_its_slot() -> None:
     assert b.acquire()
     b.release_probe()
     assert b.acquire()
+
+
+async def test_a_streaming_probe_closes_the_breaker_at_its_first_content() -> None:
+    """A half-open endpoint probed by a long stream takes other requests as soon as the
+    stream's first content arrives, not only when the stream ends."""
+    import asyncio
+
+    from crossroads.config import parse_config
+    from crossroads.dispatch.base import Completion
+    from crossroads.dispatch.dispatcher import Dispatcher
+    from crossroads.types import Trace, Usage
+
+    release = asyncio.Event()
+
+    class Slow:
+        name = "u"
+
+        async def complete(self, endpoint, body):  # type: ignore[no-untyped-def]
+            return Completion(b"{}", Usage(1, 1))
+
+        async def stream(self, endpoint, body):  # type: ignore[no-untyped-def]
+            yield b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}}]}\n\n'
+            await release.wait()
+            yield b"data: [DONE]\n\n"
+
+    cfg = parse_config(
+        {
+            "upstreams": [{"name": "u", "base_url": "http://x/v1"}],
+            "models": [{"name": "a", "upstream": "u"}],
+            "dispatch": {"breaker": {"half_open_probes": 1, "open_s": 0.01}},
+        }
+    )
+    d = Dispatcher(cfg, {"u": Slow()}).prepare()  # type: ignore[dict-item]
+    breaker = d.endpoints_["a"][0].breaker
+    breaker._open(breaker.clock() - 1, "test")
+    stream = await d.open_stream(["a"], "chat", {}, Trace("p", 0, "", "chat", True), "")
+    try:
+        result, _ = await d.complete(["a"], "chat", {}, Trace("q", 0, "", "chat", False), "")
+        assert result.body == b"{}"
+        assert breaker.state == "closed"
+    finally:
+        release.set()
+        await stream.aclose(True)

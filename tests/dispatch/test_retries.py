@@ -61,3 +61,65 @@ def test_upstream_body_names_the_endpoint_model_and_caps_output() -> None:
         == 100
     )
     assert upstream_body(body, b, cfg.model("b")) == {"model": "b", "messages": []}
+
+
+class _Failing:
+    """An upstream that answers every call with a 503 (and counts them)."""
+
+    def __init__(self, name: str = "u") -> None:
+        self.name = name
+        self.calls = 0
+
+    async def complete(self, endpoint, body):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        raise status_error(self.name, 503, b'{"error": {"message": "busy"}}', {})
+
+
+def _dispatcher(upstream, retries: dict | None = None):  # type: ignore[no-untyped-def]
+    from crossroads.config import parse_config
+    from crossroads.dispatch.dispatcher import Dispatcher
+
+    cfg = parse_config(
+        {
+            "upstreams": [{"name": "u", "base_url": "http://x/v1"}],
+            "models": [{"name": "a", "upstream": "u"}],
+            "dispatch": {
+                # A breaker that never opens: only the retry budget can hold retries back.
+                "breaker": {"consecutive_failures": 10**6, "min_requests": 10**6},
+                "retries": {"max_attempts": 4, "backoff_base_ms": 0, **(retries or {})},
+            },
+        }
+    )
+    return Dispatcher(cfg, {"u": upstream}).prepare()
+
+
+async def test_retries_are_held_to_a_budget_of_the_request_rate() -> None:
+    """A failing upstream whose breaker does not open sees at most (1 + ratio) times its
+    load, not ``max_attempts`` times."""
+    import pytest
+
+    from crossroads.exceptions import UpstreamStatusError
+    from crossroads.types import Trace
+
+    upstream = _Failing()
+    d = _dispatcher(upstream, {"budget_ratio": 0.2, "budget_min_per_s": 0})
+    for i in range(100):
+        with pytest.raises(UpstreamStatusError):
+            await d.complete(
+                ["a"], "chat", {"messages": []}, Trace(f"t{i}", 0, "", "chat", False), ""
+            )
+    assert upstream.calls <= 100 * 1.2 + 1, upstream.calls
+
+
+async def test_a_few_retries_per_second_are_always_allowed() -> None:
+    import pytest
+
+    from crossroads.exceptions import UpstreamStatusError
+    from crossroads.types import Trace
+
+    upstream = _Failing()
+    d = _dispatcher(upstream, {"budget_ratio": 0.0, "budget_min_per_s": 1})
+    trace = Trace("t", 0, "", "chat", False)
+    with pytest.raises(UpstreamStatusError):
+        await d.complete(["a"], "chat", {"messages": []}, trace, "")
+    assert upstream.calls > 1  # the reserve lets the first request retry
