@@ -4,8 +4,10 @@ A handler parses a body into a canonical :class:`~crossroads.types.Request`, and
 does the rest: the pipeline routes it, the plan says how to call (one call today; a cascade,
 a fan-out or a cache lookup are other plans), the dispatcher calls the upstream, and
 :meth:`Engine.settle` records usage and actual cost on the trace, once, for answers and
-streams alike. Upstreams speak OpenAI's shapes (an Anthropic upstream translates at its
-boundary), so the engine hands them OpenAI bodies and reads OpenAI answers.
+streams alike. Each upstream names its wire format per operation; the dispatcher encodes
+the request in it and the engine reads the answer with the same format module, so any
+inbound format reaches any upstream kind. Where the client speaks the upstream's format the
+answer (or the stream) passes through as the upstream sent it.
 """
 
 from __future__ import annotations
@@ -13,14 +15,12 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from crossroads.config import ModelConfig
 from crossroads.cost import actual_cost
 from crossroads.dispatch.dispatcher import Dispatcher, OpenStream
 from crossroads.dispatch.sse import event_data, split_events
 from crossroads.exceptions import UpstreamProtocolError
-from crossroads.formats import openai_chat, openai_completions, openai_embeddings
 from crossroads.pipeline import Pipeline
 from crossroads.prompts import routing_request
 from crossroads.tokens import count_tokens
@@ -34,13 +34,6 @@ from crossroads.types import (
     Trace,
     Usage,
 )
-
-# The wire format upstreams use for each operation.
-UPSTREAM_FORMATS = {
-    "chat": openai_chat,
-    "completions": openai_completions,
-    "embeddings": openai_embeddings,
-}
 
 
 @dataclass(slots=True)
@@ -74,10 +67,8 @@ class Engine:
         """A complete answer, settled on ``trace`` (``start``: when the request arrived)."""
         assert trace.route is not None
         plan = self.plan(trace.route)
-        fmt = UPSTREAM_FORMATS[request.operation]
-        body = fmt.encode_request(request, request.model, None)
-        completion, model = await self.dispatcher.complete(
-            plan.chain, request.operation, body, trace, facts.text[: self.prefix_chars]
+        completion, model, fmt = await self.dispatcher.complete(
+            plan.chain, request, trace, facts.text[: self.prefix_chars]
         )
         trace.model, trace.upstream = model.name, trace.attempts[-1].upstream
         trace.ttft_ms = (time.perf_counter() - start) * 1000
@@ -95,14 +86,12 @@ class Engine:
         """A stream whose first content has arrived (failures before it fall back)."""
         assert trace.route is not None
         plan = self.plan(trace.route)
-        fmt = UPSTREAM_FORMATS[request.operation]
-        body = fmt.encode_request(request, request.model, None)
         stream = await self.dispatcher.open_stream(
-            plan.chain, request.operation, body, trace, facts.text[: self.prefix_chars]
+            plan.chain, request, trace, facts.text[: self.prefix_chars]
         )
         trace.model, trace.upstream = stream.model.name, stream.endpoint.key
         trace.ttft_ms = (time.perf_counter() - start) * 1000
-        return EngineStream(self, fmt, stream, trace, start)
+        return EngineStream(self, stream, trace, start, request.source == stream.fmt.NAME)
 
     def settle(self, trace: Trace, model: ModelConfig, usage: Usage | None) -> None:
         """Usage and actual cost of the answer, on the trace: the one place both are set."""
@@ -113,34 +102,49 @@ class Engine:
 
 
 class EngineStream:
-    """An upstream stream as canonical events; settles when the upstream's stream ends."""
+    """An upstream stream as canonical events; settles when the upstream's stream ends.
+
+    ``passthrough``: the client speaks the upstream's format, so it reads the upstream's
+    frames as they are (``event.raw``). Then a batch that holds none of the format's
+    ``STREAM_MARKS`` (usage, the end, errors) is forwarded unread, as one event whose ``raw``
+    is the whole batch; it is decoded later only if the upstream never reports usage and the
+    output has to be counted."""
 
     def __init__(
-        self, engine: Engine, fmt: Any, stream: OpenStream, trace: Trace, start: float
+        self, engine: Engine, stream: OpenStream, trace: Trace, start: float, passthrough: bool
     ) -> None:
         self.engine = engine
-        self.fmt = fmt
+        self.fmt = stream.fmt
         self.stream = stream
         self.trace = trace
         self.start = start
+        self.passthrough = passthrough
         self.model = stream.model
         self.usage: Usage | None = None
         self.pieces: list[str] = []
+        self.unread: list[bytes] = []  # batches forwarded unread, until usage arrives
         self.done = False
 
     async def batches(self) -> AsyncIterator[list[StreamEvent]]:
         """Events in batches, one per upstream read; raises if the stream ends early."""
         name = self.stream.endpoint.upstream.name
-        decode = self.fmt.decode_event
+        decode = self.fmt.stream_decoder(name)
+        marks = self.fmt.STREAM_MARKS if self.passthrough else ()
         head = iter(self.stream.head)
         batch: bytes | None = next(head)
         while batch is not None:
+            if marks and not any(mark in batch for mark in marks):
+                if self.usage is None:
+                    self.unread.append(batch)
+                yield [StreamEvent(raw=batch)]
+                batch = next(head, None) or await anext(self.stream.rest, None)
+                continue
             events = []
             for frame in split_events(batch):
                 data = event_data(frame)
                 if data is None:
                     continue
-                event = decode(frame, data, name)
+                event = decode(frame, data)
                 events.append(event)
                 if event.usage is not None:
                     self.usage = event.usage
@@ -160,7 +164,8 @@ class EngineStream:
                 return
             batch = next(head, None) or await anext(self.stream.rest, None)
         raise UpstreamProtocolError(
-            f"upstream {name!r} ended the stream before [DONE]: the answer is incomplete",
+            f"upstream {name!r} ended the stream without {self.fmt.LAST_EVENT}: "
+            "the answer is incomplete",
             upstream=name,
         )
 
@@ -170,10 +175,29 @@ class EngineStream:
         if usage is None and trace.route is not None:
             usage = Usage(
                 trace.route.prompt_tokens_estimate,
-                count_tokens("".join(self.pieces)),
+                count_tokens("".join(self.pieces) + self._unread_text()),
                 estimated=True,
             )
+        self.unread = []
         self.engine.settle(trace, self.model, usage)
+
+    def _unread_text(self) -> str:
+        """The output text of the batches forwarded unread (decoded with a fresh decoder:
+        they hold deltas only)."""
+        if not self.unread:
+            return ""
+        decode = self.fmt.stream_decoder(self.stream.endpoint.upstream.name)
+        pieces = []
+        for batch in self.unread:
+            for frame in split_events(batch):
+                data = event_data(frame)
+                if data is not None:
+                    event = decode(frame, data)
+                    if event.text:
+                        pieces.append(event.text)
+                    for call in event.tool_calls or ():
+                        pieces.append(call.arguments)
+        return "".join(pieces)
 
     async def aclose(self, ok: bool, failure: str | None = None) -> None:
         """End the upstream call and record its outcome on the endpoint."""

@@ -1,6 +1,6 @@
-"""The Anthropic upstream: OpenAI chat bodies in and out, Anthropic's Messages API on the wire,
-on one pooled aiohttp session per upstream. The mappings live in
-:mod:`crossroads.dispatch.anthropic_translate`."""
+"""The Anthropic upstream: Messages bodies (encoded by :mod:`crossroads.formats.anthropic_messages`)
+posted to ``{base_url}/v1/messages`` on one pooled aiohttp session per upstream; answers and
+streams come back as Anthropic sent them."""
 
 from __future__ import annotations
 
@@ -8,22 +8,21 @@ import asyncio
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import orjson
-
-from crossroads.dispatch.anthropic_stream import StreamTranslator
-from crossroads.dispatch.anthropic_translate import to_anthropic, to_openai, unsupported
 from crossroads.dispatch.base import Completion
 from crossroads.dispatch.errors import status_error, translate
 from crossroads.dispatch.http import HTTPUpstream
-from crossroads.dispatch.sse import event_data, frames, split_events
-from crossroads.exceptions import RequestEncodingError, UpstreamProtocolError, UpstreamStatusError
-from crossroads.types import Endpoint
+from crossroads.dispatch.sse import frames
+from crossroads.exceptions import UpstreamProtocolError, UpstreamStatusError
+from crossroads.formats.anthropic_messages import usage_from
+from crossroads.types import Operation
 
 MESSAGES_PATH = "/v1/messages"
 
 
 class AnthropicUpstream(HTTPUpstream):
-    """Calls ``{base_url}/v1/messages``; only the ``chat`` endpoint exists on Anthropic."""
+    """Calls ``{base_url}/v1/messages``; only chat requests exist on Anthropic."""
+
+    formats = {"chat": "anthropic_messages"}
 
     def _headers(self) -> dict[str, str]:
         headers = {"anthropic-version": self.config.api_version, **super()._headers()}
@@ -32,25 +31,13 @@ class AnthropicUpstream(HTTPUpstream):
             headers["x-api-key"] = key
         return headers
 
-    def _request(self, endpoint: Endpoint, body: dict[str, Any], stream: bool) -> bytes:
-        if endpoint != "chat":
-            raise unsupported(
-                self.name,
-                f"the /{endpoint} endpoint does not exist on Anthropic's Messages API: "
-                "send the prompt to /v1/chat/completions, or route this model's "
-                f"{endpoint} requests elsewhere",
-            )
-        try:
-            request = {**to_anthropic(body, self.config), "stream": stream}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RequestEncodingError(
-                f"The request cannot be expressed for Anthropic upstream {self.name!r} "
-                f"({type(exc).__name__}: {exc}): check tool calls and content parts."
-            ) from None
-        return self.encode(request)
+    def _payload(self, body: dict[str, Any]) -> bytes:
+        if "max_tokens" not in body:  # Anthropic requires it
+            body = {**body, "max_tokens": self.config.default_max_tokens}
+        return self.encode(body)
 
-    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Completion:
-        payload = self._request(endpoint, body, stream=False)
+    async def complete(self, operation: Operation, body: dict[str, Any]) -> Completion:
+        payload = self._payload(body)
         session = self._client()
         try:
             async with session.post(self.config.base_url + MESSAGES_PATH, data=payload) as resp:
@@ -62,13 +49,16 @@ class AnthropicUpstream(HTTPUpstream):
         except Exception as exc:
             raise translate(self.name, exc) from exc
         data = self.parse_body(raw)
-        completion, usage = to_openai(data, self.name)
-        return Completion(orjson.dumps(completion), usage)
+        if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+            raise UpstreamProtocolError(
+                f"upstream {self.name!r} answered JSON without a 'content' list: {raw[:200]!r}",
+                upstream=self.name,
+            )
+        return Completion(raw, usage_from(data.get("usage")))
 
-    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        payload = self._request(endpoint, body, stream=True)
+    async def stream(self, operation: Operation, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        payload = self._payload(body)
         session = self._client()
-        translator = StreamTranslator(self.name)
         try:
             async with session.post(self.config.base_url + MESSAGES_PATH, data=payload) as resp:
                 if resp.status >= 400:
@@ -76,37 +66,11 @@ class AnthropicUpstream(HTTPUpstream):
                         self.name, resp.status, await resp.read(), resp.headers
                     )
                 async for batch in frames(resp.content.iter_any()):
-                    out = [
-                        chunk
-                        for frame in split_events(batch)
-                        for chunk in translator.feed(self._event(frame))
-                    ]
-                    if out:
-                        yield b"".join(out)
-                    if translator.finished:
-                        return
-            raise UpstreamProtocolError(
-                f"upstream {self.name!r} ended the stream without 'message_stop': "
-                "the answer is incomplete",
-                upstream=self.name,
-            )
+                    yield batch
         except (asyncio.CancelledError, GeneratorExit):
             raise
         except Exception as exc:
             raise translate(self.name, exc) from exc
-
-    def _event(self, frame: bytes) -> dict[str, Any]:
-        data = event_data(frame)
-        if not data:
-            return {}  # comments and keep-alives
-        try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamProtocolError(
-                f"upstream {self.name!r} sent a stream event that is not JSON: {data[:200]!r}",
-                upstream=self.name,
-            ) from None
-        return event if isinstance(event, dict) else {}
 
 
 def anthropic_status_error(

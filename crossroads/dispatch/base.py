@@ -1,7 +1,9 @@
 """The upstream protocol: ``complete``, ``stream``, ``aclose``, like an httpx transport.
 
-Bodies in and out are OpenAI-shaped whatever the provider: an upstream that speaks another
-API (Anthropic) translates at this boundary. Errors are :class:`UpstreamError` subclasses.
+An upstream names the wire format it speaks for each operation (``formats``: a module of
+:mod:`crossroads.formats`); the dispatcher encodes the canonical request in that format, and
+the engine reads the answer with the same module. Errors are :class:`UpstreamError`
+subclasses.
 """
 
 from __future__ import annotations
@@ -22,18 +24,25 @@ class Completion:
 
 
 class Upstream:
-    """A provider the gateway calls. ``body`` already names the upstream's model id."""
+    """A provider the gateway calls. ``body`` is in the upstream's format for the operation
+    and already names the upstream's model id."""
 
     name: str
+    # operation -> the wire format of its bodies, answers and streams
+    formats: dict[str, str] = {
+        "chat": "openai_chat",
+        "completions": "openai_completions",
+        "embeddings": "openai_embeddings",
+    }
 
     async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Completion:
         """One non-streamed call; raises an :class:`~crossroads.exceptions.UpstreamError`."""
         raise NotImplementedError
 
     def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        """Server-sent events in batches: each item holds one or more complete
-        ``data: ...\\n\\n`` events (all that one upstream read delivered); the last event is
-        ``data: [DONE]``. Closing the iterator cancels the upstream call."""
+        """Server-sent events in batches: each item holds one or more complete events (all
+        that one upstream read delivered), ending with the format's last event. Closing the
+        iterator cancels the upstream call."""
         raise NotImplementedError
 
     async def aclose(self) -> None:

@@ -21,14 +21,16 @@ from crossroads.dispatch.balancing import choose
 from crossroads.dispatch.base import Completion, Upstream
 from crossroads.dispatch.endpoints import EndpointState, build_endpoints
 from crossroads.dispatch.retries import RetryBudget, backoff_s, is_retryable
-from crossroads.dispatch.sse import event_data, parse_event, split_events
+from crossroads.dispatch.sse import event_data, split_events
 from crossroads.exceptions import (
     CrossroadsError,
     UpstreamError,
     UpstreamProtocolError,
+    UpstreamStatusError,
     UpstreamTimeoutError,
 )
-from crossroads.types import Attempt, Endpoint, Route, Trace
+from crossroads.formats import get_format
+from crossroads.types import Attempt, Operation, Request, Route, Trace
 
 T = TypeVar("T")
 
@@ -43,13 +45,15 @@ class AllEndpointsDownError(UpstreamError):
 
 @dataclass(slots=True)
 class OpenStream:
-    """A stream whose first content has arrived: forward ``head``, then ``rest``."""
+    """A stream whose first content has arrived: forward ``head``, then ``rest``; both are
+    in wire format ``fmt`` (a :mod:`crossroads.formats` module)."""
 
     head: list[bytes]
     rest: AsyncIterator[bytes]
     endpoint: EndpointState
     model: ModelConfig
     started: float
+    fmt: Any
 
     async def aclose(self, ok: bool, error: str | None = None) -> None:
         """End the stream: close the upstream call, release the endpoint, record the outcome."""
@@ -117,30 +121,39 @@ class Dispatcher:
     # ------------------------------------------------------------------ calls
 
     async def complete(
-        self, chain: list[str], endpoint: Endpoint, body: dict[str, Any], trace: Trace, prefix: str
-    ) -> tuple[Completion, ModelConfig]:
-        """A non-streamed answer from the first model/endpoint of ``chain`` that gives one."""
+        self, chain: list[str], request: Request, trace: Trace, prefix: str
+    ) -> tuple[Completion, ModelConfig, Any]:
+        """A non-streamed answer from the first model/endpoint of ``chain`` that gives one,
+        the model, and the wire format the answer is in."""
+        bodies: dict[tuple[str, str, int | None], dict[str, Any]] = {}
+        operation = request.operation
 
-        async def call(e: EndpointState, m: ModelConfig) -> Completion:
-            return await e.upstream.complete(endpoint, upstream_body(body, e, m))
+        async def call(e: EndpointState, m: ModelConfig) -> tuple[Completion, Any]:
+            fmt = wire_format(e, operation)
+            body = upstream_body(request, fmt, e, m, bodies)
+            return await e.upstream.complete(operation, body), fmt
 
-        result, e, m = await self._attempt(chain, call, trace, prefix, keep_open=False)
-        return result, m
+        (result, fmt), e, m = await self._attempt(chain, call, trace, prefix, keep_open=False)
+        return result, m, fmt
 
     async def open_stream(
-        self, chain: list[str], endpoint: Endpoint, body: dict[str, Any], trace: Trace, prefix: str
+        self, chain: list[str], request: Request, trace: Trace, prefix: str
     ) -> OpenStream:
         """A stream whose first event has arrived; failures before it fall back transparently."""
+        bodies: dict[tuple[str, str, int | None], dict[str, Any]] = {}
+        operation = request.operation
 
         async def call(e: EndpointState, m: ModelConfig) -> OpenStream:
-            events = e.upstream.stream(endpoint, upstream_body(body, e, m))
+            fmt = wire_format(e, operation)
+            events = e.upstream.stream(operation, upstream_body(request, fmt, e, m, bodies))
             head: list[bytes] = []
             try:
                 # Hold back events until one carries content: a failure before it is
                 # invisible to the client, so it can fall back transparently.
+                decode = fmt.stream_decoder(e.upstream.name)
                 async for batch in events:
                     head.append(batch)
-                    if _any_content(batch, e.upstream.name):
+                    if _any_content(batch, decode):
                         break
                 else:
                     raise UpstreamProtocolError(
@@ -150,7 +163,7 @@ class Dispatcher:
             except BaseException:
                 await events.aclose()  # type: ignore[attr-defined]
                 raise
-            return OpenStream(head, events, e, m, time.perf_counter())
+            return OpenStream(head, events, e, m, time.perf_counter(), fmt)
 
         stream, _, _ = await self._attempt(chain, call, trace, prefix, keep_open=True)
         return stream
@@ -267,43 +280,47 @@ class Dispatcher:
         )
 
 
-def upstream_body(body: dict[str, Any], e: EndpointState, m: ModelConfig) -> dict[str, Any]:
-    """The body for one endpoint: its model id, and output capped at ``max_output_tokens``."""
-    out = {**body, "model": e.upstream_model}
-    cap = m.max_output_tokens
-    if cap is not None:
-        key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-        asked = body.get(key)
-        out[key] = cap if not isinstance(asked, int) else min(asked, cap)
-    return out
+def wire_format(e: EndpointState, operation: Operation) -> Any:
+    """The format module endpoint ``e`` speaks for ``operation``; a 400 if it has none."""
+    # An upstream that does not say (a duck-typed plugin) speaks OpenAI's formats.
+    name = getattr(e.upstream, "formats", Upstream.formats).get(operation)
+    if name is None:
+        err = UpstreamStatusError(
+            f"upstream {e.upstream.name!r} does not serve {operation} requests: route this "
+            f"model's {operation} requests elsewhere",
+            upstream=e.upstream.name,
+            status=400,
+        )
+        err.retryable = False
+        raise err
+    return get_format(name)
 
 
-def _any_content(batch: bytes, upstream: str) -> bool:
-    """Whether a batch of events holds content (checking each event is well formed)."""
+def upstream_body(
+    request: Request,
+    fmt: Any,
+    e: EndpointState,
+    m: ModelConfig,
+    bodies: dict[tuple[str, str, int | None], dict[str, Any]],
+) -> dict[str, Any]:
+    """The body for one endpoint, in its format: its model id, output capped at the model's
+    ``max_output_tokens``. Encoded once per (format, model id, cap) of a request."""
+    key = (fmt.NAME, e.upstream_model, m.max_output_tokens)
+    body = bodies.get(key)
+    if body is None:
+        body = bodies[key] = fmt.encode_request(request, e.upstream_model, m.max_output_tokens)
+    return body
+
+
+def _any_content(batch: bytes, decode: Callable[[bytes, bytes], Any]) -> bool:
+    """Whether a batch of events holds something the client would see (text, tool call,
+    finish reason, usage, the end), checking each event is well formed."""
     for frame in split_events(batch):
         data = event_data(frame)
         if data is None:
             continue
-        if data == b"[DONE]" or _has_content(parse_event(data, upstream)):
-            return True
-    return False
-
-
-def _has_content(chunk: dict[str, Any]) -> bool:
-    """Whether a stream chunk carries something the client would see (text, tool call,
-    finish reason, usage)."""
-    if chunk.get("usage"):
-        return True
-    for choice in chunk.get("choices") or ():
-        if choice.get("finish_reason") is not None or choice.get("text"):
-            return True
-        delta = choice.get("delta") or {}
-        if (
-            delta.get("content")
-            or delta.get("tool_calls")
-            or delta.get("function_call")
-            or delta.get("refusal")
-        ):
+        event = decode(frame, data)
+        if event.done or event.text or event.tool_calls or event.finish_reason or event.usage:
             return True
     return False
 

@@ -1,5 +1,17 @@
 """Anthropic Messages: ``POST /v1/messages`` bodies, ``message`` answers and the Messages
-stream (``message_start`` ... ``message_stop``), to and from the canonical types."""
+stream (``message_start`` ... ``message_stop``), to and from the canonical types, for
+clients (parse, render, stream encoder) and for Anthropic upstreams (encode_request,
+parse_response, stream_decoder).
+
+What a canonical request cannot say to Anthropic:
+
+* a JSON ``response_format`` has no Anthropic equivalent: it becomes a system instruction
+  asking for JSON only (with the schema, if one is given). It is a request to the model, not a
+  guarantee.
+* ``seed`` and OpenAI's ``metadata`` are dropped; ``temperature`` passes through unchanged
+  (Anthropic accepts 0..1 and says so in its 400 if a client sends more).
+* Content parts other than text and images (audio, files) are refused with a 400.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +21,11 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from crossroads.formats.base import load_json, validate
+from crossroads.exceptions import RequestEncodingError, UpstreamProtocolError
+from crossroads.formats.base import load_json, max_tokens, token_count, validate
 from crossroads.formats.openai_chat import image_part
 from crossroads.types import (
+    Choice,
     Message,
     Part,
     Request,
@@ -20,6 +34,7 @@ from crossroads.types import (
     StreamEvent,
     Tool,
     ToolCall,
+    ToolCallDelta,
     Usage,
 )
 
@@ -204,7 +219,10 @@ def _turn(m: dict[str, Any], i: int) -> list[Message]:
 
 
 def render_response(response: Response, request: Request) -> bytes:
-    """The Anthropic ``message`` body for the client."""
+    """The Anthropic ``message`` body for the client (the upstream's own, if it spoke
+    Messages too)."""
+    if response.raw is not None and response.source == NAME:
+        return response.raw
     choice = response.choices[0] if response.choices else None
     content: list[dict[str, Any]] = []
     if choice is not None:
@@ -366,4 +384,321 @@ def error_body(status: int, message: str, error_type: str, code: str | None, par
     return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}})
 
 
-__all__ = ["NAME", "ResponseFormat", "error_body", "parse", "render_response", "stream_encoder"]
+# --------------------------------------------------------------------------- to an upstream
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+TOOL_CHOICES = {"auto": "auto", "required": "any", "none": "none"}
+JSON_ONLY = "Answer with a single valid JSON object and nothing else: no prose, no code fences."
+# A batch of stream events with none of these is text and tool deltas only: a client that
+# speaks Messages too gets it forwarded unread.
+STREAM_MARKS = (b"message_start", b"message_delta", b"message_stop", b"error")
+LAST_EVENT = "'message_stop'"
+
+Turn = dict[str, Any]
+
+
+def encode_request(request: Request, model_id: str, cap: int | None) -> dict[str, Any]:
+    """The Messages body to send an Anthropic upstream for ``request``: the client's own
+    body (model and output cap replaced) when it spoke Messages, else a translation. With no
+    ``max_tokens`` anywhere, the upstream adds its ``default_max_tokens`` (Anthropic needs
+    one). Raises :class:`RequestEncodingError` (400) for what Anthropic cannot express."""
+    wire = request.wire
+    limit = max_tokens(request.max_tokens, cap)
+    if wire is not None and request.source == NAME:
+        out = {**wire, "model": model_id}
+        if limit is not None:
+            out["max_tokens"] = limit
+    else:
+        out = _build(request, model_id, limit)
+    if request.stream:
+        out["stream"] = True
+    return out
+
+
+def _build(request: Request, model_id: str, limit: int | None) -> dict[str, Any]:
+    system: list[str] = []
+    turns: list[Turn] = []
+    for m in request.messages:
+        if m.role == "system":
+            text = _text_only(m.content, "system")
+            if text:
+                system.append(text)
+        elif m.role == "tool":
+            result = {
+                "type": "tool_result",
+                "tool_use_id": m.tool_call_id,
+                "content": _text_only(m.content, "tool"),
+            }
+            turns.append({"role": "user", "content": [result]})
+        else:
+            blocks = _blocks(m.content)
+            if m.role == "assistant":
+                blocks += [_tool_use(call) for call in m.tool_calls]
+            turns.append({"role": m.role, "content": blocks})
+    instruction = _format_instruction(request.response_format)
+    if instruction:
+        system.append(instruction)
+    out: dict[str, Any] = {"model": model_id, "messages": merge_turns(turns)}
+    if limit is not None:
+        out["max_tokens"] = limit
+    if system:
+        out["system"] = "\n\n".join(system)
+    for key in ("temperature", "top_p", "top_k"):
+        value = getattr(request, key)
+        if value is not None:
+            out[key] = value
+    if request.stop:
+        out["stop_sequences"] = list(request.stop)
+    if request.user:
+        out["metadata"] = {"user_id": request.user}
+    if request.tools:
+        out["tools"] = [
+            {
+                "name": t.name,
+                **({"description": t.description} if t.description else {}),
+                "input_schema": t.parameters or {"type": "object", "properties": {}},
+            }
+            for t in request.tools
+        ]
+        choice = tool_choice(request.tool_choice, request.parallel_tool_calls)
+        if choice is not None:
+            out["tool_choice"] = choice
+    return out
+
+
+def merge_turns(turns: list[Turn]) -> list[Turn]:
+    """Drop empty turns and merge consecutive same-role ones: Anthropic needs alternation.
+    In a user turn, ``tool_result`` blocks go first, as Anthropic requires."""
+    merged: list[Turn] = []
+    for turn in turns:
+        if not turn["content"]:
+            continue
+        if merged and merged[-1]["role"] == turn["role"]:
+            merged[-1]["content"].extend(turn["content"])
+        else:
+            merged.append({"role": turn["role"], "content": list(turn["content"])})
+    for turn in merged:
+        if turn["role"] == "user":
+            turn["content"].sort(key=lambda block: block["type"] != "tool_result")
+    return merged
+
+
+def _blocks(content: str | list[Part]) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks: list[dict[str, Any]] = []
+    for part in content:
+        if part.type == "text":
+            if part.text:
+                blocks.append({"type": "text", "text": part.text})
+        elif part.type == "image":
+            blocks.append(_image(part))
+        else:
+            kind = (part.raw or {}).get("type", "other")
+            raise RequestEncodingError(
+                f"Content parts of type {kind!r} cannot be sent to an Anthropic model."
+            )
+    return blocks
+
+
+def _image(part: Part) -> dict[str, Any]:
+    if part.data is not None:
+        source = {"type": "base64", "media_type": part.media_type or "image/png", "data": part.data}
+        return {"type": "image", "source": source}
+    url = part.url or ""
+    if url.startswith("data:"):
+        raise RequestEncodingError(
+            f"Image data URLs must be base64 ('data:image/png;base64,...'): {url[:40]!r}."
+        )
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _tool_use(call: ToolCall) -> dict[str, Any]:
+    try:
+        tool_input = orjson.loads(call.arguments or "{}")
+    except orjson.JSONDecodeError:
+        raise RequestEncodingError(
+            f"Tool call {call.id!r} has arguments that are not JSON: {call.arguments[:100]!r}."
+        ) from None
+    return {"type": "tool_use", "id": call.id, "name": call.name, "input": tool_input}
+
+
+def tool_choice(choice: str | None, parallel: bool | None = None) -> dict[str, Any] | None:
+    """auto → auto, required → any, none → none, a tool's name → that tool."""
+    if choice is not None:
+        kind = TOOL_CHOICES.get(choice)
+        out: dict[str, Any] = {"type": kind} if kind else {"type": "tool", "name": choice}
+    elif parallel is False:
+        out = {"type": "auto"}
+    else:
+        return None
+    if parallel is False and out["type"] != "none":
+        out["disable_parallel_tool_use"] = True
+    return out
+
+
+def _text_only(content: str | list[Part], role: str) -> str:
+    blocks = _blocks(content)
+    if any(block["type"] != "text" for block in blocks):
+        raise RequestEncodingError(f"{role.capitalize()} messages may only contain text.")
+    return "\n".join(block["text"] for block in blocks)
+
+
+def _format_instruction(fmt: ResponseFormat | None) -> str | None:
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_schema" and fmt.schema:
+        return f"{JSON_ONLY} It must match this JSON schema: {orjson.dumps(fmt.schema).decode()}"
+    return JSON_ONLY
+
+
+# --------------------------------------------------------------------------- from an upstream
+
+
+def usage_from(usage: Any) -> Usage | None:
+    """Canonical usage from Anthropic's; cached input counts as prompt tokens."""
+    if not isinstance(usage, dict):
+        return None
+    prompt = sum(
+        token_count(usage.get(key))
+        for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    )
+    return Usage(prompt, token_count(usage.get("output_tokens")))
+
+
+def finish_reason(stop_reason: Any) -> Any:
+    """The canonical finish reason for Anthropic's ``stop_reason``."""
+    return FINISH_REASONS.get(stop_reason, "stop") if stop_reason else None
+
+
+def parse_response(raw: bytes, upstream: str) -> Response:
+    """The canonical answer for an upstream's ``message`` body."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamProtocolError(
+            f"upstream {upstream!r} answered with invalid JSON ({exc}): {raw[:200]!r}",
+            upstream=upstream,
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("content"), list):
+        raise UpstreamProtocolError(
+            f"upstream {upstream!r} answered JSON without a 'content' list: {raw[:200]!r}",
+            upstream=upstream,
+        )
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for block in data["content"]:
+        if not isinstance(block, dict):
+            continue
+        if block.get("type") == "text":
+            texts.append(str(block.get("text") or ""))
+        elif block.get("type") == "tool_use":
+            calls.append(
+                ToolCall(
+                    str(block.get("id") or ""),
+                    str(block.get("name") or ""),
+                    orjson.dumps(block.get("input") or {}).decode(),
+                )
+            )
+    choice = Choice(
+        0, "".join(texts) if texts else None, calls, finish_reason(data.get("stop_reason"))
+    )
+    return Response(
+        str(data.get("id") or ""),
+        data.get("model"),
+        int(time.time()),
+        [choice],
+        usage_from(data.get("usage")),
+        NAME,
+        raw,
+    )
+
+
+class MessagesStreamDecoder:
+    """An upstream's Messages stream as canonical events, one per frame (``raw`` kept for
+    pass-through). Anthropic numbers content blocks; tool calls are numbered among
+    themselves. Usage: input tokens from ``message_start``, output from ``message_delta``."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.input: dict[str, Any] = {}
+        self.tools: dict[int, int] = {}  # block index -> tool call index
+
+    def __call__(self, frame: bytes, data: bytes) -> StreamEvent:
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            event = None
+        if not isinstance(event, dict):
+            raise UpstreamProtocolError(
+                f"upstream {self.upstream!r} sent a stream event that is not a JSON object: "
+                f"{data[:200]!r}",
+                upstream=self.upstream,
+            )
+        kind = event.get("type")
+        if kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                return StreamEvent(text=delta.get("text") or None, raw=frame)
+            if delta.get("type") == "input_json_delta":
+                index = self.tools.get(event.get("index", 0))
+                fragment = delta.get("partial_json") or ""
+                if index is not None and fragment:
+                    call = ToolCallDelta(index, None, None, fragment)
+                    return StreamEvent(tool_calls=[call], raw=frame)
+            return StreamEvent(raw=frame)  # thinking and signature deltas
+        if kind == "content_block_start":
+            block = event.get("content_block") or {}
+            if block.get("type") == "text":
+                return StreamEvent(text=block.get("text") or None, raw=frame)
+            if block.get("type") == "tool_use":
+                index = self.tools.setdefault(event.get("index", 0), len(self.tools))
+                call = ToolCallDelta(index, block.get("id"), block.get("name"), "")
+                return StreamEvent(tool_calls=[call], raw=frame)
+            return StreamEvent(raw=frame)
+        if kind == "message_start":
+            message = event.get("message") or {}
+            self.input = message.get("usage") or {}
+            return StreamEvent(
+                role="assistant", id=message.get("id"), model=message.get("model"), raw=frame
+            )
+        if kind == "message_delta":
+            usage = usage_from({**self.input, **(event.get("usage") or {})})
+            reason = finish_reason((event.get("delta") or {}).get("stop_reason"))
+            return StreamEvent(finish_reason=reason or "stop", usage=usage, raw=frame)
+        if kind == "message_stop":
+            return StreamEvent(raw=frame, done=True)
+        if kind == "error":
+            error = event.get("error") or {}
+            raise UpstreamProtocolError(
+                f"upstream {self.upstream!r} sent an error mid-stream "
+                f"({error.get('type', 'error')}): {error.get('message', '')}",
+                upstream=self.upstream,
+                status=503 if error.get("type") == "overloaded_error" else None,
+            )
+        return StreamEvent(raw=frame)  # ping, content_block_stop, event types added later
+
+
+def stream_decoder(upstream: str) -> MessagesStreamDecoder:
+    """A decoder for one upstream stream (it keeps the stream's state)."""
+    return MessagesStreamDecoder(upstream)
+
+
+__all__ = [
+    "NAME",
+    "ResponseFormat",
+    "encode_request",
+    "error_body",
+    "parse",
+    "parse_response",
+    "render_response",
+    "stream_decoder",
+    "stream_encoder",
+]

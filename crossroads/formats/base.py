@@ -149,3 +149,12 @@ def max_tokens(asked: int | None, cap: int | None) -> int | None:
     if cap is None:
         return asked
     return cap if asked is None else min(asked, cap)
+
+
+def token_count(value: Any) -> int:
+    """A token count an upstream reports: a non-negative integer below 2**53, else 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    if value != value or value < 0 or value >= 2**53:
+        return 0
+    return int(value)

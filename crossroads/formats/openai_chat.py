@@ -9,6 +9,7 @@ upstream unchanged.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crossroads.dispatch.sse import DONE, parse_event
 from crossroads.exceptions import UpstreamProtocolError
-from crossroads.formats.base import load_json, max_tokens, validate
+from crossroads.formats.base import load_json, max_tokens, token_count, validate
 from crossroads.types import (
     Choice,
     Message,
@@ -386,16 +387,9 @@ def usage_from(data: dict[str, Any]) -> Usage | None:
     usage = data.get("usage")
     if not isinstance(usage, dict):
         return None
-    return Usage(_count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")))
-
-
-def _count(value: Any) -> int:
-    # A token count an upstream reports: a non-negative integer below 2**53, else 0.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0
-    if value != value or value < 0 or value >= 2**53:
-        return 0
-    return int(value)
+    return Usage(
+        token_count(usage.get("prompt_tokens")), token_count(usage.get("completion_tokens"))
+    )
 
 
 def render_response(response: Response, request: Request) -> bytes:
@@ -437,6 +431,21 @@ def usage_json(usage: Usage) -> dict[str, int]:
 
 
 # --------------------------------------------------------------------------- streams
+
+
+# A batch of stream events with none of these is deltas only: a client that speaks this
+# format too gets it forwarded unread.
+STREAM_MARKS = (b'"usage"', b"[DONE]", b'"error"')
+LAST_EVENT = "[DONE]"
+
+
+def stream_decoder(upstream: str) -> Callable[[bytes, bytes], StreamEvent]:
+    """A decoder for one upstream stream: ``decode(frame, data)`` → one canonical event."""
+
+    def decode(frame: bytes, data: bytes) -> StreamEvent:
+        return decode_event(frame, data, upstream)
+
+    return decode
 
 
 def decode_event(frame: bytes, data: bytes, upstream: str) -> StreamEvent:

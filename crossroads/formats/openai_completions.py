@@ -4,6 +4,7 @@ answers and streams. Only OpenAI-style upstreams serve it, so bodies pass throug
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -116,6 +117,21 @@ def render_response(response: Response, request: Request) -> bytes:
     if response.usage is not None:
         body["usage"] = usage_json(response.usage)
     return orjson.dumps(body)
+
+
+# A batch of stream events with none of these is deltas only: a client that speaks this
+# format too gets it forwarded unread.
+STREAM_MARKS = (b'"usage"', b"[DONE]", b'"error"')
+LAST_EVENT = "[DONE]"
+
+
+def stream_decoder(upstream: str) -> Callable[[bytes, bytes], StreamEvent]:
+    """A decoder for one upstream stream: ``decode(frame, data)`` → one canonical event."""
+
+    def decode(frame: bytes, data: bytes) -> StreamEvent:
+        return decode_event(frame, data, upstream)
+
+    return decode
 
 
 def decode_event(frame: bytes, data: bytes, upstream: str) -> StreamEvent:

@@ -70,7 +70,7 @@ class FormatHandler:
     ) -> None:
         # Same format on both sides: forward the upstream's frames as they are, so unknown
         # provider fields pass through; otherwise render canonical events in the client's format.
-        passthrough = request.source == stream.fmt.NAME
+        passthrough = stream.passthrough
         encoder = self.fmt.stream_encoder(request, trace.trace_id)
         wants_usage = request.include_usage
         ok, failure = False, None

@@ -10,18 +10,11 @@ import httpx
 import orjson
 import pytest
 
-from crossroads.config import AnthropicUpstreamConfig
-from crossroads.config import Config, parse_config
+from crossroads.config import AnthropicUpstreamConfig, Config, parse_config
 from crossroads.dispatch.anthropic import AnthropicUpstream, anthropic_status_error
-from crossroads.dispatch.anthropic_stream import StreamTranslator
-from crossroads.dispatch.anthropic_translate import (
-    JSON_ONLY,
-    finish_reason,
-    to_anthropic,
-    to_openai,
-    tool_choice_to_anthropic,
-)
-from crossroads.exceptions import UpstreamProtocolError, UpstreamStatusError
+from crossroads.exceptions import RequestEncodingError, UpstreamProtocolError
+from crossroads.formats import anthropic_messages, openai_chat
+from crossroads.formats.anthropic_messages import JSON_ONLY, finish_reason, tool_choice
 from crossroads.gateway import create_app
 from crossroads.store.memory import MemoryTraceStore
 from tests.support.fake_anthropic import FakeAnthropic
@@ -45,7 +38,10 @@ def upstream_config(**overrides: Any) -> AnthropicUpstreamConfig:
 
 
 def translate(**body: Any) -> dict[str, Any]:
-    return to_anthropic({"model": "claude-test", **body}, upstream_config())
+    """An OpenAI chat body as an Anthropic upstream receives it (through the canonical
+    request, as the gateway sends it)."""
+    request = openai_chat.parse_request({"model": "claude-test", **body})
+    return anthropic_messages.encode_request(request, "claude-test", None)
 
 
 def user(content: Any) -> dict[str, Any]:
@@ -104,13 +100,13 @@ def test_images_data_urls_are_base64_and_http_urls_are_url_sources() -> None:
         },
         {"type": "image", "source": {"type": "url", "url": "https://x.test/cat.jpg"}},
     ]
-    with pytest.raises(UpstreamStatusError, match="base64") as info:
+    with pytest.raises(RequestEncodingError, match="base64") as info:
         translate(messages=[user([{"type": "image_url", "image_url": {"url": "data:,abc"}}])])
-    assert info.value.status == 400 and not info.value.retryable
+    assert info.value.status == 400
 
 
 def test_unsupported_content_part_is_a_400() -> None:
-    with pytest.raises(UpstreamStatusError, match="input_audio") as info:
+    with pytest.raises(RequestEncodingError, match="input_audio") as info:
         translate(messages=[user([{"type": "input_audio", "input_audio": {}}])])
     assert info.value.status == 400
 
@@ -156,7 +152,7 @@ def test_tools_tool_calls_and_tool_results() -> None:
 
 def test_tool_call_arguments_that_are_not_json_are_a_400() -> None:
     bad = {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{oops"}}
-    with pytest.raises(UpstreamStatusError, match="not JSON"):
+    with pytest.raises(RequestEncodingError, match="not JSON"):
         translate(messages=[user("x"), {"role": "assistant", "tool_calls": [bad]}])
 
 
@@ -177,7 +173,14 @@ def test_tool_call_arguments_that_are_not_json_are_a_400() -> None:
     ],
 )
 def test_tool_choice(choice: Any, parallel: bool | None, expected: Any) -> None:
-    assert tool_choice_to_anthropic(choice, parallel) == expected
+    extra: dict[str, Any] = {"tools": [WEATHER]}
+    if choice is not None:
+        extra["tool_choice"] = choice
+    if parallel is not None:
+        extra["parallel_tool_calls"] = parallel
+    assert translate(messages=[user("x")], **extra).get("tool_choice") == expected
+    canonical = choice if not isinstance(choice, dict) else choice["function"]["name"]
+    assert tool_choice(canonical, parallel) == expected
 
 
 def test_sampling_fields_max_tokens_stop_and_user() -> None:
@@ -192,9 +195,11 @@ def test_sampling_fields_max_tokens_stop_and_user() -> None:
         n=1,
         seed=7,
     )
+    # No max_tokens asked: the upstream adds its default_max_tokens (Anthropic requires one).
+    sent = orjson.loads(AnthropicUpstream(upstream_config())._payload(out))
+    assert sent["max_tokens"] == 512
     assert out == {
         "model": "claude-test",
-        "max_tokens": 512,  # default_max_tokens: Anthropic requires max_tokens
         "messages": [{"role": "user", "content": [{"type": "text", "text": "x"}]}],
         "temperature": 0.2,
         "top_p": 0.9,
@@ -223,7 +228,11 @@ def test_response_text_and_tool_use_become_an_openai_completion() -> None:
         "stop_reason": "tool_use",
         "usage": {"input_tokens": 10, "output_tokens": 7, "cache_read_input_tokens": 5},
     }
-    completion, usage = to_openai(data, "claude")
+    response = anthropic_messages.parse_response(orjson.dumps(data), "claude")
+    usage = response.usage
+    assert usage is not None
+    request = openai_chat.parse_request({"model": "auto", "messages": [user("x")]})
+    completion = orjson.loads(openai_chat.render_response(response, request))
     assert completion["object"] == "chat.completion" and completion["id"] == "msg_1"
     assert completion["model"] == "claude-test" and isinstance(completion["created"], int)
     choice = completion["choices"][0]
@@ -242,7 +251,7 @@ def test_response_text_and_tool_use_become_an_openai_completion() -> None:
 
 def test_response_without_content_is_a_protocol_error() -> None:
     with pytest.raises(UpstreamProtocolError, match="'content'"):
-        to_openai({"type": "message"}, "claude")
+        anthropic_messages.parse_response(b'{"type": "message"}', "claude")
 
 
 @pytest.mark.parametrize(
@@ -286,14 +295,30 @@ def test_stream_events_become_openai_chunks() -> None:
         {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 12}},
         {"type": "message_stop"},
     ]  # fmt: skip
-    translator = StreamTranslator("claude")
-    frames = [frame for event in events for frame in translator.feed(event)]
-    chunks = chunks_of(frames)
-    assert translator.finished and chunks[-1] == "[DONE]"
-    assert all(c["id"] == "msg_1" and c["object"] == "chat.completion.chunk" for c in chunks[:-1])
+    decode = anthropic_messages.stream_decoder("claude")
+    request = openai_chat.parse_request(
+        {
+            "model": "auto",
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "messages": [user("x")],
+        }
+    )
+    encoder = openai_chat.stream_encoder(request, "t1")
+    decoded = []
+    for event in events:
+        data = orjson.dumps(event)
+        decoded.append(decode(b"event: x\ndata: " + data + b"\n\n", data))
+    assert decoded[-1].done and not any(e.done for e in decoded[:-1])
+    usage = decoded[-2].usage
+    frames = [f for e in decoded[:-1] if (f := encoder.encode(e))] + [encoder.finish(usage)]
+    chunks = chunks_of(b"".join(frames).replace(b"\n\n", b"\n\n\0").split(b"\0")[:-1])
+    assert chunks[-1] == "[DONE]"
+    assert len({c["id"] for c in chunks[:-1]}) == 1
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks[:-1])
     deltas = [c["choices"][0]["delta"] for c in chunks[:-2]]
     assert deltas == [
-        {"role": "assistant", "content": ""},
+        {"role": "assistant"},
         {"content": "Hi"},
         {
             "tool_calls": [
@@ -307,14 +332,16 @@ def test_stream_events_become_openai_chunks() -> None:
     assert chunks[-3]["choices"][0]["finish_reason"] == "tool_calls"
     assert chunks[-2]["choices"] == []
     assert chunks[-2]["usage"] == {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21}
-    assert b'"usage"' not in b"".join(frames[:-2])  # the gateway reads usage only from its chunk
+    assert b'"usage"' not in b"".join(frames[:-1])  # usage only in its own chunk
 
 
 def test_stream_error_event_raises_with_anthropics_message() -> None:
-    translator = StreamTranslator("claude")
-    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    decode = anthropic_messages.stream_decoder("claude")
+    error = orjson.dumps(
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    )
     with pytest.raises(UpstreamProtocolError, match="Overloaded") as info:
-        translator.feed(error)
+        decode(b"event: error\ndata: " + error + b"\n\n", error)
     assert info.value.status == 503
 
 
@@ -339,14 +366,10 @@ def test_529_is_a_retryable_503_and_400_keeps_anthropics_message() -> None:
     assert "max_tokens: too big" in err.message
 
 
-async def test_completions_endpoint_is_refused_without_a_call() -> None:
-    upstream = AnthropicUpstream(upstream_config(base_url="http://127.0.0.1:9"))
-    with pytest.raises(UpstreamStatusError, match="/completions endpoint does not exist") as info:
-        await upstream.complete("completions", {"model": "m", "prompt": "hi"})
-    assert info.value.status == 400
-    with pytest.raises(UpstreamStatusError, match="/completions endpoint"):
-        await anext(upstream.stream("completions", {"model": "m", "prompt": "hi"}))
-    await upstream.aclose()
+def test_completions_are_not_a_format_anthropic_speaks() -> None:
+    """The dispatcher refuses completions for an Anthropic endpoint with a 400 before any
+    call (see test_gateway_completions_endpoint_is_a_clear_400 for the whole path)."""
+    assert set(AnthropicUpstream.formats) == {"chat"}
 
 
 # --------------------------------------------------------------------------- gateway

@@ -85,7 +85,7 @@ async def test_a_streaming_probe_closes_the_breaker_at_its_first_content() -> No
     from crossroads.config import parse_config
     from crossroads.dispatch.base import Completion
     from crossroads.dispatch.dispatcher import Dispatcher
-    from crossroads.types import Trace, Usage
+    from crossroads.types import Message, Request, Trace, Usage
 
     release = asyncio.Event()
 
@@ -110,9 +110,10 @@ async def test_a_streaming_probe_closes_the_breaker_at_its_first_content() -> No
     d = Dispatcher(cfg, {"u": Slow()}).prepare()  # type: ignore[dict-item]
     breaker = d.endpoints_["a"][0].breaker
     breaker._open(breaker.clock() - 1, "test")
-    stream = await d.open_stream(["a"], "chat", {}, Trace("p", 0, "", "chat", True), "")
+    request = Request("chat", "a", "openai_chat", [Message("user", "x")])
+    stream = await d.open_stream(["a"], request, Trace("p", 0, "", "chat", True), "")
     try:
-        result, _ = await d.complete(["a"], "chat", {}, Trace("q", 0, "", "chat", False), "")
+        result, _, _ = await d.complete(["a"], request, Trace("q", 0, "", "chat", False), "")
         assert result.body == b"{}"
         assert breaker.state == "closed"
     finally:

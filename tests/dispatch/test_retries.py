@@ -4,6 +4,7 @@ from crossroads.config import RetryConfig
 from crossroads.dispatch.errors import status_error
 from crossroads.dispatch.retries import backoff_s, is_retryable
 from crossroads.exceptions import InvalidRequestError, UpstreamConnectError, UpstreamTimeoutError
+from crossroads.types import Message, Request
 
 
 def test_what_is_retryable() -> None:
@@ -35,6 +36,7 @@ def test_status_error_reads_retry_after_and_message() -> None:
 def test_upstream_body_names_the_endpoint_model_and_caps_output() -> None:
     from crossroads.config import parse_config
     from crossroads.dispatch.dispatcher import Dispatcher, upstream_body
+    from crossroads.formats import openai_chat
 
     cfg = parse_config(
         {
@@ -47,20 +49,26 @@ def test_upstream_body_names_the_endpoint_model_and_caps_output() -> None:
     )
     d = Dispatcher(cfg, {"u": type("U", (), {"name": "u"})()}).prepare()  # type: ignore[dict-item]
     a, b = d.endpoints_["a"][0], d.endpoints_["b"][0]
-    body = {"model": "auto", "messages": []}
-    assert upstream_body(body, a, cfg.model("a")) == {
+    messages = [{"role": "user", "content": "x"}]
+    body = {"model": "auto", "messages": messages}
+
+    def sent(body: dict, e, m) -> dict:  # type: ignore[no-untyped-def]
+        return upstream_body(openai_chat.parse_request(body), openai_chat, e, m, {})
+
+    assert sent(body, a, cfg.model("a")) == {
         "model": "org/a",
-        "messages": [],
+        "messages": messages,
         "max_tokens": 100,
     }
-    assert upstream_body({**body, "max_tokens": 10}, a, cfg.model("a"))["max_tokens"] == 10
+    assert sent({**body, "max_tokens": 10}, a, cfg.model("a"))["max_tokens"] == 10
     assert (
-        upstream_body({**body, "max_completion_tokens": 500}, a, cfg.model("a"))[
-            "max_completion_tokens"
-        ]
+        sent({**body, "max_completion_tokens": 500}, a, cfg.model("a"))["max_completion_tokens"]
         == 100
     )
-    assert upstream_body(body, b, cfg.model("b")) == {"model": "b", "messages": []}
+    assert sent(body, b, cfg.model("b")) == {"model": "b", "messages": messages}
+
+
+CHAT_REQUEST = Request("chat", "a", "openai_chat", [Message("user", "x")])
 
 
 class _Failing:
@@ -105,9 +113,7 @@ async def test_retries_are_held_to_a_budget_of_the_request_rate() -> None:
     d = _dispatcher(upstream, {"budget_ratio": 0.2, "budget_min_per_s": 0})
     for i in range(100):
         with pytest.raises(UpstreamStatusError):
-            await d.complete(
-                ["a"], "chat", {"messages": []}, Trace(f"t{i}", 0, "", "chat", False), ""
-            )
+            await d.complete(["a"], CHAT_REQUEST, Trace(f"t{i}", 0, "", "chat", False), "")
     assert upstream.calls <= 100 * 1.2 + 1, upstream.calls
 
 
@@ -121,5 +127,5 @@ async def test_a_few_retries_per_second_are_always_allowed() -> None:
     d = _dispatcher(upstream, {"budget_ratio": 0.0, "budget_min_per_s": 1})
     trace = Trace("t", 0, "", "chat", False)
     with pytest.raises(UpstreamStatusError):
-        await d.complete(["a"], "chat", {"messages": []}, trace, "")
+        await d.complete(["a"], CHAT_REQUEST, trace, "")
     assert upstream.calls > 1  # the reserve lets the first request retry

@@ -337,6 +337,7 @@ async def test_messages_reach_an_anthropic_upstream(monkeypatch: pytest.MonkeyPa
                 max_tokens=30,
                 system="Be brief.",
                 messages=[{"role": "user", "content": "hello"}],
+                extra_body={"service_tier": "auto"},  # unknown to crossroads: passed on
             )
             async with client.messages.stream(
                 model="sonnet", max_tokens=30, messages=[{"role": "user", "content": "again"}]
@@ -346,3 +347,5 @@ async def test_messages_reach_an_anthropic_upstream(monkeypatch: pytest.MonkeyPa
     assert message.content[0].text and message.usage.output_tokens > 0
     assert final.content[0].text and final.stop_reason == "end_turn"
     assert sent[0]["system"] == "Be brief." and sent[0]["max_tokens"] == 30
+    # Same format both ways: the client's body passes through as it is.
+    assert sent[0]["service_tier"] == "auto" and sent[0]["messages"][0]["content"] == "hello"

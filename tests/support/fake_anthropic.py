@@ -69,7 +69,10 @@ def _problem(headers: dict[str, str], body: dict[str, Any]) -> tuple[int, str] |
         if a.get("role") == b.get("role"):
             return 400, f"messages.{i + 1}: roles must alternate between user and assistant"
     for i, message in enumerate(messages):
-        kinds = [block.get("type") for block in message.get("content") or []]
+        content = message.get("content") or []
+        if isinstance(content, str):  # the API accepts a string for one text block
+            continue
+        kinds = [block.get("type") for block in content]
         others = next((j for j, kind in enumerate(kinds) if kind != "tool_result"), len(kinds))
         if "tool_result" in kinds[others:]:
             return 400, f"messages.{i}: tool_result blocks must come first in their turn"
