@@ -217,18 +217,29 @@ class SQLiteTraceStore(TraceStore):
                 rows.append((trace.trace_id, trace.created_at, orjson.dumps(trace)))
             except Exception as exc:
                 self._drop_bad(trace.trace_id, exc)
-        for pause in (*BACKOFF_S, None):
+        for attempt, pause in enumerate((*BACKOFF_S, None), 1):
+            if not rows:
+                return
             try:
                 self._insert(conn, rows)
             except sqlite3.Error as exc:  # the file refuses: locked, busy, full, broken
                 if self._failed_since is None:
                     self._failed_since = time.monotonic()
-                self._log("write_error", "writing traces to %s failed: %s", self.path, exc)
+                log.debug("writing traces to %s failed: %s", self.path, exc)
                 if pause is not None and self._sleep(pause):
                     continue
-                reason = "shutdown" if self._past_deadline() else "write_error"
-                self._dropped[reason] += len(rows)
-                self._log(reason, "dropped %d traces: %s", len(rows), exc)
+                if self._past_deadline():  # close() logs what the drain could not write
+                    self._dropped["shutdown"] += len(rows)
+                    return
+                self._dropped["write_error"] += len(rows)
+                self._log(
+                    "write_error",
+                    "dropped %d traces after %d tries to write them to %s: %s",
+                    len(rows),
+                    attempt,
+                    self.path,
+                    exc,
+                )
                 return
             self._failed_since = None
             return

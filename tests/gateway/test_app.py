@@ -17,9 +17,9 @@ from crossroads.gateway import create_app
 from crossroads.gateway.protocol import GatewayProtocol
 from crossroads.store import sqlite as sqlite_store
 from crossroads.store.memory import MemoryTraceStore
+from tests.conftest import routing_config
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.server_thread import BackgroundServer
-from tests.conftest import routing_config
 
 CHAT = "/v1/chat/completions"
 

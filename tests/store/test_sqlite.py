@@ -258,7 +258,7 @@ def test_the_queue_is_bounded(tmp_path: Path) -> None:
 
 
 def test_a_locked_database_drops_after_bounded_retries_then_recovers(
-    tmp_path: Path, quick_retries: None
+    tmp_path: Path, quick_retries: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "t.db"
     store = SQLiteTraceStore(path, flush_interval_ms=5)
@@ -269,6 +269,8 @@ def test_a_locked_database_drops_after_bounded_retries_then_recovers(
         store.record(trace(i))
     wait_for(lambda: store.stats()["dropped_by_reason"]["write_error"] == 5)
     assert store.stats()["writer_alive"] and store.stats()["queued"] == 0
+    (error,) = [r for r in caplog.records if r.name == "crossroads.store"]
+    assert "dropped" in error.getMessage() and "locked" in error.getMessage()
     blocker.rollback()
     blocker.close()
     store.record(trace(10))
