@@ -70,6 +70,19 @@ class StoreConfig(_Strict):
     retention_days: float | None = Field(
         30, gt=0, description="SQLite traces older than this are deleted (hourly); null keeps all"
     )
+    max_queue: int = Field(
+        100_000,
+        ge=1,
+        le=100_000_000,
+        description="traces waiting for the SQLite writer at most; beyond, new ones are dropped",
+    )
+    drain_timeout_s: float = Field(
+        10,
+        ge=0,
+        le=3600,
+        description="at shutdown, queued traces are written for at most this long; "
+        "the rest are dropped (and counted)",
+    )
 
     @field_validator("traces")
     @classmethod

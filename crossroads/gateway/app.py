@@ -117,6 +117,8 @@ class Gateway:
                 cfg.store.flush_interval_ms,
                 cfg.store.batch_size,
                 cfg.store.retention_days,
+                max_queue=cfg.store.max_queue,
+                drain_timeout_s=cfg.store.drain_timeout_s,
             )
             self.store.start()
             self.keys = _api_keys(cfg)
@@ -219,7 +221,8 @@ class Gateway:
             return await send_body(send, 200, b'{"status":"ok"}', JSON_HEADERS)
         if path == "/ready":
             ready = self.store.healthy()
-            body = orjson.dumps({"status": "ready" if ready else "degraded", "store": ready})
+            status = "ready" if ready else "degraded"
+            body = orjson.dumps({"status": status, "store": ready, "traces": self.store.stats()})
             return await send_body(send, 200 if ready else 503, body, JSON_HEADERS)
         await self._error(send, UnsupportedRouteError(f"No route for {method} {path}."))
 

@@ -8,6 +8,11 @@ from typing import Any
 from crossroads.paths import data_dir
 from crossroads.types import Trace
 
+# Why a trace was not stored: the queue was full, it could not be serialised or inserted, the
+# database refused the write (locked, full, broken) after retries, or it was still queued when
+# the drain at shutdown ran out of time.
+DROP_REASONS = ("queue_full", "bad_trace", "write_error", "shutdown")
+
 
 class TraceStore:
     """Keeps traces. :meth:`record` never blocks and never raises: the request path calls it."""
@@ -41,12 +46,34 @@ class TraceStore:
         """Whether the store is accepting traces."""
         return True
 
+    def stats(self) -> dict[str, Any]:
+        """Counters since start: see :func:`store_stats`."""
+        raise NotImplementedError
+
+
+def store_stats(
+    queued: int, written: int, dropped: dict[str, int], writer_alive: bool
+) -> dict[str, Any]:
+    """What every store's :meth:`TraceStore.stats` returns: traces waiting to be written,
+    written, dropped (in all and by reason, every reason of :data:`DROP_REASONS` present) and
+    whether the writer runs."""
+    by_reason = {reason: dropped.get(reason, 0) for reason in DROP_REASONS}
+    return {
+        "queued": queued,
+        "written": written,
+        "dropped": sum(by_reason.values()),
+        "dropped_by_reason": by_reason,
+        "writer_alive": writer_alive,
+    }
+
 
 def open_trace_store(
     spec: str,
     flush_interval_ms: int = 200,
     batch_size: int = 500,
     retention_days: float | None = None,
+    max_queue: int = 100_000,
+    drain_timeout_s: float = 10.0,
 ) -> TraceStore:
     """The store for a ``store.traces`` setting: ``sqlite``, ``sqlite:///path``, ``memory``, ``none``."""
     if spec in ("memory", "none"):
@@ -62,6 +89,8 @@ def open_trace_store(
         flush_interval_ms=flush_interval_ms,
         batch_size=batch_size,
         retention_days=retention_days,
+        max_queue=max_queue,
+        drain_timeout_s=drain_timeout_s,
     )
 
 

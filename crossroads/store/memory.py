@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from crossroads.store.base import TraceStore, summary
+from crossroads.store.base import TraceStore, store_stats, summary
 from crossroads.types import Trace
 
 
@@ -17,10 +17,12 @@ class MemoryTraceStore(TraceStore):
     def __init__(self, keep: bool = True, limit: int = 100_000) -> None:
         self.keep = keep
         self._traces: deque[Trace] = deque(maxlen=limit)
+        self._written = 0
 
     def record(self, trace: Trace) -> None:
         if self.keep:
             self._traces.append(trace)
+            self._written += 1
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         return [summary(t) for t in list(self._traces)[::-1][:limit]]
@@ -33,3 +35,7 @@ class MemoryTraceStore(TraceStore):
 
     def count(self) -> int:
         return len(self._traces)
+
+    def stats(self) -> dict[str, Any]:
+        # Older traces past ``limit`` are forgotten as by retention, not dropped.
+        return store_stats(0, self._written, {}, writer_alive=True)

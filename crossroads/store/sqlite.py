@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from crossroads.exceptions import StoreError
-from crossroads.store.base import TraceStore
+from crossroads.store.base import DROP_REASONS, TraceStore, store_stats
 from crossroads.types import Trace
 
 log = logging.getLogger("crossroads.store")
@@ -76,14 +76,32 @@ RECENT = (
 )
 PRUNE_EVERY_S = 3600
 WRITER_NICE = 10  # the writer's share of a contended core stays above its few percent
+# A write the database file refuses (locked, full, I/O error) is tried again after each pause,
+# then its traces are dropped: about 2 s of busy waits and 1 s of pauses in all.
+BUSY_TIMEOUT_S = 0.5
+BACKOFF_S = (0.1, 0.3, 0.6)
+UNHEALTHY_AFTER_S = 30  # writes failing this long make the store unhealthy (/ready says 503)
+LOG_EVERY_S = 60  # each kind of write error is logged at most this often
+CLOSE_GRACE_S = 2.0  # close waits this long past the drain bound for a writer stuck in a call
+
+Row = tuple[Any, Any, bytes]
+
+
+def _file_error(exc: Exception) -> bool:
+    """Whether ``exc`` is the database file's fault (locked, busy, full, I/O, corrupt) rather
+    than a row's (a value the driver cannot bind, a constraint it breaks)."""
+    return type(exc) in (sqlite3.OperationalError, sqlite3.DatabaseError)
 
 
 class SQLiteTraceStore(TraceStore):
     """Traces in a SQLite file. Several worker processes may share one file (WAL).
 
-    The request path only appends to a deque (no lock, no wake-up). A writer thread wakes
-    every ``flush_interval_ms``, drains what has accumulated and writes it in transactions
-    of at most ``batch_size`` rows; a failed write is retried, never dropped.
+    The request path only appends to a deque (no lock, no wake-up), up to ``max_queue``
+    traces; beyond that a trace is dropped. A writer thread wakes every ``flush_interval_ms``,
+    drains what has accumulated and writes it in transactions of at most ``batch_size`` rows.
+    A trace that cannot be serialised or inserted is dropped alone; a write the file refuses
+    (locked, full) is retried for a few seconds, then dropped. :meth:`close` drains for at
+    most ``drain_timeout_s``. Every dropped trace is counted by reason (:meth:`stats`).
     """
 
     def __init__(
@@ -92,22 +110,34 @@ class SQLiteTraceStore(TraceStore):
         flush_interval_ms: int = 200,
         batch_size: int = 500,
         retention_days: float | None = None,
+        max_queue: int = 100_000,
+        drain_timeout_s: float = 10.0,
     ) -> None:
         self.path = Path(path)
         self.flush_interval_ms = flush_interval_ms
         self.batch_size = batch_size
         self.retention_days = retention_days
+        self.max_queue = max_queue
+        self.drain_timeout_s = drain_timeout_s
         self._queue: deque[Trace] = deque()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._deadline: float | None = None  # set by close: the drain ends then
         self._appended = 0  # written only by request threads
+        self._queue_full = 0  # written only by request threads
         self._written = 0  # written only by the writer thread
+        # Written by the writer thread (and by close once it has stopped); every key is
+        # present from the start so that stats() may copy it from another thread.
+        self._dropped = dict.fromkeys(DROP_REASONS, 0)
         self._failed_since: float | None = None
+        self._cannot_open = False
+        self._logged_at: dict[str, float] = {}
+        self._unlogged: dict[str, int] = {}
 
     def _connect(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA)
@@ -118,61 +148,166 @@ class SQLiteTraceStore(TraceStore):
     def start(self) -> None:
         if self._thread is not None:
             return
-        self._connect().close()  # fail at start-up, not on the first request
+        try:
+            self._connect().close()  # fail at start-up, not on the first request
+        except StoreError:
+            self._cannot_open = True
+            raise
+        self._cannot_open = False
         self._stop.clear()
+        self._deadline = None
         self._thread = threading.Thread(target=self._run, name="crossroads-traces", daemon=True)
         self._thread.start()
 
     def record(self, trace: Trace) -> None:
         if self._thread is None:
-            self.start()
+            try:
+                self.start()
+            except StoreError as exc:
+                self._dropped["write_error"] += 1
+                self._log("write_error", "dropped a trace: %s", exc)
+                return
+        if len(self._queue) >= self.max_queue:
+            self._queue_full += 1
+            return
         self._appended += 1
         self._queue.append(trace)
 
+    # ------------------------------------------------------------------ the writer thread
+
     def _run(self) -> None:
-        _lower_priority()
-        conn = self._connect()
+        try:
+            _lower_priority()
+            conn = self._connect()
+            try:
+                self._loop(conn)
+            finally:
+                conn.close()
+        except Exception:
+            log.exception("the trace writer for %s stopped", self.path)
+
+    def _loop(self, conn: sqlite3.Connection) -> None:
         wait = self.flush_interval_ms / 1000
-        batch: list[Trace] = []
         pruned_at = float("-inf")
         while True:
             if self.retention_days is not None and time.monotonic() - pruned_at > PRUNE_EVERY_S:
                 pruned_at = time.monotonic()
                 self._prune(conn, time.time() - self.retention_days * 86400)
             stopping = self._stop.wait(wait)
-            while True:
-                while self._queue and len(batch) < self.batch_size:
-                    batch.append(self._queue.popleft())
-                if not batch:
+            while self._queue:
+                if self._past_deadline():
+                    self._drop_queued("shutdown")
                     break
-                if not self._write(conn, batch):
-                    break  # busy or broken: keep the batch, retry after the next wait
-                self._written += len(batch)
-                batch = []
-            if stopping and not batch and not self._queue:
-                break
-            if stopping and batch:
-                time.sleep(min(1.0, wait))
-        conn.close()
+                batch = [
+                    self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))
+                ]
+                try:
+                    self._write(conn, batch)
+                except Exception as exc:  # a bug, not a fault of the file or of one trace
+                    self._dropped["write_error"] += len(batch)
+                    self._log("write_error", "dropped %d traces: %r", len(batch), exc)
+            if stopping:
+                return
 
-    def _write(self, conn: sqlite3.Connection, batch: list[Trace]) -> bool:
+    def _write(self, conn: sqlite3.Connection, batch: list[Trace]) -> None:
+        """Write ``batch``; whatever cannot be written is dropped and counted."""
+        rows: list[Row] = []
+        for trace in batch:
+            try:
+                rows.append((trace.trace_id, trace.created_at, orjson.dumps(trace)))
+            except Exception as exc:
+                self._drop_bad(trace.trace_id, exc)
+        for attempt, pause in enumerate((*BACKOFF_S, None), 1):
+            if not rows:
+                return
+            try:
+                self._insert(conn, rows)
+            except sqlite3.Error as exc:  # the file refuses: locked, busy, full, broken
+                if self._failed_since is None:
+                    self._failed_since = time.monotonic()
+                log.debug("writing traces to %s failed: %s", self.path, exc)
+                if pause is not None and self._sleep(pause):
+                    continue
+                if self._past_deadline():  # close() logs what the drain could not write
+                    self._dropped["shutdown"] += len(rows)
+                    return
+                self._dropped["write_error"] += len(rows)
+                self._log(
+                    "write_error",
+                    "dropped %d traces after %d tries to write them to %s: %s",
+                    len(rows),
+                    attempt,
+                    self.path,
+                    exc,
+                )
+                return
+            self._failed_since = None
+            return
+
+    def _insert(self, conn: sqlite3.Connection, rows: list[Row]) -> None:
+        """Insert ``rows``, removing each from the list once it is written or refused. An error
+        of the file itself propagates, with the rows still to write left in the list."""
         try:
             with conn:
-                for start in range(0, len(batch), CHUNK):
-                    chunk = batch[start : start + CHUNK]
-                    params: list[Any] = []
-                    for trace in chunk:
-                        params += (trace.trace_id, trace.created_at, orjson.dumps(trace))
-                    conn.execute(insert_rows(len(chunk)), params)
-            self._failed_since = None
-            return True
-        except sqlite3.Error as exc:
-            if self._failed_since is None:
-                self._failed_since = time.monotonic()
-                log.error(
-                    "writing %d traces to %s failed (%s); retrying", len(batch), self.path, exc
-                )
-            return False
+                for start in range(0, len(rows), CHUNK):
+                    chunk = rows[start : start + CHUNK]
+                    conn.execute(insert_rows(len(chunk)), [v for row in chunk for v in row])
+        except Exception as exc:
+            if _file_error(exc):
+                raise
+        else:
+            self._written += len(rows)
+            rows.clear()
+            return
+        # One row the database refuses fails its whole statement: find it, row by row.
+        rows.reverse()
+        while rows:
+            try:
+                with conn:
+                    conn.execute(insert_rows(1), rows[-1])
+                self._written += 1
+            except Exception as exc:
+                if _file_error(exc):
+                    rows.reverse()
+                    raise
+                self._drop_bad(rows[-1][0], exc)
+            rows.pop()
+
+    def _drop_bad(self, trace_id: Any, exc: Exception) -> None:
+        self._dropped["bad_trace"] += 1
+        self._log("bad_trace", "dropped trace %s: it cannot be stored (%r)", trace_id, exc)
+
+    def _drop_queued(self, reason: str) -> int:
+        n = 0
+        while self._queue:
+            self._queue.popleft()
+            n += 1
+        self._dropped[reason] += n
+        return n
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def _sleep(self, seconds: float) -> bool:
+        """Pause before a retry; False if the drain at shutdown has no time left for one."""
+        if self._deadline is not None:
+            seconds = min(seconds, self._deadline - time.monotonic())
+            if seconds <= 0:
+                return False
+        time.sleep(seconds)
+        return True
+
+    def _log(self, kind: str, message: str, *args: Any) -> None:
+        """Log an error, each ``kind`` at most once per LOG_EVERY_S (saying how many were not)."""
+        now = time.monotonic()
+        if now - self._logged_at.get(kind, float("-inf")) < LOG_EVERY_S:
+            self._unlogged[kind] = self._unlogged.get(kind, 0) + 1
+            return
+        self._logged_at[kind] = now
+        unlogged = self._unlogged.pop(kind, 0)
+        if unlogged:
+            message += f" (and {unlogged} more since the last such message)"
+        log.error(message, *args)
 
     def _prune(self, conn: sqlite3.Connection, before: float) -> None:
         """Delete traces created before ``before`` (unix seconds); a failure waits an hour."""
@@ -181,28 +316,72 @@ class SQLiteTraceStore(TraceStore):
                 deleted = conn.execute("DELETE FROM traces WHERE created_at < ?", (before,))
             if deleted.rowcount:
                 log.info("deleted %d traces past store.retention_days", deleted.rowcount)
-        except sqlite3.Error as exc:
+        except Exception as exc:
             log.error("deleting old traces from %s failed: %s", self.path, exc)
 
+    # ------------------------------------------------------------------ control
+
+    def _settled(self) -> int:
+        """Traces the writer is done with: written or dropped."""
+        d = self._dropped
+        return self._written + d["bad_trace"] + d["write_error"] + d["shutdown"]
+
     def flush(self, timeout: float = 10.0) -> None:
+        """Block until every queued trace is written or dropped."""
         target = self._appended
         deadline = time.monotonic() + timeout
-        while self._written < target:
+        while self._settled() < target:
+            thread = self._thread
+            if thread is None or not thread.is_alive():
+                raise StoreError(
+                    f"the trace writer is not running: {target - self._settled()} traces unwritten"
+                )
             if time.monotonic() > deadline:
                 raise StoreError(
-                    f"{target - self._written} traces still unwritten after {timeout} s"
+                    f"{target - self._settled()} traces still unwritten after {timeout} s"
                 )
             time.sleep(0.005)
 
     def close(self) -> None:
-        if self._thread is None:
+        """Drain the queue for at most ``drain_timeout_s``; what is left is dropped, counted
+        and logged."""
+        thread = self._thread
+        if thread is None:
             return
+        before = self._dropped["shutdown"]
+        self._deadline = time.monotonic() + self.drain_timeout_s
         self._stop.set()
-        self._thread.join(timeout=60)
+        thread.join(timeout=self.drain_timeout_s + BUSY_TIMEOUT_S + CLOSE_GRACE_S)
+        if thread.is_alive():  # stuck in one call: what it holds is lost with what is queued
+            self._dropped["shutdown"] += self._appended - self._settled()
+        else:  # a dead writer left the queue behind; or traces came during the drain
+            self._drop_queued("shutdown")
+        dropped = self._dropped["shutdown"] - before
+        if dropped:
+            log.error(
+                "dropped %d traces unwritten at shutdown (store.drain_timeout_s = %s)",
+                dropped,
+                self.drain_timeout_s,
+            )
         self._thread = None
 
     def healthy(self) -> bool:
-        return self._failed_since is None or time.monotonic() - self._failed_since < 30
+        thread = self._thread
+        if self._cannot_open or (thread is not None and not thread.is_alive()):
+            return False
+        failing = self._failed_since
+        return failing is None or time.monotonic() - failing < UNHEALTHY_AFTER_S
+
+    def stats(self) -> dict[str, Any]:
+        dropped = dict(self._dropped)
+        dropped["queue_full"] = self._queue_full
+        thread = self._thread
+        return store_stats(
+            queued=max(0, self._appended - self._settled()),
+            written=self._written,
+            dropped=dropped,
+            writer_alive=thread is not None and thread.is_alive(),
+        )
 
     def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         if not self.path.exists():

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
+from crossroads.exceptions import StoreError
 from crossroads.gateway import create_app
 from crossroads.gateway.protocol import GatewayProtocol
+from crossroads.store import sqlite as sqlite_store
 from crossroads.store.memory import MemoryTraceStore
 from tests.conftest import routing_config
 from tests.support.fake_upstream import FakeUpstream
@@ -150,7 +153,43 @@ async def test_models_list_and_get(gateway) -> None:
 async def test_health_and_ready(gateway) -> None:
     client, _, _ = gateway
     assert (await client.get("/health")).json() == {"status": "ok"}
-    assert (await client.get("/ready")).status_code == 200
+    ready = await client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json()["traces"]["writer_alive"] is True
+    assert ready.json()["traces"]["dropped"] == 0
+
+
+async def test_ready_is_503_when_the_trace_writer_died(
+    fake_upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("the writer cannot start")
+
+    monkeypatch.setattr(sqlite_store, "_lower_priority", broken)
+    store = sqlite_store.SQLiteTraceStore(tmp_path / "t.db")
+    app = create_app(routing_config(fake_upstream.base_url), store=store)
+    await app.startup()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=20
+    ) as client:
+        for _ in range(500):  # the writer thread dies a moment after start
+            r = await client.get("/ready")
+            if r.status_code != 200:
+                break
+            await asyncio.sleep(0.01)
+    await app.shutdown()
+    assert r.status_code == 503
+    assert r.json()["store"] is False and r.json()["traces"]["writer_alive"] is False
+
+
+async def test_a_corrupted_trace_file_fails_start_up_clearly(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    path = tmp_path / "t.db"
+    path.write_bytes(b"garbage" * 1000)
+    cfg = routing_config(fake_upstream.base_url, store={"traces": f"sqlite:///{path}"})
+    with pytest.raises(StoreError, match="cannot open trace store .*not a database"):
+        await create_app(cfg).startup()
 
 
 @pytest.mark.parametrize(
