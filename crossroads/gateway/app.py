@@ -35,6 +35,7 @@ from crossroads.formats import get_format
 from crossroads.gateway.errors import render, too_large
 from crossroads.gateway.handlers import FormatHandler, routing_headers, send_body
 from crossroads.pipeline import Pipeline
+from crossroads.redact import bounded, recorded_caller
 from crossroads.store import TraceStore, open_trace_store
 from crossroads.types import Caller, Trace
 
@@ -249,9 +250,7 @@ class Gateway:
         except Exception as exc:
             status, payload, extra = handler.error(exc)
             trace.status = status
-            trace.error = (
-                payload.decode()[:2000] if not isinstance(exc, CrossroadsError) else str(exc)
-            )
+            trace.error = payload.decode() if not isinstance(exc, CrossroadsError) else str(exc)
             if not isinstance(exc, CrossroadsError):
                 log.exception("unexpected error on %s (trace %s)", scope["path"], trace.trace_id)
             await send_body(send, status, payload, JSON_HEADERS + routing_headers(trace) + extra)
@@ -262,6 +261,7 @@ class Gateway:
                 if gone.watcher is not None:
                     gone.watcher.cancel()
             trace.latency_ms = (time.perf_counter() - start) * 1000
+            _bound_caller_fields(trace)
             self.store.record(trace)
 
     def _caller(self, scope: Scope) -> Caller:
@@ -317,6 +317,19 @@ class Gateway:
         status, payload, extra = render(exc)
         hdrs = JSON_HEADERS + [(k.encode(), v.encode()) for k, v in extra.items()]
         await send_body(send, status, payload, hdrs)
+
+
+ERROR_CHARS = 2000  # a trace's error text at most
+
+
+def _bound_caller_fields(trace: Trace) -> None:
+    """What the trace keeps of what the caller sent is bounded: a client's 4 MB ``user``
+    field or header must not become a 4 MB trace."""
+    if trace.caller is not None:
+        trace.caller = recorded_caller(trace.caller)
+    trace.requested_model = bounded(trace.requested_model)
+    if trace.error is not None:
+        trace.error = bounded(trace.error, ERROR_CHARS)
 
 
 def _key_name(keys: dict[str, str], token: str) -> str | None:
