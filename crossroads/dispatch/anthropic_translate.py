@@ -41,7 +41,11 @@ JSON_ONLY = "Answer with a single valid JSON object and nothing else: no prose, 
 
 def unsupported(upstream: str, message: str) -> UpstreamStatusError:
     """A 400 for a request this Anthropic upstream cannot express; not worth retrying."""
-    err = UpstreamStatusError(f"upstream {upstream!r} (Anthropic): {message}", upstream=upstream)
+    err = UpstreamStatusError(
+        f"upstream {upstream!r} (Anthropic): {message}",
+        upstream=upstream,
+        public=f"The request cannot be sent to this model: {message}",
+    )
     err.status = 400
     err.retryable = False
     return err

@@ -30,6 +30,7 @@ from crossroads.exceptions import (
     MethodNotAllowedError,
     RequestError,
     UnsupportedRouteError,
+    UpstreamError,
 )
 from crossroads.formats import get_format
 from crossroads.gateway.errors import render, too_large
@@ -248,10 +249,18 @@ class Gateway:
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
             trace.status, trace.error = 499, "client disconnected; upstream call cancelled"
         except Exception as exc:
-            status, payload, extra = handler.error(exc)
+            status, payload, extra = handler.error(exc, trace.trace_id)
             trace.status = status
             trace.error = payload.decode() if not isinstance(exc, CrossroadsError) else str(exc)
-            if not isinstance(exc, CrossroadsError):
+            if isinstance(exc, UpstreamError):  # the client read a generic message
+                log.log(
+                    logging.WARNING if status >= 500 else logging.INFO,
+                    "upstream error on %s (trace %s): %s",
+                    scope["path"],
+                    trace.trace_id,
+                    bounded(str(exc), ERROR_CHARS),
+                )
+            elif not isinstance(exc, CrossroadsError):
                 log.exception("unexpected error on %s (trace %s)", scope["path"], trace.trace_id)
             await send_body(send, status, payload, JSON_HEADERS + routing_headers(trace) + extra)
         finally:

@@ -359,7 +359,7 @@ def fake() -> Iterator[FakeAnthropic]:
         yield server
 
 
-def anthropic_config(base_url: str) -> Config:
+def anthropic_config(base_url: str, **extra: Any) -> Config:
     return parse_config(
         {
             "upstreams": [
@@ -382,6 +382,7 @@ def anthropic_config(base_url: str) -> Config:
             ],
             "default": {"models": ["sonnet"]},
             "store": {"traces": "memory"},
+            **extra,
         }
     )
 
@@ -632,9 +633,9 @@ async def test_breaker_reasons_never_quote_another_requests_error(
     fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(KEY_ENV, "sk-test")
-    cfg = anthropic_config(fake.url).model_copy(deep=True)
-    cfg.dispatch.breaker.consecutive_failures = 2
-    cfg.dispatch.breaker.open_s = 60
+    cfg = anthropic_config(
+        fake.url, dispatch={"breaker": {"consecutive_failures": 2, "open_s": 60}}
+    )
     app = create_app(cfg, store=MemoryTraceStore())
     fake.app.fail_status = 503
     fake.app.fail_message = "overloaded while serving alice@example.com's request"
