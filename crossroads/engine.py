@@ -200,7 +200,8 @@ class EngineStream:
         return "".join(pieces)
 
     async def aclose(self, ok: bool, failure: str | None = None) -> None:
-        """End the upstream call and record its outcome on the endpoint."""
+        """End the upstream call and record its outcome on the endpoint (``failure``: the
+        failure's category)."""
         await self.stream.aclose(ok, failure)
         trace = self.trace
         if ok and trace.usage and trace.usage.completion_tokens > 1 and trace.ttft_ms is not None:

@@ -131,7 +131,11 @@ class RequestEncodingError(RequestError):
 
 
 class UpstreamError(CrossroadsError):
-    """An upstream call failed; ``status`` is what the gateway answers with."""
+    """An upstream call failed; ``status`` is what the gateway answers with.
+
+    ``message`` (and ``str()``) is the full story for traces and logs, the upstream's own
+    words included. Clients read ``public`` when it is set (text the gateway vouches for),
+    else a generic message with the status class and the trace id."""
 
     status = 502
     error_type = "upstream_error"
@@ -146,9 +150,11 @@ class UpstreamError(CrossroadsError):
         status: int | None = None,
         body: Any = None,
         retry_after: float | None = None,
+        public: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        self.public = public
         self.upstream = upstream
         if status is not None:
             self.status = status

@@ -12,7 +12,8 @@ from crossroads.prompts import routing_request
 
 
 async def explain_route(cfg: Config, body: dict[str, Any]) -> dict[str, Any]:
-    """Route ``body`` under ``cfg`` without calling any model; the route as a dict."""
+    """Route ``body`` under ``cfg`` without calling any model; the route as a dict, exactly
+    as a trace records it (signals name the rules that matched, not the matched text)."""
     from crossroads.formats import openai_chat
 
     request = openai_chat.parse_request(body)
@@ -29,13 +30,14 @@ def render_route(route: dict[str, Any]) -> None:
     console = Console()
     if route["signals"]:
         table = Table(title="signals", title_justify="left")
-        for col in ("signal", "matched", "value", "ms", "error"):
+        for col in ("signal", "matched", "value", "detail", "ms", "error"):
             table.add_column(col)
         for s in route["signals"].values():
             table.add_row(
                 s["name"],
                 "yes" if s["matched"] else "no",
                 _short(s["value"]),
+                _short(s["detail"]),
                 f"{s['elapsed_ms']:.3f}",
                 s["error"] or "",
             )

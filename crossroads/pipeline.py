@@ -20,6 +20,7 @@ from crossroads.decisions import (
     needs_more,
 )
 from crossroads.exceptions import ModelNotFoundError, NoCandidateError
+from crossroads.redact import bounded, scrub
 from crossroads.selection import Selector, build_selector
 from crossroads.signals import Signal, build_signal
 from crossroads.types import Candidate, Route, RoutingRequest, SignalResult
@@ -152,7 +153,7 @@ class Pipeline:
             try:
                 result = signal.compute(request)
             except Exception as exc:  # a broken signal must not fail the request
-                result = SignalResult(signal.name, False, error=f"{type(exc).__name__}: {exc}")
+                result = SignalResult(signal.name, False, error=_error_text(exc))
             result.elapsed_ms = (time.perf_counter() - t0) * 1000
             results[signal.name] = result
         if async_signals and needs_more(self.entrypoints_[entrypoint], results):
@@ -190,6 +191,12 @@ def _no_candidate_message(decision: CompiledDecision, candidates: list[Candidate
     )
 
 
+def _error_text(exc: Exception) -> str:
+    """A failed signal's error as traces record it: it may quote the prompt, so it is masked
+    and bounded like matched text."""
+    return bounded(scrub(f"{type(exc).__name__}: {exc}"))
+
+
 async def _bounded(signal: Signal, request: RoutingRequest) -> SignalResult:
     t0 = time.perf_counter()
     try:
@@ -198,6 +205,6 @@ async def _bounded(signal: Signal, request: RoutingRequest) -> SignalResult:
     except TimeoutError:
         result = SignalResult(signal.name, False, error=f"timed out after {signal.timeout_ms:g} ms")
     except Exception as exc:
-        result = SignalResult(signal.name, False, error=f"{type(exc).__name__}: {exc}")
+        result = SignalResult(signal.name, False, error=_error_text(exc))
     result.elapsed_ms = (time.perf_counter() - t0) * 1000
     return result

@@ -242,3 +242,20 @@ def test_rules_settled_false_skip_the_expensive_signal() -> None:
     assert route(p, chat("plain")).decision == "default" and _Probe.calls == 0
     assert route(p, chat("x only")).decision == "default" and _Probe.calls == 1
     assert route(p, chat("x deep")).decision == "both" and _Probe.calls == 2
+
+
+def test_a_failing_signals_error_is_masked_and_bounded() -> None:
+    p = pipeline(
+        signals=[{"kind": "keyword", "name": "k", "keywords": ["x"]}],
+        decisions=[{"name": "d", "when": "keyword:k", "models": ["small"]}],
+        default={"models": ["big"]},
+    )
+
+    def broken(request: RoutingRequest) -> SignalResult:
+        raise ValueError(f"cannot read {request.text}")
+
+    p.signals_["keyword:k"].compute = broken  # type: ignore[method-assign]
+    r = route(p, chat("mail alice@example.com " + "y" * 5000))
+    error = r.signals["keyword:k"].error or ""
+    assert r.model == "big" and error.startswith("ValueError: cannot read mail [redacted] yyy")
+    assert "alice" not in error and len(error) < 300

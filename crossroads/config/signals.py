@@ -20,7 +20,15 @@ class _SignalBase(_Strict):
     scope: Literal["all", "last_user"] = "all"
 
 
-class KeywordSignal(_SignalBase):
+class _MatchSignalBase(_SignalBase):
+    record_match: bool = Field(
+        False,
+        description="traces also record the first matched text (keys and personal data "
+        "masked); by default they record only which rules matched and how often",
+    )
+
+
+class KeywordSignal(_MatchSignalBase):
     """Matches when any (or all) keywords occur; word boundaries and case are options."""
 
     kind: Literal["keyword"]
@@ -30,7 +38,7 @@ class KeywordSignal(_SignalBase):
     word_boundary: bool = True
 
 
-class RegexSignal(_SignalBase):
+class RegexSignal(_MatchSignalBase):
     """Matches when any (or all) regular expressions search successfully."""
 
     kind: Literal["regex"]

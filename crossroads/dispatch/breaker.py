@@ -1,16 +1,31 @@
 """A circuit breaker per endpoint: consecutive failures or an error rate over a window open it;
-after ``open_s`` a few probes are let through (half-open); a success closes it again."""
+after ``open_s`` a few probes are let through (half-open); a success closes it again.
+
+Its ``reason`` is shown to every client (503 bodies, ``GET /v1/crossroads/endpoints``), so it
+names failure categories (``5 consecutive failures: timeout/http_503``), never the text of a
+request's error: that could quote another client's data or the upstream's words.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Literal
 
 from crossroads.config import BreakerConfig
 
 State = Literal["closed", "open", "half_open"]
+CATEGORY = re.compile(r"[a-z][a-z0-9_]{0,31}")  # what failure_category returns
+
+
+def _category(reason: str) -> str:
+    return reason if CATEGORY.fullmatch(reason) else "error"
+
+
+def _join(categories: Iterable[str]) -> str:
+    return "/".join(dict.fromkeys(categories))
 
 
 class CircuitBreaker:
@@ -24,7 +39,8 @@ class CircuitBreaker:
         self.consecutive = 0
         self.probes = 0
         self.reason = ""
-        self._window: deque[tuple[float, bool]] = deque()
+        self._streak: dict[str, None] = {}  # categories of the current consecutive failures
+        self._window: deque[tuple[float, str | None]] = deque()  # (time, failure category)
 
     def _prune(self, now: float) -> None:
         horizon = now - self.config.window_s
@@ -54,7 +70,8 @@ class CircuitBreaker:
         """A call succeeded: reset failures; a half-open breaker closes."""
         now = self.clock()
         self.consecutive = 0
-        self._window.append((now, True))
+        self._streak.clear()
+        self._window.append((now, None))
         self._prune(now)
         if self.state != "closed":
             self.state, self.probes, self.reason = "closed", 0, ""
@@ -66,27 +83,31 @@ class CircuitBreaker:
         if self.state == "half_open":
             self.state, self.probes, self.reason = "closed", 0, ""
 
-    def failure(self, reason: str) -> None:
-        """A call failed: maybe open the breaker."""
+    def failure(self, category: str) -> None:
+        """A call failed (``category``: see ``failure_category``; anything else counts as
+        ``error``): maybe open the breaker."""
+        category = _category(category)
         now = self.clock()
         self.consecutive += 1
-        self._window.append((now, False))
+        self._streak[category] = None
+        self._window.append((now, category))
         self._prune(now)
         if self.state == "half_open":
-            self._open(now, f"probe failed: {reason}")
+            self._open(now, f"probe failed: {category}")
             return
         if self.state == "open":
             return
         cfg = self.config
         if self.consecutive >= cfg.consecutive_failures:
-            self._open(now, f"{self.consecutive} consecutive failures, last: {reason}")
+            self._open(now, f"{self.consecutive} consecutive failures: {_join(self._streak)}")
             return
         if len(self._window) >= cfg.min_requests:
-            failed = sum(1 for _, ok in self._window if not ok)
-            if failed / len(self._window) >= cfg.error_rate:
+            failures = [c for _, c in self._window if c is not None]
+            if len(failures) / len(self._window) >= cfg.error_rate:
                 self._open(
                     now,
-                    f"{failed}/{len(self._window)} calls failed in {cfg.window_s:g} s, last: {reason}",
+                    f"{len(failures)}/{len(self._window)} calls failed in {cfg.window_s:g} s: "
+                    f"{_join(failures)}",
                 )
 
     def release_probe(self) -> None:

@@ -20,6 +20,7 @@ from crossroads.config import Config, ModelConfig
 from crossroads.dispatch.balancing import choose
 from crossroads.dispatch.base import Completion, Upstream
 from crossroads.dispatch.endpoints import EndpointState, build_endpoints
+from crossroads.dispatch.errors import failure_category
 from crossroads.dispatch.retries import RetryBudget, backoff_s, is_retryable
 from crossroads.dispatch.sse import event_data, split_events
 from crossroads.exceptions import (
@@ -56,7 +57,8 @@ class OpenStream:
     fmt: Any
 
     async def aclose(self, ok: bool, error: str | None = None) -> None:
-        """End the stream: close the upstream call, release the endpoint, record the outcome."""
+        """End the stream: close the upstream call, release the endpoint, record the outcome
+        (``error``: the failure's category, see :func:`failure_category`)."""
         try:
             await self.rest.aclose()  # type: ignore[attr-defined]
         finally:
@@ -242,7 +244,7 @@ class Dispatcher:
                         e.breaker.success()  # the endpoint answered; the request was at fault
                         raise err from None
                     e.failed += 1
-                    e.breaker.failure(str(err))
+                    e.breaker.failure(failure_category(err))
                     last = err
                     continue
                 ms = (time.perf_counter() - start) * 1000
@@ -271,12 +273,13 @@ class Dispatcher:
     def _all_down(self, chain: list[str]) -> AllEndpointsDownError:
         endpoints = list(dict.fromkeys(e for name in chain for e in self.endpoints_[name]))
         wait = min((e.breaker.retry_after() for e in endpoints), default=1.0)
+        # Breaker reasons are failure categories, never another request's error text.
         down = "; ".join(f"{e.key}: {e.breaker.reason or e.breaker.state}" for e in endpoints)
+        message = (
+            f"Every endpoint that could serve this request is down ({down}). Retry in {wait:.1f} s."
+        )
         return AllEndpointsDownError(
-            f"Every endpoint that could serve this request is down ({down}). "
-            f"Retry in {wait:.1f} s.",
-            status=503,
-            retry_after=max(1.0, round(wait, 1)),
+            message, status=503, retry_after=max(1.0, round(wait, 1)), public=message
         )
 
 
@@ -285,12 +288,11 @@ def wire_format(e: EndpointState, operation: Operation) -> Any:
     # An upstream that does not say (a duck-typed plugin) speaks OpenAI's formats.
     name = getattr(e.upstream, "formats", Upstream.formats).get(operation)
     if name is None:
-        err = UpstreamStatusError(
+        message = (
             f"upstream {e.upstream.name!r} does not serve {operation} requests: route this "
-            f"model's {operation} requests elsewhere",
-            upstream=e.upstream.name,
-            status=400,
+            f"model's {operation} requests elsewhere"
         )
+        err = UpstreamStatusError(message, upstream=e.upstream.name, status=400, public=message)
         err.retryable = False
         raise err
     return get_format(name)

@@ -17,6 +17,11 @@ from crossroads.exceptions import (
     UpstreamStatusError,
     UpstreamTimeoutError,
 )
+from crossroads.redact import scrub_secrets
+
+# Upstream 4xx answers that are about the gateway, not the client's request: its
+# credentials (401/403/407), its model ids (404), its pace (408, 429).
+NOT_THE_CLIENTS = frozenset({401, 403, 404, 407, 408, 429})
 
 
 def _upstream_message(raw: bytes) -> str:
@@ -61,7 +66,7 @@ def status_error(
     detail = _upstream_message(raw)
     if status == 429:
         answer, why = 429, "is rate limiting (429)"
-    elif status in (401, 403):
+    elif status in (401, 403, 407):
         answer, why = 502, f"rejected the gateway's credentials ({status}): check its api_key_env"
     elif status == 404:
         answer, why = 502, "does not know this model or path (404): check upstream_model/base_url"
@@ -79,10 +84,35 @@ def status_error(
         status=answer,
         body=detail,
         retry_after=_retry_after(headers),
+        public=_client_fault(status, detail),
     )
     err.upstream_status = status  # type: ignore[attr-defined]
     err.retryable = status in (408, 429) or status >= 500
     return err
+
+
+def _client_fault(status: int, detail: str) -> str | None:
+    """What the client may read of an upstream 4xx about its own request (context too long,
+    a bad parameter): the upstream's words with anything that looks like a key masked.
+    None for everything else: the client gets a generic message."""
+    if not 400 <= status < 500 or status in NOT_THE_CLIENTS:
+        return None
+    said = f": {scrub_secrets(detail)}" if detail else ""
+    return f"The upstream rejected the request ({status}){said}"
+
+
+def failure_category(exc: BaseException) -> str:
+    """The kind of failure, for circuit-breaker reasons: ``timeout``, ``connect``,
+    ``protocol``, ``http_<status>`` or ``error``; never the error's text."""
+    if isinstance(exc, UpstreamTimeoutError):
+        return "timeout"
+    if isinstance(exc, UpstreamConnectError):
+        return "connect"
+    if isinstance(exc, UpstreamProtocolError):
+        return "protocol"
+    if isinstance(exc, UpstreamStatusError):
+        return f"http_{getattr(exc, 'upstream_status', exc.status)}"
+    return "error"
 
 
 def translate(upstream: str, exc: BaseException) -> UpstreamError:

@@ -31,11 +31,13 @@ from crossroads.exceptions import (
     MethodNotAllowedError,
     RequestError,
     UnsupportedRouteError,
+    UpstreamError,
 )
 from crossroads.formats import get_format
 from crossroads.gateway.errors import render, too_large
 from crossroads.gateway.handlers import FormatHandler, routing_headers, send_body
 from crossroads.pipeline import Pipeline
+from crossroads.redact import bounded, recorded_caller
 from crossroads.store import TraceStore, open_trace_store
 from crossroads.types import Caller, Trace
 
@@ -253,12 +255,18 @@ class Gateway:
         except ClientGoneError:
             trace.status, trace.error = 499, "client disconnected before the answer was written"
         except Exception as exc:
-            status, payload, extra = handler.error(exc)
+            status, payload, extra = handler.error(exc, trace.trace_id)
             trace.status = status
-            trace.error = (
-                payload.decode()[:2000] if not isinstance(exc, CrossroadsError) else str(exc)
-            )
-            if not isinstance(exc, CrossroadsError):
+            trace.error = payload.decode() if not isinstance(exc, CrossroadsError) else str(exc)
+            if isinstance(exc, UpstreamError):  # the client read a generic message
+                log.log(
+                    logging.WARNING if status >= 500 else logging.INFO,
+                    "upstream error on %s (trace %s): %s",
+                    scope["path"],
+                    trace.trace_id,
+                    bounded(str(exc), ERROR_CHARS),
+                )
+            elif not isinstance(exc, CrossroadsError):
                 log.exception("unexpected error on %s (trace %s)", scope["path"], trace.trace_id)
             await send_body(send, status, payload, JSON_HEADERS + routing_headers(trace) + extra)
         finally:
@@ -268,6 +276,7 @@ class Gateway:
                 if gone.watcher is not None:
                     gone.watcher.cancel()
             trace.latency_ms = (time.perf_counter() - start) * 1000
+            _bound_caller_fields(trace)
             self.store.record(trace)
 
     def _caller(self, scope: Scope) -> Caller:
@@ -323,6 +332,19 @@ class Gateway:
         status, payload, extra = render(exc)
         hdrs = JSON_HEADERS + [(k.encode(), v.encode()) for k, v in extra.items()]
         await send_body(send, status, payload, hdrs)
+
+
+ERROR_CHARS = 2000  # a trace's error text at most
+
+
+def _bound_caller_fields(trace: Trace) -> None:
+    """What the trace keeps of what the caller sent is bounded: a client's 4 MB ``user``
+    field or header must not become a 4 MB trace."""
+    if trace.caller is not None:
+        trace.caller = recorded_caller(trace.caller)
+    trace.requested_model = bounded(trace.requested_model)
+    if trace.error is not None:
+        trace.error = bounded(trace.error, ERROR_CHARS)
 
 
 def _key_name(keys: dict[str, str], token: str) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from crossroads.dispatch.errors import failure_category
 from crossroads.engine import Engine, EngineStream
 from crossroads.exceptions import ClientGoneError
 from crossroads.gateway.errors import render
@@ -60,9 +61,11 @@ class FormatHandler:
         body = self.fmt.render_response(response, request)
         await send_body(send, 200, body, JSON_HEADERS + routing_headers(trace))
 
-    def error(self, exc: BaseException) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    def error(
+        self, exc: BaseException, trace_id: str | None = None
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         """Status, body (in this format's error shape) and headers for ``exc``."""
-        status, payload, extra = render(exc, self.fmt.error_body)
+        status, payload, extra = render(exc, self.fmt.error_body, trace_id)
         return status, payload, [(k.encode(), v.encode()) for k, v in extra.items()]
 
     async def _relay(
@@ -116,9 +119,9 @@ class FormatHandler:
             except ClientGoneError:
                 raise
             except Exception as exc:  # after the start line, errors travel inside the stream
-                status, payload, _ = render(exc, self.fmt.error_body)
+                status, payload, _ = render(exc, self.fmt.error_body, trace.trace_id)
                 trace.status, trace.error = status, str(exc)
-                failure = str(exc)
+                failure = failure_category(exc)
                 await emit(encoder.error(status, payload))
             await emit(b"", more=False)
         except ClientGoneError:

@@ -1,45 +1,83 @@
-"""Keyword and regex signals: one precompiled pattern per signal, no per-request work."""
+"""Keyword and regex signals: one precompiled pattern per signal, no per-request work.
+
+Their results say which rules matched and how often, never what they matched: ``value`` is
+the number of matches (counted up to ``COUNT_LIMIT``) and ``detail`` lists the rules that
+matched (``keywords[0],keywords[2]``, ``patterns[1]``). A signal configured with
+``record_match: true`` adds the first matched text to ``detail``, with keys and personal data
+masked and at most ``FIELD_CHARS`` characters.
+"""
 
 from __future__ import annotations
 
 import re
+from itertools import islice
 
+from crossroads.redact import bounded, scrub
 from crossroads.signals.base import SIGNALS, Signal
 from crossroads.types import RoutingRequest, SignalResult
 
+COUNT_LIMIT = 100  # matches counted per signal and request at most
+
+
+class _MatchSignal(Signal):
+    """What keyword and regex signals share: how a match is reported."""
+
+    rule = ""  # the config list the rules come from: "keywords" or "patterns"
+
+    def report(self, matched: bool, count: int, rules: list[int], text: str | None) -> SignalResult:
+        if not rules:
+            return SignalResult(self.name, matched, 0)
+        detail = ",".join(f"{self.rule}[{i}]" for i in rules)
+        if text is not None and self.config.record_match:
+            detail += f": {bounded(scrub(text))!r}"
+        return SignalResult(self.name, matched, count, detail=detail)
+
+
+def _count(pattern: re.Pattern[str], text: str) -> int:
+    return sum(1 for _ in islice(pattern.finditer(text), COUNT_LIMIT))
+
 
 @SIGNALS.register("keyword")
-class KeywordSignal(Signal):
+class KeywordSignal(_MatchSignal):
     """Matches when any (``match: any``) or all (``match: all``) keywords occur."""
 
     kind = "keyword"
+    rule = "keywords"
 
     def prepare(self) -> None:
         flags = 0 if self.config.case_sensitive else re.IGNORECASE
-        words = sorted(self.config.keywords, key=len, reverse=True)
+        keywords = self.config.keywords
+        # Longest first, so that "c++" wins over "c"; each in its own group to tell which.
+        self._order = sorted(range(len(keywords)), key=lambda i: len(keywords[i]), reverse=True)
         if self.config.word_boundary:
             # \b fails next to non-word characters ("c++"), so bound by non-word lookarounds.
-            parts = [rf"(?<!\w){re.escape(w)}(?!\w)" for w in words]
+            parts = [rf"(?<!\w){re.escape(w)}(?!\w)" for w in keywords]
         else:
-            parts = [re.escape(w) for w in words]
-        self._any = re.compile("|".join(parts), flags)
+            parts = [re.escape(w) for w in keywords]
+        self._any = re.compile("|".join(f"({parts[i]})" for i in self._order), flags)
         self._each = [re.compile(p, flags) for p in parts]
 
     def compute(self, request: RoutingRequest) -> SignalResult:
         text = self.text_of(request)
         if self.config.match == "any":
-            m = self._any.search(text)
-            return SignalResult(self.name, m is not None, m.group(0) if m else None)
-        found = [p.search(text) for p in self._each]
-        hits = [m.group(0) for m in found if m]
-        return SignalResult(self.name, len(hits) == len(found), ",".join(hits) or None)
+            hits = list(islice(self._any.finditer(text), COUNT_LIMIT))
+            if not hits:
+                return self.report(False, 0, [], None)
+            found = sorted({self._order[m.lastindex - 1] for m in hits if m.lastindex})
+            return self.report(True, len(hits), found, hits[0].group(0))
+        firsts = [p.search(text) for p in self._each]
+        found = [i for i, m in enumerate(firsts) if m]
+        count = min(COUNT_LIMIT, sum(_count(self._each[i], text) for i in found))
+        first = next((m.group(0) for m in firsts if m), None)
+        return self.report(len(found) == len(firsts), count, found, first)
 
 
 @SIGNALS.register("regex")
-class RegexSignal(Signal):
+class RegexSignal(_MatchSignal):
     """Matches when any (or all) patterns search successfully."""
 
     kind = "regex"
+    rule = "patterns"
 
     def prepare(self) -> None:
         flags = 0 if self.config.case_sensitive else re.IGNORECASE
@@ -48,11 +86,13 @@ class RegexSignal(Signal):
     def compute(self, request: RoutingRequest) -> SignalResult:
         text = self.text_of(request)
         if self.config.match == "any":
-            for pattern in self._patterns:
+            for i, pattern in enumerate(self._patterns):
                 m = pattern.search(text)
                 if m:
-                    return SignalResult(self.name, True, m.group(0))
-            return SignalResult(self.name, False)
-        hits = [p.search(text) for p in self._patterns]
-        matched = all(hits)
-        return SignalResult(self.name, matched, hits[0].group(0) if matched and hits[0] else None)
+                    return self.report(True, _count(pattern, text), [i], m.group(0))
+            return self.report(False, 0, [], None)
+        firsts = [p.search(text) for p in self._patterns]
+        found = [i for i, m in enumerate(firsts) if m]
+        count = min(COUNT_LIMIT, sum(_count(self._patterns[i], text) for i in found))
+        first = next((m.group(0) for m in firsts if m), None)
+        return self.report(len(found) == len(firsts), count, found, first)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import re
 
+from crossroads.redact import bounded
 from crossroads.signals.base import SIGNALS, Signal
 from crossroads.types import RoutingRequest, SignalResult
 
 
 @SIGNALS.register("metadata")
 class MetadataSignal(Signal):
-    """Matches when the caller's value is one of ``values`` or matches ``pattern``."""
+    """Matches when the caller's value is one of ``values`` or matches ``pattern``; the
+    result records the value bounded like every recorded caller field."""
 
     kind = "metadata"
 
@@ -34,4 +36,4 @@ class MetadataSignal(Signal):
         if value is None:
             return SignalResult(self.name, False)
         matched = value in self._values or bool(self._pattern and self._pattern.search(value))
-        return SignalResult(self.name, matched, value)
+        return SignalResult(self.name, matched, bounded(value))

@@ -364,6 +364,7 @@ def test_529_is_a_retryable_503_and_400_keeps_anthropics_message() -> None:
     err = anthropic_status_error("claude", 400, body, {})
     assert (err.status, err.retryable) == (400, False)
     assert "max_tokens: too big" in err.message
+    assert err.public == "The upstream rejected the request (400): max_tokens: too big"
 
 
 def test_completions_are_not_a_format_anthropic_speaks() -> None:
@@ -381,7 +382,7 @@ def fake() -> Iterator[FakeAnthropic]:
         yield server
 
 
-def anthropic_config(base_url: str) -> Config:
+def anthropic_config(base_url: str, **extra: Any) -> Config:
     return parse_config(
         {
             "upstreams": [
@@ -404,6 +405,7 @@ def anthropic_config(base_url: str) -> Config:
             ],
             "default": {"models": ["sonnet"]},
             "store": {"traces": "memory"},
+            **extra,
         }
     )
 
@@ -542,36 +544,88 @@ async def test_gateway_tool_round_trip_passes_anthropics_turn_rules(
 
 
 @pytest.mark.parametrize(
-    ("upstream_status", "status", "fragment"),
-    [(400, 400, "injected 400"), (529, 503, "overloaded (529)"), (401, 502, "api_key_env")],
+    ("upstream_status", "status", "client_says", "trace_says"),
+    [
+        (400, 400, "injected 400", "injected 400"),
+        (529, 503, "(upstream status 5xx)", "overloaded (529): injected 529"),
+        (401, 502, "(upstream status 4xx)", "api_key_env"),
+    ],
 )
 @pytest.mark.parametrize("stream", [False, True])
 async def test_gateway_upstream_error_status(
-    gateway, fake: FakeAnthropic, upstream_status: int, status: int, fragment: str, stream: bool
+    gateway,
+    fake: FakeAnthropic,
+    upstream_status: int,
+    status: int,
+    client_says: str,
+    trace_says: str,
+    stream: bool,
 ) -> None:
+    # The client reads its own 400 as the upstream wrote it; a 5xx or a credentials failure
+    # (whose text hints at the gateway's config: "check its api_key_env") only as a generic
+    # message with the trace id; the trace keeps the full upstream text for the operator.
     client, store = gateway
     fake.app.fail_status = upstream_status
     r = await client.post(CHAT, json=chat(stream=stream))
     assert r.status_code == status
-    assert fragment in r.json()["error"]["message"]
-    assert store.get(r.headers["x-crossroads-trace-id"])["status"] == status
+    message = r.json()["error"]["message"]
+    trace_id = r.headers["x-crossroads-trace-id"]
+    assert client_says in message
+    if upstream_status != 400:
+        assert trace_says not in message and "claude" not in message and trace_id in message
+    trace = store.get(trace_id)
+    assert trace["status"] == status and trace_says in trace["error"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_gateway_upstream_error_text_with_keys_stays_in_the_trace(
+    gateway, fake: FakeAnthropic, stream: bool
+) -> None:
+    client, store = gateway
+    fake.app.fail_status = 401
+    fake.app.fail_message = "invalid x-api-key sk-ant-api03-...wxyz for org acme-prod"
+    r = await client.post(CHAT, json=chat(stream=stream))
+    assert r.status_code == 502
+    assert "sk-ant" not in r.text and "acme-prod" not in r.text and "api_key_env" not in r.text
+    trace = store.get(r.headers["x-crossroads-trace-id"])
+    assert "sk-ant-api03-...wxyz" in trace["error"] and "acme-prod" in trace["error"]
+
+    # The client's own 400 is passed on, with anything that looks like a key masked.
+    fake.app.fail_status = 400
+    fake.app.fail_message = (
+        "prompt is too long: 250000 tokens > 200000 maximum (key sk-abc123def456ghi, "
+        "Authorization: Bearer tok_9f8e7d6c5b4a)"
+    )
+    r = await client.post(CHAT, json=chat(stream=stream))
+    assert r.status_code == 400
+    message = r.json()["error"]["message"]
+    assert "prompt is too long: 250000 tokens > 200000 maximum" in message
+    assert "sk-abc123" not in message and "tok_9f8e" not in message and "[redacted]" in message
+    assert "sk-abc123def456ghi" in store.get(r.headers["x-crossroads-trace-id"])["error"]
 
 
 @pytest.mark.parametrize(
-    ("fault", "fragment"), [("error", "Overloaded"), ("cut", "without 'message_stop'")]
+    ("fault", "in_trace"), [("error", "Overloaded"), ("cut", "without 'message_stop'")]
 )
 async def test_gateway_broken_stream_ends_with_an_error_event(
-    gateway, fake: FakeAnthropic, fault: str, fragment: str
+    gateway, fake: FakeAnthropic, fault: str, in_trace: str
 ) -> None:
+    # The upstream's words ("Overloaded") and the upstream's name stay in the trace; the
+    # client reads a generic message naming the trace.
     client, store = gateway
     fake.app.stream_fault = fault
     r = await client.post(CHAT, json=chat(stream=True))
+    trace_id = r.headers["x-crossroads-trace-id"]
     if r.status_code == 200:  # content was forwarded before the failure
         events = sse(r.text)
-        assert events[-1] == "[DONE]" and fragment in events[-2]["error"]["message"]
+        assert events[-1] == "[DONE]"
+        message = events[-2]["error"]["message"]
     else:  # the failure arrived in the same read as the start: nothing was forwarded yet
-        assert r.status_code in (502, 503) and fragment in r.json()["error"]["message"]
-    assert store.get(r.headers["x-crossroads-trace-id"])["status"] != 200
+        assert r.status_code in (502, 503)
+        message = r.json()["error"]["message"]
+    assert in_trace not in message and "claude" not in message and trace_id in message
+    trace = store.get(trace_id)
+    assert trace["status"] != 200 and in_trace in trace["error"]
 
 
 async def test_gateway_completions_endpoint_is_a_clear_400(gateway, fake: FakeAnthropic) -> None:
@@ -596,3 +650,28 @@ async def test_openai_sdk_through_the_gateway(gateway) -> None:
     )
     text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
     assert text == "echo: sdk"
+
+
+async def test_breaker_reasons_never_quote_another_requests_error(
+    fake: FakeAnthropic, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-test")
+    cfg = anthropic_config(
+        fake.url, dispatch={"breaker": {"consecutive_failures": 2, "open_s": 60}}
+    )
+    app = create_app(cfg, store=MemoryTraceStore())
+    fake.app.fail_status = 503
+    fake.app.fail_message = "overloaded while serving alice@example.com's request"
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw", timeout=10
+    ) as client:
+        first = await client.post(CHAT, json=chat())
+        assert first.status_code == 503  # its breaker opened during its own attempts
+        later = await client.post(CHAT, json=chat())
+        endpoints = (await client.get("/v1/crossroads/endpoints")).json()["data"]
+    await app.shutdown()
+    assert later.status_code == 503 and later.json()["error"]["code"] == "all_endpoints_down"
+    assert "alice" not in later.text and "overloaded while" not in later.text
+    assert "consecutive failures: http_503" in later.json()["error"]["message"]
+    (state,) = endpoints
+    assert state["state"] == "open" and state["reason"] == "2 consecutive failures: http_503"

@@ -119,3 +119,30 @@ async def test_a_streaming_probe_closes_the_breaker_at_its_first_content() -> No
     finally:
         release.set()
         await stream.aclose(True)
+
+
+def test_reasons_name_failure_categories_never_error_text() -> None:
+    clock = Clock()
+    b = CircuitBreaker(BreakerConfig(consecutive_failures=5, open_s=1), clock)
+    for category in ("timeout", "http_503", "timeout", "connect"):
+        b.failure(category)
+    # Text of a request's error (another client's data, the upstream's words) is no category.
+    b.failure("upstream 'a' failed (500): alice@example.com leaked")
+    assert b.state == "open"
+    assert b.reason == "5 consecutive failures: timeout/http_503/connect/error"
+    clock.now = 1
+    assert b.acquire()
+    b.failure("http_500")
+    assert b.reason == "probe failed: http_500"
+
+
+def test_error_rate_reason_lists_the_categories_in_the_window() -> None:
+    b = CircuitBreaker(
+        BreakerConfig(consecutive_failures=100, error_rate=0.5, min_requests=4, window_s=30),
+        Clock(),
+    )
+    b.success()
+    b.failure("http_502")
+    b.success()
+    b.failure("timeout")
+    assert b.state == "open" and b.reason == "2/4 calls failed in 30 s: http_502/timeout"

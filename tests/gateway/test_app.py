@@ -303,28 +303,34 @@ async def test_no_candidate_fits(gateway) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fault", "status", "code", "fragment"),
+    ("fault", "status", "code", "client_says", "trace_says"),
     [
-        ("500", 502, "upstream_status", "failed (500)"),
-        ("503", 503, "upstream_status", "overloaded or unavailable (503)"),
-        ("429:7", 429, "upstream_status", "rate limiting"),
-        ("malformed_json", 502, "upstream_protocol", "invalid JSON"),
-        ("truncated_body", 502, "upstream_protocol", "closed the connection"),
-        ("refuse", 502, "upstream_protocol", "closed the connection"),
+        ("500", 502, "upstream_status", "(upstream status 5xx)", "failed (500)"),
+        ("503", 503, "upstream_status", "(upstream status 5xx)", "unavailable (503)"),
+        ("429:7", 429, "upstream_status", "rate limiting (429)", "injected fault 429"),
+        ("malformed_json", 502, "upstream_protocol", "could not read", "invalid JSON"),
+        ("truncated_body", 502, "upstream_protocol", "could not read", "closed the connection"),
+        ("refuse", 502, "upstream_protocol", "could not read", "closed the connection"),
     ],
 )
 async def test_upstream_failures_are_mapped_and_explained(
-    gateway, fault: str, status: int, code: str, fragment: str
+    gateway, fault: str, status: int, code: str, client_says: str, trace_says: str
 ) -> None:
+    # The client learns the class of failure and the trace id; the upstream's own words and
+    # the upstream's name (config) are only in the trace.
     client, store, upstream = gateway
     upstream.set_fault(fault)
     r = await client.post(CHAT, json=msg("hi"))
     assert r.status_code == status, r.text
     error = r.json()["error"]
-    assert error["code"] == code and fragment in error["message"] and "'fake'" in error["message"]
+    trace_id = r.headers["x-crossroads-trace-id"]
+    assert error["code"] == code and client_says in error["message"]
+    assert trace_id in error["message"]
+    assert "'fake'" not in error["message"] and trace_says not in error["message"]
     if fault.startswith("429"):
         assert r.headers["retry-after"] == "7"
-    assert store.get(r.headers["x-crossroads-trace-id"])["status"] == status
+    trace = store.get(trace_id)
+    assert trace["status"] == status and trace_says in trace["error"] and "'fake'" in trace["error"]
 
 
 async def test_upstream_unreachable(fake_upstream: FakeUpstream) -> None:
@@ -374,7 +380,8 @@ async def test_stream_cut_midway_ends_with_error_event_and_done(gateway) -> None
     events = sse_events(r.text)
     assert events[-1] == "[DONE]"
     error = events[-2]["error"]
-    assert error["code"] == "upstream_protocol" and "closed the connection" in error["message"]
+    assert error["code"] == "upstream_protocol" and "could not read" in error["message"]
+    assert "closed the connection" not in error["message"]
     text = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[:-2])
     assert text and "echo: hi".startswith(text)  # what arrived is a prefix, never garbage
     trace = store.get(r.headers["x-crossroads-trace-id"])
@@ -519,6 +526,66 @@ async def test_header_signal_routes_and_credentials_never_reach_traces(
     trace = store.get(r.headers["x-crossroads-trace-id"])
     assert trace["caller"] == {"key_name": "team", "user": None, "headers": {"x-tier": "gold"}}
     assert "sk-secret-123" not in orjson.dumps(trace).decode()
+
+
+async def test_pii_matched_by_a_signal_never_reaches_the_trace(
+    fake_upstream: FakeUpstream,
+) -> None:
+    store = MemoryTraceStore()
+    cfg = routing_config(
+        fake_upstream.base_url,
+        signals=[
+            {"kind": "regex", "name": "pii", "patterns": [r"[\w.+-]+@[\w-]+\.\w+"]},
+            {"kind": "keyword", "name": "secret", "keywords": ["hunter2"]},
+        ],
+        decisions=[
+            {"name": "private", "when": {"all": ["regex:pii", "keyword:secret"]}, "models": ["big"]}
+        ],
+    )
+    app = create_app(cfg, store=store)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as client:
+        r = await client.post(CHAT, json=msg("mail alice@example.com, password HUNTER2"))
+    await app.shutdown()
+    assert r.status_code == 200 and r.headers["x-crossroads-decision"] == "private"
+    assert "alice" not in str(r.headers).lower() and "hunter2" not in str(r.headers).lower()
+    trace = store.get(r.headers["x-crossroads-trace-id"])
+    signals = trace["route"]["signals"]
+    assert signals["regex:pii"]["matched"] and signals["regex:pii"]["detail"] == "patterns[0]"
+    assert signals["keyword:secret"]["value"] == 1
+    dumped = orjson.dumps(trace).decode().lower()
+    assert "alice" not in dumped and "hunter2" not in dumped
+
+
+async def test_caller_fields_are_bounded_in_traces(
+    fake_upstream: FakeUpstream,
+) -> None:
+    store = MemoryTraceStore()
+    cfg = routing_config(
+        fake_upstream.base_url,
+        signals=[
+            {"kind": "metadata", "name": "t", "source": "header", "header": "X-Tier",
+             "pattern": "^g"},
+            {"kind": "metadata", "name": "u", "source": "user", "pattern": "^u"},
+        ],
+        decisions=[{"name": "tier", "when": {"any": ["metadata:t", "metadata:u"]},
+                    "models": ["big"]}],
+    )  # fmt: skip
+    app = create_app(cfg, store=store)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as client:
+        r = await client.post(
+            CHAT, json=msg("hi", user="u" * 50_000), headers={"x-tier": "g" * 20_000}
+        )
+    await app.shutdown()
+    assert r.status_code == 200 and r.headers["x-crossroads-decision"] == "tier"
+    trace = store.get(r.headers["x-crossroads-trace-id"])
+    user, tier = trace["caller"]["user"], trace["caller"]["headers"]["x-tier"]
+    assert user.startswith("u" * 256) and len(user) < 300 and "49744 more chars" in user
+    assert tier.startswith("g" * 256) and len(tier) < 300 and "more chars" in tier
+    assert len(orjson.dumps(trace)) < 5_000
 
 
 async def test_client_gone_mid_stream_closes_the_upstream_and_is_traced(

@@ -67,7 +67,7 @@ def test_regex_any_and_all() -> None:
     assert s.compute(req("call 555-1234, urgent")).matched
     assert not s.compute(req("call 555-1234")).matched
     hit = signal(kind="regex", name="r", patterns=[r"\d{3}-\d{4}"]).compute(req("call 555-1234"))
-    assert hit.matched and hit.value == "555-1234"
+    assert hit.matched and (hit.value, hit.detail) == (1, "patterns[0]")  # never the text
 
 
 def test_tokens_window_counts_real_tokens() -> None:
@@ -132,3 +132,51 @@ def test_routing_request_reads_parts_and_needs() -> None:
     assert r.needs == {"vision", "json"} and r.max_output_tokens == 50
     completion = routing_request({"model": "auto", "prompt": [1, 2, 3]}, "completions")
     assert completion.prompt_tokens == 3
+
+
+EMAIL = r"[\w.+-]+@[\w-]+\.[\w.]+"
+
+
+@pytest.mark.parametrize("match", ["any", "all"])
+def test_regex_records_which_pattern_and_how_often_never_the_text(match: str) -> None:
+    s = signal(kind="regex", name="pii", patterns=[r"\bssn\b", EMAIL], match=match)
+    result = s.compute(req("ssn? write to alice@example.com or bob@example.org"))
+    assert result.matched
+    recorded = f"{result.value} {result.detail}"
+    assert "alice" not in recorded and "example" not in recorded and "bob" not in recorded
+    if match == "any":
+        assert (result.value, result.detail) == (1, "patterns[0]")  # the first that matched
+    else:
+        assert (result.value, result.detail) == (3, "patterns[0],patterns[1]")
+
+
+def test_keyword_records_which_keywords_and_how_often_never_the_text() -> None:
+    s = signal(kind="keyword", name="k", keywords=["password", "api key"])
+    result = s.compute(req("my PASSWORD is hunter2, the Api Key too; password again"))
+    assert result.matched and (result.value, result.detail) == (3, "keywords[0],keywords[1]")
+    every = signal(kind="keyword", name="k", keywords=["password", "rust"], match="all")
+    result = every.compute(req("password only"))
+    assert not result.matched and (result.value, result.detail) == (1, "keywords[0]")
+    assert signal(kind="keyword", name="k", keywords=["x"]).compute(req("none")).value == 0
+
+
+def test_record_match_records_the_text_with_secrets_and_pii_masked() -> None:
+    s = signal(kind="regex", name="r", patterns=[r"contact \S+", r"ticket \w+"], record_match=True)
+    hit = s.compute(req("please contact alice@example.com today"))
+    assert hit.matched and hit.detail is not None
+    assert hit.detail.startswith("patterns[0]: ") and "contact" in hit.detail
+    assert "alice@example.com" not in hit.detail and "[redacted]" in hit.detail
+    ticket = s.compute(req("see ticket ABC"))
+    assert ticket.detail == "patterns[1]: 'ticket ABC'"
+    k = signal(kind="keyword", name="k", keywords=["Python"], record_match=True)
+    assert k.compute(req("I like PYTHON")).detail == "keywords[0]: 'PYTHON'"
+    huge = signal(kind="regex", name="r", patterns=[r"x+"], record_match=True)
+    assert len(huge.compute(req("x" * 10_000)).detail or "") < 400  # bounded
+
+
+def test_metadata_value_is_bounded() -> None:
+    caller = Caller(user="u" * 10_000)
+    result = signal(kind="metadata", name="m", source="user", pattern="^u").compute(
+        req("x", caller)
+    )
+    assert result.matched and len(str(result.value)) < 300 and "chars" in str(result.value)

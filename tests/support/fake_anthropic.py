@@ -12,7 +12,7 @@ Otherwise it replies:
   input in two ``input_json_delta`` fragments) when ``"stream": true``.
 
 Faults: ``fail_status`` answers every request with that status and Anthropic's error body
-(529 is ``overloaded_error``); ``stream_fault="error"`` sends an ``error`` event after the
+(529 is ``overloaded_error``; its message is ``fail_message``, default ``"injected <status>"``); ``stream_fault="error"`` sends an ``error`` event after the
 first text delta, ``"cut"`` ends the stream before ``message_stop``. ``requests`` keeps the
 headers and body of every request::
 
@@ -173,6 +173,7 @@ class FakeAnthropicApp:
     ) -> None:
         self.chunks = chunks
         self.fail_status = fail_status
+        self.fail_message: str | None = None
         self.stream_fault = stream_fault
         self.requests: list[tuple[dict[str, str], dict[str, Any]]] = []
         self._count = 0
@@ -192,7 +193,8 @@ class FakeAnthropicApp:
         body = orjson.loads(raw)
         self.requests.append((headers, body))
         if self.fail_status:
-            return await self._error(send, self.fail_status, f"injected {self.fail_status}")
+            message = self.fail_message or f"injected {self.fail_status}"
+            return await self._error(send, self.fail_status, message)
         problem = _problem(headers, body)
         if problem:
             return await self._error(send, *problem)
