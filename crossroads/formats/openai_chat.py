@@ -69,7 +69,45 @@ class ToolCallModel(_Open):
     function: FunctionCall
 
 
+def _when(roles: list[str], then: dict[str, Any]) -> dict[str, Any]:
+    return {"if": {"properties": {"role": {"enum": roles}}}, "then": then}
+
+
+_NOT_NULL = {"not": {"type": "null"}}
+
+
 class MessageModel(_Open):
+    # The JSON schema says what ``_content_needed`` checks, for the OpenAPI document.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                _when(
+                    ["system", "developer", "user"],
+                    {"required": ["content"], "properties": {"content": _NOT_NULL}},
+                ),
+                _when(
+                    ["tool"],
+                    {
+                        "required": ["tool_call_id"],
+                        "properties": {"tool_call_id": {"type": "string", "minLength": 1}},
+                    },
+                ),
+                _when(
+                    ["assistant"],
+                    {
+                        "anyOf": [
+                            {"required": ["content"], "properties": {"content": _NOT_NULL}},
+                            {
+                                "required": ["tool_calls"],
+                                "properties": {"tool_calls": {"type": "array", "minItems": 1}},
+                            },
+                        ]
+                    },
+                ),
+            ]
+        }
+    )
+
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
