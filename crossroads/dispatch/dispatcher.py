@@ -21,7 +21,7 @@ from crossroads.dispatch.balancing import choose
 from crossroads.dispatch.base import Completion, Upstream
 from crossroads.dispatch.endpoints import EndpointState, build_endpoints
 from crossroads.dispatch.retries import backoff_s, is_retryable
-from crossroads.dispatch.sse import event_data, parse_event, split_events
+from crossroads.dispatch.sse import event_data, parse_event, shape_checked, split_events
 from crossroads.exceptions import (
     CrossroadsError,
     UpstreamError,
@@ -262,6 +262,7 @@ def upstream_body(body: dict[str, Any], e: EndpointState, m: ModelConfig) -> dic
     return out
 
 
+@shape_checked
 def _any_content(batch: bytes, upstream: str) -> bool:
     """Whether a batch of events holds content (checking each event is well formed)."""
     for frame in split_events(batch):

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from crossroads.dispatch.sse import DONE, parse_event
+from crossroads.dispatch.sse import DONE, parse_event, shape_checked
 from crossroads.exceptions import UpstreamProtocolError
 from crossroads.formats.base import load_json, max_tokens, validate
 from crossroads.types import (
@@ -375,6 +375,7 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- responses
 
 
+@shape_checked
 def parse_response(raw: bytes, upstream: str) -> Response:
     """The canonical answer for an upstream's ``chat.completion`` body."""
     data = _json_object(raw, upstream)
@@ -477,6 +478,7 @@ def usage_json(usage: Usage) -> dict[str, int]:
 # --------------------------------------------------------------------------- streams
 
 
+@shape_checked
 def decode_event(frame: bytes, data: bytes, upstream: str) -> StreamEvent:
     """The canonical event for one ``chat.completion.chunk`` (``data`` is its payload)."""
     if data == b"[DONE]":
