@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from functools import wraps
+from typing import Any, TypeVar
 
 import orjson
 
 from crossroads.exceptions import UpstreamProtocolError
 
 DONE = b"data: [DONE]\n\n"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 async def frames(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -65,3 +67,23 @@ def parse_event(data: bytes, upstream: str) -> dict[str, Any]:
             upstream=upstream,
         )
     return chunk
+
+
+def shape_checked(func: F) -> F:
+    """For readers of an upstream's JSON whose last argument is the upstream's name: JSON of
+    the wrong shape (a number where an object belongs, a string for a list) becomes that
+    upstream's protocol error, as invalid JSON does, instead of an internal error."""
+
+    @wraps(func)
+    def checked(*args: Any) -> Any:
+        try:
+            return func(*args)
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            upstream = args[-1]
+            raise UpstreamProtocolError(
+                f"upstream {upstream!r} answered JSON of an unexpected shape "
+                f"({type(exc).__name__}: {exc})",
+                upstream=upstream,
+            ) from None
+
+    return checked  # type: ignore[return-value]

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from crossroads.dispatch.sse import shape_checked
 from crossroads.exceptions import RequestEncodingError, UpstreamProtocolError
 from crossroads.formats.base import load_json, max_tokens, token_count, validate
 from crossroads.formats.openai_chat import image_part
@@ -578,6 +579,7 @@ def finish_reason(stop_reason: Any) -> Any:
     return FINISH_REASONS.get(stop_reason, "stop") if stop_reason else None
 
 
+@shape_checked
 def parse_response(raw: bytes, upstream: str) -> Response:
     """The canonical answer for an upstream's ``message`` body."""
     try:
@@ -632,6 +634,10 @@ class MessagesStreamDecoder:
         self.tools: dict[int, int] = {}  # block index -> tool call index
 
     def __call__(self, frame: bytes, data: bytes) -> StreamEvent:
+        return self._decode(frame, data, self.upstream)
+
+    @shape_checked
+    def _decode(self, frame: bytes, data: bytes, upstream: str) -> StreamEvent:
         try:
             event = orjson.loads(data)
         except orjson.JSONDecodeError:

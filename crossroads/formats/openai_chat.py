@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from crossroads.dispatch.sse import DONE, parse_event
+from crossroads.dispatch.sse import DONE, parse_event, shape_checked
 from crossroads.exceptions import UpstreamProtocolError
 from crossroads.formats.base import load_json, max_tokens, token_count, validate
 from crossroads.types import (
@@ -70,7 +70,45 @@ class ToolCallModel(_Open):
     function: FunctionCall
 
 
+def _when(roles: list[str], then: dict[str, Any]) -> dict[str, Any]:
+    return {"if": {"properties": {"role": {"enum": roles}}}, "then": then}
+
+
+_NOT_NULL = {"not": {"type": "null"}}
+
+
 class MessageModel(_Open):
+    # The JSON schema says what ``_content_needed`` checks, for the OpenAPI document.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                _when(
+                    ["system", "developer", "user"],
+                    {"required": ["content"], "properties": {"content": _NOT_NULL}},
+                ),
+                _when(
+                    ["tool"],
+                    {
+                        "required": ["tool_call_id"],
+                        "properties": {"tool_call_id": {"type": "string", "minLength": 1}},
+                    },
+                ),
+                _when(
+                    ["assistant"],
+                    {
+                        "anyOf": [
+                            {"required": ["content"], "properties": {"content": _NOT_NULL}},
+                            {
+                                "required": ["tool_calls"],
+                                "properties": {"tool_calls": {"type": "array", "minItems": 1}},
+                            },
+                        ]
+                    },
+                ),
+            ]
+        }
+    )
+
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
@@ -338,6 +376,7 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- responses
 
 
+@shape_checked
 def parse_response(raw: bytes, upstream: str) -> Response:
     """The canonical answer for an upstream's ``chat.completion`` body."""
     data = _json_object(raw, upstream)
@@ -448,6 +487,7 @@ def stream_decoder(upstream: str) -> Callable[[bytes, bytes], StreamEvent]:
     return decode
 
 
+@shape_checked
 def decode_event(frame: bytes, data: bytes, upstream: str) -> StreamEvent:
     """The canonical event for one ``chat.completion.chunk`` (``data`` is its payload)."""
     if data == b"[DONE]":

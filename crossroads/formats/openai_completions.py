@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from pydantic import Field
 
-from crossroads.dispatch.sse import DONE, parse_event
+from crossroads.dispatch.sse import DONE, parse_event, shape_checked
 from crossroads.formats.base import load_json, max_tokens, validate
 from crossroads.formats.openai_chat import (
     Sampling,
@@ -77,6 +77,7 @@ def encode_request(request: Request, model_id: str, cap: int | None) -> dict[str
     return out
 
 
+@shape_checked
 def parse_response(raw: bytes, upstream: str) -> Response:
     """The canonical answer for a ``text_completion`` body."""
     data = _json_object(raw, upstream)
@@ -134,6 +135,7 @@ def stream_decoder(upstream: str) -> Callable[[bytes, bytes], StreamEvent]:
     return decode
 
 
+@shape_checked
 def decode_event(frame: bytes, data: bytes, upstream: str) -> StreamEvent:
     """The canonical event for one streamed ``text_completion`` chunk."""
     if data == b"[DONE]":

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crossroads.dispatch.sse import shape_checked
 from crossroads.exceptions import UpstreamProtocolError
 from crossroads.formats.base import load_json, validate
 from crossroads.formats.openai_chat import error_body, usage_from
@@ -52,14 +53,19 @@ def encode_request(request: Request, model_id: str, cap: int | None) -> dict[str
     return {"model": model_id, "input": request.input}
 
 
+@shape_checked
 def parse_response(raw: bytes, upstream: str) -> Response:
     """The embeddings answer: only its usage is read."""
     import orjson
 
-    data = orjson.loads(raw)
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise UpstreamProtocolError(
-            f"upstream {upstream!r} answered JSON without 'data': {raw[:200]!r}", upstream=upstream
+            f"upstream {upstream!r} answered no JSON object with 'data': {raw[:200]!r}",
+            upstream=upstream,
         )
     return Response(
         "", data.get("model"), int(time.time()), usage=usage_from(data), source=NAME, raw=raw

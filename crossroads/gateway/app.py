@@ -4,7 +4,8 @@ Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/mess
 (Anthropic), ``POST /v1/responses`` (OpenAI Responses, stateless), ``POST /v1/embeddings``,
 ``GET /v1/models``,
 ``GET /v1/models/{id}``, ``GET /health``, ``GET /ready`` (the ``/v1`` prefix is optional),
-and ``GET /v1/crossroads/endpoints``: live endpoint state (load, latency, circuit).
+``GET /v1/crossroads/endpoints``: live endpoint state (load, latency, circuit), and
+``GET /openapi.json``: the OpenAPI 3.1 document of all of these (no API key needed).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from crossroads.exceptions import (
 from crossroads.formats import get_format
 from crossroads.gateway.errors import render, too_large
 from crossroads.gateway.handlers import FormatHandler, routing_headers, send_body
+from crossroads.gateway.openapi import openapi_json
 from crossroads.pipeline import Pipeline
 from crossroads.redact import bounded, recorded_caller
 from crossroads.store import TraceStore, open_trace_store
@@ -219,6 +221,8 @@ class Gateway:
                 return await self._error(send, exc)
             body = orjson.dumps({"object": "list", "data": self.dispatcher.snapshot()})
             return await send_body(send, 200, body, JSON_HEADERS)
+        if path == "/openapi.json" and method == "GET":
+            return await send_body(send, 200, openapi_json(), JSON_HEADERS)
         if path == "/health":
             return await send_body(send, 200, b'{"status":"ok"}', JSON_HEADERS)
         if path == "/ready":

@@ -676,3 +676,66 @@ async def test_a_client_gone_before_the_answer_is_a_499_not_a_logged_500(
     (trace,) = store.recent(1)
     assert trace["status"] == 499
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+class _Malformed:
+    """An upstream whose answers are JSON objects of the wrong shape."""
+
+    name = "fake"
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+
+    async def complete(self, endpoint, body):  # type: ignore[no-untyped-def]
+        from crossroads.dispatch.base import Completion
+
+        return Completion(self.answer, None)
+
+    async def stream(self, endpoint, body):  # type: ignore[no-untyped-def]
+        yield b"data: " + self.answer + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b'{"choices": [1]}',
+        b'{"choices": "abc"}',
+        b'{"choices": [{"message": {"tool_calls": [1]}, "delta": {"tool_calls": [1]}}]}',
+        b'{"choices": [{"message": "hi", "delta": "hi"}]}',
+    ],
+)
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/messages", {"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}),
+        ("/v1/responses", {"input": "hi"}),
+        (CHAT, msg("hi", stream=True)),
+        (
+            "/v1/messages",
+            {"max_tokens": 5, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+        ),
+    ],
+)
+async def test_an_answer_of_the_wrong_shape_is_the_upstreams_502_not_an_internal_error(
+    fake_upstream: FakeUpstream, path: str, body: dict[str, Any], answer: bytes
+) -> None:
+    # Found by fuzz/upstream_response.py: the decoders read such JSON with .get() and raised.
+    app = create_app(
+        routing_config(fake_upstream.base_url, dispatch={"fallback_across_models": False}),
+        store=MemoryTraceStore(),
+        upstreams={"fake": _Malformed(answer)},  # type: ignore[dict-item]
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as client:
+        r = await client.post(path, json={"model": "small", **body})
+    await app.shutdown()
+    if r.headers["content-type"].startswith("text/event-stream"):  # failed after the start
+        assert b"upstream" in r.content and b"internal error" not in r.content
+    else:
+        assert r.status_code == 502, r.text
+        assert "could not read (protocol)" in r.text and "internal error" not in r.text

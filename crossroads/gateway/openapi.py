@@ -1,0 +1,329 @@
+"""The gateway's own API as an OpenAPI 3.1 document, served at ``GET /openapi.json``.
+
+Request bodies are the JSON schemas of the validation models in :mod:`crossroads.formats`
+(what the gateway checks before routing); answers are described by the fields the gateway
+always renders, and errors in each API's shape: OpenAI's ``{"error": {...}}``, Anthropic's
+``{"type": "error", "error": {...}}`` on ``/v1/messages``. The document depends on no config
+(no model names, no keys), so it is built once, on first use, and kept.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import orjson
+
+from crossroads import __version__
+
+_REF = "#/components/schemas/"
+
+# path -> (format module, prefix of its schema names, success schema, summary)
+_MODEL_CALLS: dict[str, tuple[str, str, str, str]] = {
+    "/v1/chat/completions": ("openai_chat", "Chat", "ChatCompletion", "OpenAI Chat Completions"),
+    "/v1/completions": (
+        "openai_completions",
+        "Completions",
+        "TextCompletion",
+        "OpenAI Completions",
+    ),
+    "/v1/messages": ("anthropic_messages", "Messages", "Message", "Anthropic Messages"),
+    "/v1/responses": ("openai_responses", "Responses", "Response", "OpenAI Responses (stateless)"),
+    "/v1/embeddings": ("openai_embeddings", "Embeddings", "EmbeddingList", "OpenAI Embeddings"),
+}
+_BODY_MODELS = {
+    "openai_chat": "ChatBody",
+    "openai_completions": "CompletionBody",
+    "anthropic_messages": "MessagesBody",
+    "openai_responses": "ResponsesBody",
+    "openai_embeddings": "EmbeddingsBody",
+}
+_STREAMS = {"openai_chat", "openai_completions", "anthropic_messages", "openai_responses"}
+# What a model call can answer besides 200, and why.
+_CALL_ERRORS = {
+    "400": "The body is not valid JSON, a field is wrong (the error names it), or no model "
+    "of the decision can serve the request.",
+    "401": "Missing or unknown API key (only when server.api_keys is set).",
+    "404": "The model is neither a configured model nor an entrypoint.",
+    "413": "The body is over server.max_body_bytes.",
+    "429": "The upstream is rate-limiting (Retry-After tells when to come back).",
+    "502": "The upstream failed or answered something that cannot be parsed.",
+    "503": "No endpoint of the model can take the request now (circuits open, all busy).",
+    "504": "The upstream did not answer within its timeouts.",
+}
+
+
+def openapi_json() -> bytes:
+    """The document as JSON bytes (built on the first call, then cached)."""
+    return _encoded()
+
+
+@cache
+def _encoded() -> bytes:
+    return orjson.dumps(build_document())
+
+
+def build_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route the gateway serves."""
+    schemas: dict[str, Any] = {**_ANSWER_SCHEMAS, **_ERROR_SCHEMAS}
+    paths: dict[str, Any] = {}
+    for path, (fmt, prefix, answer, summary) in _MODEL_CALLS.items():
+        schemas[f"{prefix}Request"] = _request_schema(fmt, prefix, schemas)
+        paths[path] = {"post": _model_call(path, fmt, prefix, answer, summary)}
+    paths["/v1/models"] = {
+        "get": _operation(
+            "listModels",
+            "The configured entrypoints and models",
+            {"200": _json("The models clients may name", "ModelList")},
+            _openai_errors("401"),
+            secured=True,
+        )
+    }
+    paths["/v1/models/{id}"] = {
+        "get": {
+            **_operation(
+                "getModel",
+                "One entrypoint or model",
+                {"200": _json("The model", "Model")},
+                _openai_errors("401", "404"),
+                secured=True,
+            ),
+            "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+        }
+    }
+    paths["/v1/crossroads/endpoints"] = {
+        "get": _operation(
+            "listEndpoints",
+            "Live state of every endpoint: load, latency, circuit",
+            {"200": _json("Every endpoint's state", "EndpointList")},
+            _openai_errors("401"),
+            secured=True,
+        )
+    }
+    paths["/health"] = {
+        "get": _operation(
+            "health", "Liveness: the process answers", {"200": _json("Alive", "Health")}, {}
+        )
+    }
+    paths["/ready"] = {
+        "get": _operation(
+            "ready",
+            "Readiness: the trace store is healthy",
+            {
+                "200": _json("Ready", "Readiness"),
+                "503": _json("The trace store is failing", "Readiness"),
+            },
+            {},
+        )
+    }
+    paths["/openapi.json"] = {
+        "get": _operation(
+            "openapi",
+            "This document (no API key needed)",
+            {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}},
+            {},
+        )
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "crossroads gateway",
+            "version": __version__,
+            "description": "An OpenAI- and Anthropic-compatible LLM router. Every path also "
+            "answers without its /v1 prefix. Errors come in the OpenAI shape, except on "
+            "/v1/messages, where they come in Anthropic's.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            },
+        },
+    }
+
+
+def _request_schema(fmt: str, prefix: str, schemas: dict[str, Any]) -> dict[str, Any]:
+    """The JSON schema of ``fmt``'s validation model; its definitions go into ``schemas``
+    under ``prefix`` (the formats reuse class names such as ``MessageModel``)."""
+    from crossroads.formats import get_format
+
+    model = getattr(get_format(fmt), _BODY_MODELS[fmt])
+    schema: dict[str, Any] = model.model_json_schema(ref_template=_REF + prefix + "{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        schemas[prefix + name] = definition
+    schema["title"] = f"{prefix}Request"
+    return schema
+
+
+def _model_call(path: str, fmt: str, prefix: str, answer: str, summary: str) -> dict[str, Any]:
+    ok = _json(
+        "The answer" + (" (or, with stream: true, its event stream)" if fmt in _STREAMS else ""),
+        answer,
+    )
+    if fmt in _STREAMS:
+        ok["content"]["text/event-stream"] = {"schema": {"$ref": _REF + "StreamEvent"}}
+    errors = _CALL_ERRORS
+    shape = "AnthropicError" if fmt == "anthropic_messages" else "OpenAIError"
+    operation = _operation(
+        fmt,
+        summary,
+        {"200": ok},
+        {status: _json(why, shape) for status, why in errors.items()},
+        secured=True,
+    )
+    operation["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": f"{_REF}{prefix}Request"}}},
+    }
+    return operation
+
+
+def _operation(
+    op_id: str,
+    summary: str,
+    answers: dict[str, Any],
+    errors: dict[str, Any],
+    *,
+    secured: bool = False,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": op_id,
+        "summary": summary,
+        "responses": {**answers, **errors},
+    }
+    # With server.api_keys unset no key is needed: hence the empty alternative.
+    if secured:
+        operation["security"] = [{"bearer": []}, {"apiKey": []}, {}]
+    return operation
+
+
+def _json(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": _REF + schema}}},
+    }
+
+
+def _openai_errors(*statuses: str) -> dict[str, Any]:
+    why = {**_CALL_ERRORS, "404": "No such model."}
+    return {status: _json(why[status], "OpenAIError") for status in statuses}
+
+
+def _object(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_STR_OR_NULL = {"type": ["string", "null"]}
+_NUM_OR_NULL = {"type": ["number", "null"]}
+_USAGE = _object(
+    ["prompt_tokens", "completion_tokens", "total_tokens"],
+    prompt_tokens=_INT,
+    completion_tokens=_INT,
+    total_tokens=_INT,
+)
+
+_ERROR_SCHEMAS: dict[str, Any] = {
+    "OpenAIError": _object(
+        ["error"],
+        error=_object(
+            ["message", "type"],
+            message=_STR,
+            type=_STR,
+            param=_STR_OR_NULL,
+            code=_STR_OR_NULL,
+        ),
+    ),
+    "AnthropicError": _object(
+        ["type", "error"],
+        type={"const": "error"},
+        error=_object(["type", "message"], type=_STR, message=_STR),
+    ),
+}
+
+_ANSWER_SCHEMAS: dict[str, Any] = {
+    "ChatCompletion": _object(
+        ["id", "object", "created", "model", "choices"],
+        id=_STR,
+        object={"const": "chat.completion"},
+        created=_INT,
+        model=_STR,
+        choices={
+            "type": "array",
+            "items": _object(["index", "message"], index=_INT, message=_object(["role"])),
+        },
+        usage=_USAGE,
+    ),
+    "TextCompletion": _object(
+        ["id", "object", "created", "model", "choices"],
+        id=_STR,
+        object={"const": "text_completion"},
+        created=_INT,
+        model=_STR,
+        choices={"type": "array", "items": _object(["index", "text"], index=_INT, text=_STR)},
+        usage=_USAGE,
+    ),
+    "Message": _object(
+        ["id", "type", "role", "model", "content", "stop_reason", "usage"],
+        id=_STR,
+        type={"const": "message"},
+        role={"const": "assistant"},
+        model=_STR,
+        content={"type": "array", "items": _object(["type"], type=_STR)},
+        stop_reason=_STR_OR_NULL,
+        usage=_object(["input_tokens", "output_tokens"], input_tokens=_INT, output_tokens=_INT),
+    ),
+    "Response": _object(
+        ["id", "object", "created_at", "status", "model", "output"],
+        id=_STR,
+        object={"const": "response"},
+        created_at=_INT,
+        status=_STR,
+        model=_STR,
+        output={"type": "array", "items": _object(["type"], type=_STR)},
+    ),
+    "EmbeddingList": _object(["data"], data={"type": "array"}, model=_STR_OR_NULL),
+    "Model": _object(
+        ["id", "object", "created", "owned_by"],
+        id=_STR,
+        object={"const": "model"},
+        created=_INT,
+        owned_by=_STR,
+    ),
+    "ModelList": _object(
+        ["object", "data"],
+        object={"const": "list"},
+        data={"type": "array", "items": {"$ref": _REF + "Model"}},
+    ),
+    "EndpointList": _object(
+        ["object", "data"],
+        object={"const": "list"},
+        data={
+            "type": "array",
+            "items": _object(
+                ["model", "endpoint", "state", "in_flight"],
+                model=_STR,
+                endpoint=_STR,
+                state=_STR,
+                reason=_STR_OR_NULL,
+                in_flight=_INT,
+                ttft_ms=_NUM_OR_NULL,
+                tpot_ms=_NUM_OR_NULL,
+                served=_INT,
+                failed=_INT,
+                retry_after_s={"type": "number"},
+            ),
+        },
+    ),
+    # One server-sent event (OpenAPI 3.1 has the schema of an event stream describe each event).
+    "StreamEvent": _object(["data"], data=_STR, event=_STR, id=_STR, retry=_INT),
+    "Health": _object(["status"], status={"const": "ok"}),
+    "Readiness": _object(
+        ["status", "store"], status={"enum": ["ready", "degraded"]}, store={"type": "boolean"}
+    ),
+}
