@@ -13,7 +13,6 @@ answer (or the stream) passes through as the upstream sent it.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from crossroads.config import ModelConfig
@@ -106,7 +105,7 @@ class EngineStream:
 
     ``passthrough``: the client speaks the upstream's format, so it reads the upstream's
     frames as they are (``event.raw``). Then a batch that holds none of the format's
-    ``STREAM_MARKS`` (usage, the end, errors) is forwarded unread, as one event whose ``raw``
+    ``STREAM_MARKS`` (a pattern: usage, the end, errors) is forwarded unread, as one event whose ``raw``
     is the whole batch; it is decoded later only if the upstream never reports usage and the
     output has to be counted."""
 
@@ -124,50 +123,60 @@ class EngineStream:
         self.pieces: list[str] = []
         self.unread: list[bytes] = []  # batches forwarded unread, until usage arrives
         self.done = False
+        self._head = iter(stream.head)
+        self._decode = self.fmt.stream_decoder(stream.endpoint.upstream.name)
+        self._marks = self.fmt.STREAM_MARKS if passthrough else None
 
-    async def batches(self) -> AsyncIterator[list[StreamEvent]]:
-        """Events in batches, one per upstream read; raises if the stream ends early."""
-        name = self.stream.endpoint.upstream.name
-        decode = self.fmt.stream_decoder(name)
-        marks = self.fmt.STREAM_MARKS if self.passthrough else ()
-        head = iter(self.stream.head)
-        batch: bytes | None = next(head)
-        while batch is not None:
-            if marks and not any(mark in batch for mark in marks):
+    def batches(self) -> EngineStream:
+        """Events in batches, one per upstream read (``async for``); raises if the stream
+        ends early. An iterator object, not an async generator: no per-stream generator
+        bookkeeping on the event loop."""
+        return self
+
+    def __aiter__(self) -> EngineStream:
+        return self
+
+    async def __anext__(self) -> list[StreamEvent]:
+        while not self.done:
+            batch = next(self._head, None) or await anext(self.stream.rest, None)
+            if batch is None:
+                name = self.stream.endpoint.upstream.name
+                raise UpstreamProtocolError(
+                    f"upstream {name!r} ended the stream without {self.fmt.LAST_EVENT}: "
+                    "the answer is incomplete",
+                    upstream=name,
+                )
+            if self._marks is not None and self._marks.search(batch) is None:
                 if self.usage is None:
                     self.unread.append(batch)
-                yield [StreamEvent(raw=batch)]
-                batch = next(head, None) or await anext(self.stream.rest, None)
-                continue
-            events = []
-            for frame in split_events(batch):
-                data = event_data(frame)
-                if data is None:
-                    continue
-                event = decode(frame, data)
-                events.append(event)
-                if event.usage is not None:
-                    self.usage = event.usage
-                elif self.usage is None:
-                    if event.text:
-                        self.pieces.append(event.text)
-                    for call in event.tool_calls or ():
-                        self.pieces.append(call.arguments)
-                if event.done:
-                    self.done = True
-                    break
+                return [StreamEvent(raw=batch)]
+            events = self._decoded(batch)
             if self.done:
                 self._settle()  # before the last batch: its reader renders the final usage
             if events:
-                yield events
-            if self.done:
-                return
-            batch = next(head, None) or await anext(self.stream.rest, None)
-        raise UpstreamProtocolError(
-            f"upstream {name!r} ended the stream without {self.fmt.LAST_EVENT}: "
-            "the answer is incomplete",
-            upstream=name,
-        )
+                return events
+        raise StopAsyncIteration
+
+    def _decoded(self, batch: bytes) -> list[StreamEvent]:
+        events = []
+        decode = self._decode
+        for frame in split_events(batch):
+            data = event_data(frame)
+            if data is None:
+                continue
+            event = decode(frame, data)
+            events.append(event)
+            if event.usage is not None:
+                self.usage = event.usage
+            elif self.usage is None:
+                if event.text:
+                    self.pieces.append(event.text)
+                for call in event.tool_calls or ():
+                    self.pieces.append(call.arguments)
+            if event.done:
+                self.done = True
+                break
+        return events
 
     def _settle(self) -> None:
         usage = self.usage

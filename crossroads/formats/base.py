@@ -58,9 +58,15 @@ _MODULES = {
 }
 
 
+_LOADED: dict[str, Any] = {}
+
+
 def get_format(name: str) -> Any:
-    """The module of format ``name``."""
-    return import_module(_MODULES[name])
+    """The module of format ``name`` (imported on first use; a dict lookup after)."""
+    module = _LOADED.get(name)
+    if module is None:
+        module = _LOADED[name] = import_module(_MODULES[name])
+    return module
 
 
 def load_json(raw: bytes) -> dict[str, Any]:

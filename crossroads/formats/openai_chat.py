@@ -8,6 +8,7 @@ upstream unchanged.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -474,7 +475,7 @@ def usage_json(usage: Usage) -> dict[str, int]:
 
 # A batch of stream events with none of these is deltas only: a client that speaks this
 # format too gets it forwarded unread.
-STREAM_MARKS = (b'"usage"', b"[DONE]", b'"error"')
+STREAM_MARKS = re.compile(rb'"usage"|\[DONE\]|"error"')
 LAST_EVENT = "[DONE]"
 
 

@@ -3,6 +3,7 @@ answers and streams. Only OpenAI-style upstreams serve it, so bodies pass throug
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -122,7 +123,7 @@ def render_response(response: Response, request: Request) -> bytes:
 
 # A batch of stream events with none of these is deltas only: a client that speaks this
 # format too gets it forwarded unread.
-STREAM_MARKS = (b'"usage"', b"[DONE]", b'"error"')
+STREAM_MARKS = re.compile(rb'"usage"|\[DONE\]|"error"')
 LAST_EVENT = "[DONE]"
 
 
