@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 
-from crossroads.config import OpenAIUpstreamConfig
-from crossroads.config import Timeouts
+from crossroads.config import OpenAIUpstreamConfig, Timeouts
 from crossroads.dispatch.openai import OpenAIUpstream
 from crossroads.dispatch.rawhttp import ConnectionPool
 from crossroads.dispatch.rawhttp import connection as raw_connection
@@ -22,76 +21,9 @@ from crossroads.exceptions import (
     UpstreamTimeoutError,
 )
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.raw_upstream import Conn, Script, echo_forever
 
-Handler = Callable[["Conn"], Awaitable[None]]
 HEADERS = {"content-type": "application/json", "authorization": "Bearer k"}
-
-
-class Conn:
-    """One accepted connection of a :class:`Script` server."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    async def request(self) -> tuple[bytes, bytes] | None:
-        """The next request's head and body, or None when the client closed."""
-        try:
-            head = await self.reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return None
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        return head, await self.reader.readexactly(length)
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def answer(self, body: bytes, status: int = 200, extra: bytes = b"") -> None:
-        await self.send(
-            b"HTTP/1.1 %d X\r\ncontent-length: %d\r\n%s\r\n%s" % (status, len(body), extra, body)
-        )
-
-
-class Script:
-    """A loopback HTTP server: ``handler(conn)`` runs once per accepted connection."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.requests = 0
-        self.closed_by_client = asyncio.Event()
-        self.tasks: set[asyncio.Task[Any]] = set()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self.tasks.add(asyncio.current_task())  # type: ignore[arg-type]
-        try:
-            await self.handler(Conn(reader, writer))
-            # wait for the client to leave, so tests see its close
-            if not writer.is_closing():
-                with_timeout = asyncio.wait_for(reader.read(), 5)
-                await with_timeout
-                self.closed_by_client.set()
-        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
-            self.closed_by_client.set()
-        except asyncio.CancelledError:  # the test is over; end quietly
-            pass
-        finally:
-            writer.close()
-
-    async def __aenter__(self) -> Script:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.close()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 def pool_for(script: Script, **timeouts: float) -> ConnectionPool:
@@ -102,12 +34,6 @@ def pool_for(script: Script, **timeouts: float) -> ConnectionPool:
         timeouts=Timeouts(**{"connect": 2, "first_byte": 2, "read": 2, "total": 5, **timeouts}),
         max_connections=4,
     )
-
-
-async def echo_forever(conn: Conn, script: Script | None = None) -> None:
-    """Answer every request with its own body (content-length)."""
-    while (req := await conn.request()) is not None:
-        await conn.answer(req[1])
 
 
 @pytest.fixture
