@@ -77,6 +77,7 @@ class HTTPUpstream(Upstream):
                 name=self.name,
                 timeouts=self.config.timeouts,
                 max_connections=self.config.max_connections,
+                max_response_bytes=self.config.max_response_bytes,
             )
         return self._pool
 

@@ -14,6 +14,7 @@ from crossroads.config import OpenAIUpstreamConfig, Timeouts
 from crossroads.dispatch.openai import OpenAIUpstream
 from crossroads.dispatch.rawhttp import ConnectionPool
 from crossroads.dispatch.rawhttp import connection as raw_connection
+from crossroads.dispatch.retries import is_retryable
 from crossroads.dispatch.sse import split_events
 from crossroads.exceptions import (
     UpstreamConnectError,
@@ -21,7 +22,17 @@ from crossroads.exceptions import (
     UpstreamTimeoutError,
 )
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.raw_upstream import Conn, Script, echo_forever
+from tests.support.raw_upstream import (
+    Conn,
+    Script,
+    echo_forever,
+    endless_informational,
+    gzip_bomb,
+    header_flood,
+    huge_body,
+    huge_header,
+    leftovers,
+)
 
 HEADERS = {"content-type": "application/json", "authorization": "Bearer k"}
 
@@ -601,3 +612,103 @@ async def test_both_http_clients_map_faults_alike(
         assert await outcome(stream) == stream_error
     finally:
         await upstream.aclose()
+
+
+# ---------------------------------------------------------------- a misbehaving upstream
+
+
+async def _fails_and_discards(script: Script, match: str, **timeouts: float) -> None:
+    pool = pool_for(script, **timeouts)
+    head = pool.request_head("POST", "/x", HEADERS)
+    with pytest.raises(UpstreamProtocolError, match=match) as caught:
+        await asyncio.wait_for(pool.fetch(head, b"{}"), 5)
+    assert caught.value.upstream == "up" and is_retryable(caught.value)  # the endpoint's fault
+    await asyncio.sleep(0.05)
+    assert pool.open_connections == 0  # never reused
+    await pool.aclose()
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [header_flood(100_000), header_flood(raw_connection.MAX_HEADERS + 1), huge_header(1 << 20)],
+    ids=["flood", "too-many", "one-huge"],
+)
+async def test_an_oversized_response_head_is_refused(handler: Any) -> None:
+    async with Script(handler) as script:
+        await _fails_and_discards(script, "response head")
+
+
+async def test_a_head_at_the_limits_is_accepted() -> None:
+    async with Script(header_flood(raw_connection.MAX_HEADERS - 1, then_echo=True)) as script:
+        pool = pool_for(script)
+        head = pool.request_head("POST", "/x", HEADERS)
+        status, headers, body = await pool.fetch(head, b"{}")
+        assert (status, body, len(headers)) == (200, b"ok", raw_connection.MAX_HEADERS)
+        assert (await pool.fetch(head, b"next"))[2] == b"next"
+        await pool.aclose()
+
+
+async def test_a_declared_body_over_the_limit_fails_on_the_head() -> None:
+    async with Script(huge_body(1 << 30)) as script:  # content-length: 1 GiB, then silence
+        await _fails_and_discards(script, "max_response_bytes", read=30, total=30)
+
+
+async def test_a_chunked_body_over_the_limit_fails_once_it_passes_it() -> None:
+    async with Script(huge_body(4 << 20, chunked=True)) as script:
+        pool = ConnectionPool(
+            "127.0.0.1", script.port, name="up", timeouts=Timeouts(), max_response_bytes=1 << 20
+        )
+        with pytest.raises(UpstreamProtocolError, match=r"max_response_bytes \(1048576 bytes\)"):
+            await asyncio.wait_for(pool.fetch(pool.request_head("POST", "/x", HEADERS), b""), 5)
+        await asyncio.sleep(0.05)
+        assert pool.open_connections == 0
+        await pool.aclose()
+
+
+@pytest.mark.parametrize("encoding", [b"gzip", b"deflate", b"br"])
+async def test_a_compressed_body_is_refused(encoding: bytes) -> None:
+    async with Script(gzip_bomb(64 << 20, encoding)) as script:
+        await _fails_and_discards(script, "content-encoding")
+
+
+async def test_an_uncompressed_body_may_say_identity() -> None:
+    async def identity(conn: Conn) -> None:
+        await conn.request()
+        await conn.answer(b"plain", extra=b"content-encoding: identity\r\n")
+
+    async with Script(identity) as script:
+        pool = pool_for(script)
+        assert (await pool.fetch(pool.request_head("POST", "/x", HEADERS), b""))[2] == b"plain"
+        await pool.aclose()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_bytes_after_a_complete_response_never_reach_the_next_call(stream: bool) -> None:
+    async with Script(leftovers()) as script:
+        pool = pool_for(script)
+        head = pool.request_head("POST", "/x", HEADERS)
+        if stream:
+            response = await pool.open(head, b"first")
+            assert (response.status, await response.read()) == (200, b"first")
+            response.close(reuse=True)
+        else:
+            assert (await pool.fetch(head, b"first"))[::2] == (200, b"first")
+        for body in (b"second", b"third"):
+            status, headers, answer = await pool.fetch(head, body)
+            assert (status, answer, headers["content-length"]) == (200, body, str(len(body)))
+        assert script.connections == 2  # the out-of-step connection was closed
+        await pool.aclose()
+
+
+@pytest.mark.parametrize("status", [100, 103])
+async def test_endless_informational_heads_fail(status: int) -> None:
+    async with Script(endless_informational(status)) as script:
+        await _fails_and_discards(script, "informational", first_byte=30, total=30)
+
+
+async def test_slow_informational_heads_are_bounded_by_first_byte() -> None:
+    async with Script(endless_informational(103, pause_s=0.05)) as script:
+        pool = pool_for(script, first_byte=0.3)
+        with pytest.raises(UpstreamTimeoutError, match="first_byte"):
+            await asyncio.wait_for(pool.fetch(pool.request_head("POST", "/x", HEADERS), b""), 5)
+        await pool.aclose()

@@ -180,11 +180,14 @@ def gzip_bomb(size: int, encoding: bytes = b"gzip") -> Handler:
     return handler
 
 
-def leftovers(then_echo: bool = True) -> Handler:
-    """Answers the first request, and in the same write a second, bogus response nobody
-    asked for; then echoes requests if the client stays."""
+def leftovers() -> Handler:
+    """On the server's first connection, answers the first request with its body and, in
+    the same write, a second (bogus, unfinished) response nobody asked for; every other
+    request is echoed."""
 
     async def handler(conn: Conn) -> None:
+        if conn.script.connections > 1:
+            return await echo_forever(conn)
         req = await conn.request()
         if req is None:
             return
@@ -194,8 +197,7 @@ def leftovers(then_echo: bool = True) -> Handler:
             b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(req[1]), req[1])
             + b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(bogus) + 20, bogus),
         )
-        if then_echo:
-            await echo_forever(conn)
+        await echo_forever(conn)
 
     return handler
 
