@@ -225,6 +225,19 @@ def redirect_to(location: str, status: int = 307) -> Handler:
     return handler
 
 
+async def endless_event(conn: Conn) -> None:
+    """A 200 event stream whose first event never ends: ``data:`` lines, no blank line."""
+    await conn.request()
+    await _send_quietly(
+        conn,
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+    )
+    line = b"data: " + b"x" * 1017 + b"\n"
+    block = b"%x\r\n%s\r\n" % (len(line) * 16, line * 16)
+    while not conn.writer.is_closing():
+        await _send_quietly(conn, block)
+
+
 def completions(conn: Conn) -> Awaitable[None]:
     """A well-behaved upstream: every request answered with a small completion."""
 

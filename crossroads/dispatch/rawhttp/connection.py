@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from crossroads.dispatch.errors import body_too_large, compressed, is_compressed
 from crossroads.exceptions import (
     UpstreamConnectError,
     UpstreamError,
@@ -333,19 +334,12 @@ class Connection(asyncio.Protocol):
                 )
             self.informational = True
             return
-        encoding = self.encoding
-        if encoding is not None and encoding.strip().lower() != b"identity":
-            self._refuse(
-                self._protocol_error(
-                    f"sent a body with content-encoding {encoding.decode('latin-1')!r}, which "
-                    "crossroads does not ask for (it sends accept-encoding: identity): switch "
-                    "response compression off on the upstream"
-                )
-            )
+        if self.encoding is not None and is_compressed(self.encoding):
+            self._refuse(compressed(self.pool.name, self.encoding.decode("latin-1")))
         if not self.stream or status >= 300:  # a stream's 2xx body is bounded by its events
             self.body_left = self.pool.max_response_bytes
             if self.length is not None and _int(self.length) > self.body_left:
-                self._refuse(self._body_error())
+                self._refuse(body_too_large(self.pool.name, self.body_left))
         self.status = status
         self.headers_done = True
         if self.stream:
@@ -357,7 +351,7 @@ class Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.body_left -= len(body)
         if self.body_left < 0:
-            self._refuse(self._body_error())
+            self._refuse(body_too_large(self.pool.name, self.pool.max_response_bytes))
         if self.phase == _FIRST_BYTE:
             self.phase = _READ
             self._arm(self._deadline())
@@ -384,11 +378,6 @@ class Connection(asyncio.Protocol):
             self.pool.release(self)
         else:
             self._wake()
-
-    def _body_error(self) -> UpstreamProtocolError:
-        return self._protocol_error(
-            f"sent a response body over max_response_bytes ({self.pool.max_response_bytes} bytes)"
-        )
 
 
 def _int(value: bytes) -> int:

@@ -1,0 +1,128 @@
+"""What every HTTP upstream shares, on both HTTP clients (raw and aiohttp) and both APIs
+(OpenAI, Anthropic): redirects are not followed, bodies are bounded, compression is refused,
+and a status that is not a success never passes for one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from crossroads.config import AnthropicUpstreamConfig, OpenAIUpstreamConfig
+from crossroads.dispatch.anthropic import AnthropicUpstream
+from crossroads.dispatch.errors import status_error
+from crossroads.dispatch.http import HTTPUpstream
+from crossroads.dispatch.openai import OpenAIUpstream
+from crossroads.dispatch.retries import is_retryable
+from crossroads.exceptions import UpstreamError, UpstreamProtocolError, UpstreamStatusError
+from tests.support.raw_upstream import (
+    Script,
+    completions,
+    endless_event,
+    gzip_bomb,
+    huge_body,
+    redirect_to,
+)
+
+BODY: dict[str, Any] = {"model": "s", "messages": [{"role": "user", "content": "hi"}]}
+TIMEOUTS = {"connect": 2, "first_byte": 30, "read": 30, "total": 30}
+KINDS = ["raw", "aiohttp", "anthropic"]
+
+
+def upstream_for(kind: str, base_url: str, **config: Any) -> HTTPUpstream:
+    common = {"name": "up", "base_url": base_url, "timeouts": TIMEOUTS, **config}
+    if kind == "anthropic":
+        return AnthropicUpstream(AnthropicUpstreamConfig(kind="anthropic", **common))
+    return OpenAIUpstream(OpenAIUpstreamConfig(http_client=kind, **common))
+
+
+async def call(upstream: HTTPUpstream, stream: bool) -> None:
+    """One call, bounded so a regression fails rather than hangs."""
+
+    async def run() -> None:
+        if stream:
+            async for _ in upstream.stream("chat", {**BODY, "stream": True}):
+                pass
+        else:
+            await upstream.complete("chat", BODY)
+
+    try:
+        await asyncio.wait_for(run(), 5)
+    finally:
+        await upstream.aclose()
+
+
+@pytest.fixture
+async def elsewhere() -> AsyncIterator[Script]:
+    """Where the redirects point: a server that would answer."""
+    async with Script(completions) as script:
+        yield script
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_redirect_is_an_error_and_is_not_followed(
+    monkeypatch: pytest.MonkeyPatch, elsewhere: Script, kind: str, stream: bool
+) -> None:
+    monkeypatch.setenv("UP_KEY", "secret-key")
+    config: dict[str, Any] = {"api_key_env": "UP_KEY"}
+    if kind == "aiohttp":
+        config["api_key_header"] = "api-key"  # aiohttp drops only authorization across origins
+    target = elsewhere.base_url + "/v1/chat/completions"
+    async with Script(redirect_to(target)) as script:
+        upstream = upstream_for(kind, script.base_url + "/v1", **config)
+        with pytest.raises(UpstreamStatusError, match="redirect") as caught:
+            await call(upstream, stream)
+        assert script.requests == 1 and b"secret-key" in script.seen[0]
+    assert elsewhere.requests == 0  # the key never left for the other server
+    assert is_retryable(caught.value) and caught.value.status == 502
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_compressed_answer_is_refused_without_inflating_it(kind: str, stream: bool) -> None:
+    async with Script(gzip_bomb(128 << 20)) as script:  # 128 MiB of zeros in ~128 KiB
+        upstream = upstream_for(kind, script.base_url + "/v1")
+        with pytest.raises(UpstreamProtocolError, match="content-encoding 'gzip'") as caught:
+            await call(upstream, stream)
+        assert is_retryable(caught.value)
+        head = script.seen[0].lower()
+        assert b"accept-encoding: identity\r\n" in head and b"gzip" not in head
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_declared_body_over_max_response_bytes_fails_on_the_head(kind: str) -> None:
+    async with Script(huge_body(1 << 30)) as script:  # content-length: 1 GiB, then silence
+        upstream = upstream_for(kind, script.base_url + "/v1")
+        with pytest.raises(UpstreamProtocolError, match=r"max_response_bytes \(33554432 bytes\)"):
+            await call(upstream, False)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_chunked_body_over_max_response_bytes_fails(kind: str) -> None:
+    async with Script(huge_body(8 << 20, chunked=True)) as script:
+        upstream = upstream_for(kind, script.base_url + "/v1", max_response_bytes=1 << 20)
+        with pytest.raises(UpstreamProtocolError, match=r"max_response_bytes \(1048576 bytes\)"):
+            await call(upstream, False)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_stream_event_that_never_ends_fails_at_max_event_bytes(kind: str) -> None:
+    async with Script(endless_event) as script:
+        upstream = upstream_for(kind, script.base_url + "/v1", max_event_bytes=64 * 1024)
+        with pytest.raises(UpstreamProtocolError, match=r"max_event_bytes \(65536 bytes\)"):
+            await call(upstream, True)
+
+
+@pytest.mark.parametrize("status", [0, 100, 304, 307])
+def test_a_status_that_is_no_answer_counts_against_the_endpoint(status: int) -> None:
+    err = status_error("up", status, b"", {"location": "http://elsewhere/"})
+    assert isinstance(err, UpstreamError) and err.status == 502
+    assert is_retryable(err) and err.retryable
+
+
+def test_the_clients_own_errors_still_do_not_count() -> None:
+    assert not is_retryable(status_error("up", 400, b"", {}))
+    assert not is_retryable(status_error("up", 422, b"", {}))
