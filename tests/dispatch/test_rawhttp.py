@@ -712,3 +712,22 @@ async def test_slow_informational_heads_are_bounded_by_first_byte() -> None:
         with pytest.raises(UpstreamTimeoutError, match="first_byte"):
             await asyncio.wait_for(pool.fetch(pool.request_head("POST", "/x", HEADERS), b""), 5)
         await pool.aclose()
+
+
+async def test_an_error_answering_a_stream_is_read_whole_within_the_limit() -> None:
+    async def errors(conn: Conn) -> None:
+        await conn.request()
+        await conn.answer(b'{"error": {"message": "busy"}}', 503)
+        await conn.request()
+        await conn.send(b"HTTP/1.1 500 X\r\ncontent-length: %d\r\n\r\n{" % (1 << 30))
+        await asyncio.sleep(10)
+
+    async with Script(errors) as script:
+        pool = pool_for(script, read=30, total=30)
+        head = pool.request_head("POST", "/x", HEADERS)
+        response = await pool.open(head, b"{}")
+        assert (response.status, await response.read()) == (503, b'{"error": {"message": "busy"}}')
+        response.close()
+        with pytest.raises(UpstreamProtocolError, match="max_response_bytes"):
+            await asyncio.wait_for(pool.open(head, b"{}"), 5)
+        await pool.aclose()

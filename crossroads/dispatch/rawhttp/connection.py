@@ -93,7 +93,7 @@ class Connection(asyncio.Protocol):
         self.informational_heads = 0
         self.length: bytes | None = None  # content-length, as sent
         self.encoding: bytes | None = None  # content-encoding, as sent
-        self.body_left = _INF  # body bytes allowed before max_response_bytes is passed
+        self.body_left = 0  # body bytes allowed before max_response_bytes is passed
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.paused = False
@@ -336,7 +336,9 @@ class Connection(asyncio.Protocol):
             return
         if self.encoding is not None and is_compressed(self.encoding):
             self._refuse(compressed(self.pool.name, self.encoding.decode("latin-1")))
-        if not self.stream or status >= 300:  # a stream's 2xx body is bounded by its events
+        if self.stream and status >= 300:
+            self.stream = False  # an error answering a stream is read whole, like a JSON body
+        if not self.stream:  # (a stream's body is bounded by its events: see sse.frames)
             self.body_left = self.pool.max_response_bytes
             if self.length is not None and _int(self.length) > self.body_left:
                 self._refuse(body_too_large(self.pool.name, self.body_left))
@@ -349,21 +351,23 @@ class Connection(asyncio.Protocol):
             self._arm(self._deadline())
 
     def on_body(self, body: bytes) -> None:
-        self.body_left -= len(body)
-        if self.body_left < 0:
-            self._refuse(body_too_large(self.pool.name, self.pool.max_response_bytes))
+        if not self.stream:
+            self.body_left -= len(body)
+            if self.body_left < 0:
+                self._refuse(body_too_large(self.pool.name, self.pool.max_response_bytes))
+            self.chunks.append(body)
+            return
         if self.phase == _FIRST_BYTE:
             self.phase = _READ
             self._arm(self._deadline())
         if self.draining:
             return
         self.chunks.append(body)
-        if self.stream:
-            self.buffered += len(body)
-            self._wake()
-            if self.buffered > HIGH_WATER and not self.paused:
-                self.paused = True
-                self.transport.pause_reading()  # type: ignore[union-attr]
+        self.buffered += len(body)
+        self._wake()
+        if self.buffered > HIGH_WATER and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
 
     def on_message_complete(self) -> None:
         if self.informational:  # e.g. "100 Continue", sent unasked by some servers
