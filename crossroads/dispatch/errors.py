@@ -140,6 +140,11 @@ def translate(upstream: str, exc: BaseException) -> UpstreamError:
         return UpstreamConnectError(
             f"could not connect to upstream {upstream!r}: {exc}", upstream=upstream
         )
+    if isinstance(exc, aiohttp.ClientResponseError):  # a head aiohttp's parser refused
+        return UpstreamProtocolError(
+            f"upstream {upstream!r} sent a response that is not valid HTTP/1.1: {exc.message}",
+            upstream=upstream,
+        )
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
         return UpstreamProtocolError(
             f"upstream {upstream!r} closed the connection before finishing: {exc}",

@@ -21,6 +21,8 @@ from tests.support.raw_upstream import (
     Script,
     completions,
     endless_event,
+    header_flood,
+    huge_header,
     gzip_bomb,
     huge_body,
     redirect_to,
@@ -90,6 +92,16 @@ async def test_a_compressed_answer_is_refused_without_inflating_it(kind: str, st
         assert is_retryable(caught.value)
         head = script.seen[0].lower()
         assert b"accept-encoding: identity\r\n" in head and b"gzip" not in head
+
+
+@pytest.mark.parametrize("handler", [header_flood(10_000), huge_header(1 << 20)])
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_oversized_head_is_the_endpoints_protocol_error(kind: str, handler: Any) -> None:
+    async with Script(handler) as script:
+        upstream = upstream_for(kind, script.base_url + "/v1")
+        with pytest.raises(UpstreamProtocolError) as caught:
+            await call(upstream, False)
+        assert is_retryable(caught.value)
 
 
 @pytest.mark.parametrize("kind", KINDS)
