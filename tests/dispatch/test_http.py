@@ -8,23 +8,27 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 
-from crossroads.config import AnthropicUpstreamConfig, OpenAIUpstreamConfig
+from crossroads.config import AnthropicUpstreamConfig, OpenAIUpstreamConfig, parse_config
 from crossroads.dispatch.anthropic import AnthropicUpstream
 from crossroads.dispatch.errors import status_error
 from crossroads.dispatch.http import HTTPUpstream
 from crossroads.dispatch.openai import OpenAIUpstream
 from crossroads.dispatch.retries import is_retryable
 from crossroads.exceptions import UpstreamError, UpstreamProtocolError, UpstreamStatusError
+from crossroads.gateway import create_app
+from crossroads.store.memory import MemoryTraceStore
+from tests.support.fake_upstream import FakeUpstream
 from tests.support.raw_upstream import (
     Script,
     completions,
     endless_event,
-    header_flood,
-    huge_header,
     gzip_bomb,
+    header_flood,
     huge_body,
+    huge_header,
     redirect_to,
 )
 
@@ -138,3 +142,51 @@ def test_a_status_that_is_no_answer_counts_against_the_endpoint(status: int) -> 
 def test_the_clients_own_errors_still_do_not_count() -> None:
     assert not is_retryable(status_error("up", 400, b"", {}))
     assert not is_retryable(status_error("up", 422, b"", {}))
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [header_flood(10_000), gzip_bomb(8 << 20), huge_body(1 << 30), redirect_to("http://x/")],
+    ids=["head", "gzip", "body", "redirect"],
+)
+async def test_a_poisoning_endpoint_opens_its_circuit_and_requests_go_elsewhere(
+    fake_upstream: FakeUpstream, handler: Any
+) -> None:
+    async with Script(handler) as bad:
+        config = parse_config(
+            {
+                "upstreams": [
+                    {"name": "bad", "base_url": bad.base_url + "/v1", "timeouts": TIMEOUTS},
+                    {"name": "good", "base_url": fake_upstream.base_url, "timeouts": TIMEOUTS},
+                ],
+                "models": [
+                    {
+                        "name": "m",
+                        "upstream_model": "s",
+                        "endpoints": [
+                            {"upstream": "bad", "weight": 1000},  # tried first
+                            {"upstream": "good", "weight": 1},
+                        ],
+                        "balancing": "weighted",
+                    }
+                ],
+                "default": {"models": ["m"]},
+                "dispatch": {"breaker": {"consecutive_failures": 2, "open_s": 60}},
+                "store": {"traces": "memory"},
+            }
+        )
+        app = create_app(config, store=MemoryTraceStore())
+        await app.startup()
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+                for _ in range(12):
+                    r = await client.post("/v1/chat/completions", json={**BODY, "model": "m"})
+                    assert r.status_code == 200, r.text
+                    assert r.json()["choices"][0]["message"]["content"] == "echo: hi"
+                states = (await client.get("/v1/crossroads/endpoints")).json()["data"]
+        finally:
+            await app.shutdown()
+    by_key = {e["endpoint"]: e["state"] for e in states}
+    assert by_key == {"bad/s": "open", "good/s": "closed"}
+    assert bad.requests == 2  # consecutive_failures, then never again while open
