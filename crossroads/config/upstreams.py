@@ -40,7 +40,7 @@ class _UpstreamBase(_Strict):
         "endpoint's protocol error before it is read into memory.",
     )
     max_event_bytes: int = Field(
-        1024 * 1024,
+        8 * 1024 * 1024,
         ge=1024,
         description="The longest server-sent event of a stream from this upstream; an event "
         "that grows past it without ending fails the stream as the endpoint's protocol error.",

@@ -12,7 +12,7 @@ from crossroads.exceptions import UpstreamProtocolError
 DONE = b"data: [DONE]\n\n"
 
 
-MAX_EVENT_BYTES = 1024 * 1024  # the default of an upstream's max_event_bytes
+MAX_EVENT_BYTES = 8 * 1024 * 1024  # the default of an upstream's max_event_bytes
 
 
 async def frames(
