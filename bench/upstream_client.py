@@ -33,7 +33,7 @@ Run = Callable[[str, int, int], Awaitable[None]]
 
 
 def _upstream(base_url: str, client: str) -> Any:
-    from crossroads.config import OpenAIUpstream as Config
+    from crossroads.config import OpenAIUpstreamConfig as Config
     from crossroads.dispatch.openai import OpenAIUpstream
 
     return OpenAIUpstream(Config(name="bench", base_url=base_url, http_client=client))

@@ -32,6 +32,19 @@ class _UpstreamBase(_Strict):
     headers: dict[str, str] = {}
     timeouts: Timeouts = Timeouts()
     max_connections: int = Field(1000, ge=1)
+    max_response_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="The largest response body read from this upstream (a JSON answer, or "
+        "the error body of a stream); a larger one, declared or sent, fails the call as the "
+        "endpoint's protocol error before it is read into memory.",
+    )
+    max_event_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=1024,
+        description="The longest server-sent event of a stream from this upstream; an event "
+        "that grows past it without ending fails the stream as the endpoint's protocol error.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from crossroads.dispatch.base import Completion
-from crossroads.dispatch.errors import status_error, translate
+from crossroads.dispatch.errors import is_success, status_error, translate
 from crossroads.dispatch.http import HTTPUpstream
 from crossroads.dispatch.sse import frames
 from crossroads.exceptions import UpstreamProtocolError, UpstreamStatusError
@@ -40,9 +40,11 @@ class AnthropicUpstream(HTTPUpstream):
         payload = self._payload(body)
         session = self._client()
         try:
-            async with session.post(self.config.base_url + MESSAGES_PATH, data=payload) as resp:
-                raw = await resp.read()
-                if resp.status >= 400:
+            async with session.post(
+                self.config.base_url + MESSAGES_PATH, data=payload, allow_redirects=False
+            ) as resp:
+                raw = await self.read_body(resp)
+                if not is_success(resp.status):
                     raise anthropic_status_error(self.name, resp.status, raw, resp.headers)
         except asyncio.CancelledError:
             raise
@@ -60,12 +62,16 @@ class AnthropicUpstream(HTTPUpstream):
         payload = self._payload(body)
         session = self._client()
         try:
-            async with session.post(self.config.base_url + MESSAGES_PATH, data=payload) as resp:
-                if resp.status >= 400:
+            async with session.post(
+                self.config.base_url + MESSAGES_PATH, data=payload, allow_redirects=False
+            ) as resp:
+                if not is_success(resp.status):
                     raise anthropic_status_error(
-                        self.name, resp.status, await resp.read(), resp.headers
+                        self.name, resp.status, await self.read_body(resp), resp.headers
                     )
-                async for batch in frames(resp.content.iter_any()):
+                self.check_encoding(resp)
+                events = frames(resp.content.iter_any(), self.name, self.config.max_event_bytes)
+                async for batch in events:
                     yield batch
         except (asyncio.CancelledError, GeneratorExit):
             raise

@@ -76,6 +76,17 @@ def status_error(
         answer, why = status, f"rejected the request ({status})"
     elif status in (503, 529):
         answer, why = 503, f"is overloaded or unavailable ({status})"
+    elif 300 <= status < 400:
+        where = headers.get("location")
+        answer, why = (
+            502,
+            (
+                f"answered a redirect ({status}{f' to {where}' if where else ''}), which crossroads "
+                "does not follow: set base_url to the final address"
+            ),
+        )
+    elif status < 200:
+        answer, why = 502, f"answered without a final status ({status})"
     else:
         answer, why = 502, f"failed ({status})"
     err = UpstreamStatusError(
@@ -87,7 +98,7 @@ def status_error(
         public=_client_fault(status, detail),
     )
     err.upstream_status = status  # type: ignore[attr-defined]
-    err.retryable = status in (408, 429) or status >= 500
+    err.retryable = status in (408, 429) or status >= 500 or status < 400
     return err
 
 
@@ -115,6 +126,38 @@ def failure_category(exc: BaseException) -> str:
     return "error"
 
 
+def is_success(status: int) -> bool:
+    """A 2xx: anything else (an error, a redirect, no status at all) is no answer."""
+    return 200 <= status < 300
+
+
+def body_too_large(upstream: str, limit: int) -> UpstreamProtocolError:
+    """A response body past the upstream's ``max_response_bytes``."""
+    return UpstreamProtocolError(
+        f"upstream {upstream!r} sent a response body over max_response_bytes ({limit} bytes)",
+        upstream=upstream,
+    )
+
+
+def compressed(upstream: str, encoding: str) -> UpstreamProtocolError:
+    """A body in a ``content-encoding`` crossroads did not ask for (it sends
+    ``accept-encoding: identity``): refused rather than inflated, so no zip bomb can be."""
+    return UpstreamProtocolError(
+        f"upstream {upstream!r} sent a body with content-encoding {encoding!r}, which "
+        "crossroads does not ask for (it sends accept-encoding: identity): switch response "
+        "compression off on the upstream",
+        upstream=upstream,
+    )
+
+
+def is_compressed(encoding: str | bytes | None) -> bool:
+    """Whether a ``content-encoding`` value names an actual coding (not ``identity``)."""
+    if not encoding:
+        return False
+    text = encoding.decode("latin-1") if isinstance(encoding, bytes) else encoding
+    return text.strip().lower() != "identity"
+
+
 def translate(upstream: str, exc: BaseException) -> UpstreamError:
     """An :class:`UpstreamError` for anything an HTTP client raised."""
     if isinstance(exc, UpstreamError):
@@ -126,6 +169,11 @@ def translate(upstream: str, exc: BaseException) -> UpstreamError:
     if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
         return UpstreamConnectError(
             f"could not connect to upstream {upstream!r}: {exc}", upstream=upstream
+        )
+    if isinstance(exc, aiohttp.ClientResponseError):  # a head aiohttp's parser refused
+        return UpstreamProtocolError(
+            f"upstream {upstream!r} sent a response that is not valid HTTP/1.1: {exc.message}",
+            upstream=upstream,
         )
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
         return UpstreamProtocolError(

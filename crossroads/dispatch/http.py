@@ -1,6 +1,10 @@
 """What every HTTP upstream shares: its pooled client (the raw HTTP/1.1 pool of
 :mod:`crossroads.dispatch.rawhttp` for plain ``http://`` URLs, one aiohttp session for
-the rest), its key, closing it."""
+the rest), its key, the bounds on what it may send back, closing it.
+
+Both clients ask for no compression, refuse a compressed body, follow no redirect, and
+read at most ``max_response_bytes`` of a body (the raw client in its parser; aiohttp in
+:meth:`HTTPUpstream.read_body`)."""
 
 from __future__ import annotations
 
@@ -12,8 +16,11 @@ import aiohttp
 import orjson
 
 from crossroads.dispatch.base import Upstream
+from crossroads.dispatch.errors import body_too_large, compressed, is_compressed
 from crossroads.dispatch.rawhttp import ConnectionPool
 from crossroads.exceptions import RequestEncodingError, UpstreamProtocolError
+
+IDENTITY = {"accept-encoding": "identity"}  # no compression: bodies are bounded as they come
 
 
 # "aiohttp" switches the raw client off (for comparison, or an upstream it mishandles).
@@ -51,7 +58,8 @@ class HTTPUpstream(Upstream):
         return os.environ.get(env) if env else None
 
     def _headers(self) -> dict[str, str]:
-        return {"content-type": "application/json", **self.config.headers}
+        own = {k: v for k, v in self.config.headers.items() if k.lower() != "accept-encoding"}
+        return {"content-type": "application/json", **own, **IDENTITY}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -63,7 +71,7 @@ class HTTPUpstream(Upstream):
                 timeout=aiohttp.ClientTimeout(total=t.total, connect=t.connect, sock_read=t.read),
                 headers=self._headers(),
                 skip_auto_headers=("User-Agent",),
-                auto_decompress=True,
+                auto_decompress=False,  # a compressed body is refused, never inflated
             )
         return self._session
 
@@ -77,8 +85,33 @@ class HTTPUpstream(Upstream):
                 name=self.name,
                 timeouts=self.config.timeouts,
                 max_connections=self.config.max_connections,
+                max_response_bytes=self.config.max_response_bytes,
             )
         return self._pool
+
+    def check_encoding(self, resp: aiohttp.ClientResponse) -> None:
+        """An aiohttp response in a content-encoding we did not ask for is refused."""
+        encoding = resp.headers.get("content-encoding")
+        if is_compressed(encoding):
+            raise compressed(self.name, encoding)  # type: ignore[arg-type]
+
+    async def read_body(self, resp: aiohttp.ClientResponse) -> bytes:
+        """An aiohttp response's whole body, uncompressed and within ``max_response_bytes``:
+        a larger declared length fails before a byte of the body is read."""
+        self.check_encoding(resp)
+        limit = self.config.max_response_bytes
+        length = resp.content_length
+        if length is not None:
+            if length > limit:
+                raise body_too_large(self.name, limit)
+            return await resp.read()  # aiohttp reads exactly the declared length
+        chunks, size = [], 0
+        async for chunk in resp.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise body_too_large(self.name, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def encode(self, body: Any) -> bytes:
         """The JSON of a request body; a body JSON cannot hold is the client's 400, raised

@@ -12,7 +12,7 @@ from urllib.parse import urlencode, urlsplit
 
 from crossroads.config import OpenAIUpstreamConfig
 from crossroads.dispatch.base import Completion
-from crossroads.dispatch.errors import status_error, translate
+from crossroads.dispatch.errors import is_success, status_error, translate
 from crossroads.dispatch.http import HTTPUpstream
 from crossroads.dispatch.sse import DONE, frames
 from crossroads.exceptions import UpstreamError, UpstreamProtocolError, UpstreamTimeoutError
@@ -87,15 +87,14 @@ class OpenAIUpstream(HTTPUpstream):
             raise
         except Exception as exc:
             raise translate(self.name, exc) from exc
-        if status >= 400:
+        if not is_success(status):
             raise status_error(self.name, status, raw, headers)
         return raw
 
     async def _complete_aiohttp(self, endpoint: Endpoint, body: dict[str, Any]) -> bytes:
         async with self._post(endpoint, body) as (resp, timer):
             timer.reschedule(None)
-            raw: bytes = await resp.read()
-        return raw
+            return await self.read_body(resp)
 
     @contextlib.asynccontextmanager
     async def _post(
@@ -109,11 +108,15 @@ class OpenAIUpstream(HTTPUpstream):
             async with (
                 timer,
                 self._client().post(
-                    self._url(endpoint), data=payload, params=self.config.query or None
+                    self._url(endpoint),
+                    data=payload,
+                    params=self.config.query or None,
+                    allow_redirects=False,
                 ) as resp,
             ):
-                if resp.status >= 400:
-                    raise status_error(self.name, resp.status, await resp.read(), resp.headers)
+                if not is_success(resp.status):
+                    raw = await self.read_body(resp)
+                    raise status_error(self.name, resp.status, raw, resp.headers)
                 yield resp, timer
         except (asyncio.CancelledError, GeneratorExit):
             raise
@@ -141,10 +144,10 @@ class OpenAIUpstream(HTTPUpstream):
             raise translate(self.name, exc) from exc
         done = False  # the consumer saw [DONE]: let the connection finish and be reused
         try:
-            if response.status >= 400:
-                raw = await response.read()
+            if not is_success(response.status):
+                raw = await response.read()  # within max_response_bytes: the pool checks
                 raise status_error(self.name, response.status, raw, response.headers)
-            async for batch in frames(response):
+            async for batch in frames(response, self.name, self.config.max_event_bytes):
                 done = batch.endswith(DONE)
                 yield batch
         finally:
@@ -156,7 +159,9 @@ class OpenAIUpstream(HTTPUpstream):
         # The first-byte timer covers the request and the first event; it is switched off
         # before the first yield, so it never fires while the consumer holds the task.
         async with self._post(endpoint, body) as (resp, timer):
-            async for frame in frames(resp.content.iter_any()):
+            self.check_encoding(resp)
+            events = frames(resp.content.iter_any(), self.name, self.config.max_event_bytes)
+            async for frame in events:
                 if timer.when() is not None:
                     timer.reschedule(None)
                 yield frame

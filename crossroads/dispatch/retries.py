@@ -17,8 +17,9 @@ def is_retryable(exc: BaseException) -> bool:
     not (trying elsewhere would fail the same way)."""
     if isinstance(exc, UpstreamStatusError):
         status = getattr(exc, "upstream_status", exc.status)
-        # 401/403/404 say this endpoint is misconfigured, not that the request is bad.
-        return status in (401, 403, 404, 408, 409, 429) or status >= 500
+        # 401/403/404 say this endpoint is misconfigured, not that the request is bad, and
+        # so does an answer that is no answer at all (a redirect, no final status).
+        return status in (401, 403, 404, 408, 409, 429) or status >= 500 or status < 400
     return isinstance(exc, UpstreamError) or not isinstance(exc, CrossroadsError)
 
 

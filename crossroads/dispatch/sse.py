@@ -14,22 +14,60 @@ DONE = b"data: [DONE]\n\n"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-async def frames(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+MAX_EVENT_BYTES = 8 * 1024 * 1024  # the default of an upstream's max_event_bytes
+
+
+async def frames(
+    chunks: AsyncIterator[bytes], upstream: str = "upstream", max_event_bytes: int = MAX_EVENT_BYTES
+) -> AsyncIterator[bytes]:
     """Batches of complete SSE events (``...\\n\\n``, one or more) from arbitrary chunks:
     every complete event that one read delivered, in one piece, so the relay writes once per
-    upstream read. CRLF line ends are normalised only when the upstream uses them; a trailing
-    partial event is yielded as-is at the end."""
-    buffer = b""
+    upstream read. CRLF and CR line ends are normalised to LF only when the upstream uses
+    them; a trailing partial event is yielded as-is at the end.
+
+    Linear in the bytes: each chunk is searched once, and an unfinished event is kept in one
+    growing buffer; a read of whole events is yielded as it came, without a copy. An event
+    still unfinished after ``max_event_bytes`` is the upstream's protocol error."""
+    pending = bytearray()  # the start of an unfinished event (never holds a blank line)
+    held_cr = False  # the last chunk ended with CR: it may be the first half of a CRLF
     async for chunk in chunks:
-        buffer += chunk
-        if b"\r" in buffer:
-            buffer = buffer.replace(b"\r\n", b"\n")
-        end = buffer.rfind(b"\n\n")
-        if end >= 0:
-            yield buffer[: end + 2]
-            buffer = buffer[end + 2 :]
-    if buffer.strip():
-        yield buffer
+        if held_cr or b"\r" in chunk:
+            if held_cr:
+                chunk = b"\r" + chunk
+            held_cr = chunk.endswith(b"\r")
+            if held_cr:
+                chunk = chunk[:-1]
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        end = chunk.rfind(b"\n\n") + 2  # just past the last complete event
+        if end < 2:  # none in the chunk, unless its blank line began in the last one
+            end = 1 if pending and pending[-1] == 10 and chunk[:1] == b"\n" else 0
+        if not end:
+            pending += chunk
+            if len(pending) > max_event_bytes:
+                raise _too_long(upstream, max_event_bytes)
+            continue
+        if pending:
+            pending += memoryview(chunk)[:end]
+            batch = bytes(pending)
+            pending.clear()
+        else:
+            batch = chunk if end == len(chunk) else chunk[:end]
+        if end < len(chunk):
+            pending += memoryview(chunk)[end:]
+            if len(pending) > max_event_bytes:
+                raise _too_long(upstream, max_event_bytes)
+        yield batch
+    if held_cr:
+        pending += b"\n"
+    if pending.strip():
+        yield bytes(pending)
+
+
+def _too_long(upstream: str, limit: int) -> UpstreamProtocolError:
+    return UpstreamProtocolError(
+        f"upstream {upstream!r} sent a stream event longer than max_event_bytes ({limit} bytes)",
+        upstream=upstream,
+    )
 
 
 def split_events(batch: bytes) -> list[bytes]:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 
-from crossroads.config import OpenAIUpstreamConfig
-from crossroads.config import Timeouts
+from crossroads.config import OpenAIUpstreamConfig, Timeouts
 from crossroads.dispatch.openai import OpenAIUpstream
 from crossroads.dispatch.rawhttp import ConnectionPool
 from crossroads.dispatch.rawhttp import connection as raw_connection
+from crossroads.dispatch.retries import is_retryable
 from crossroads.dispatch.sse import split_events
 from crossroads.exceptions import (
     UpstreamConnectError,
@@ -22,76 +22,19 @@ from crossroads.exceptions import (
     UpstreamTimeoutError,
 )
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.raw_upstream import (
+    Conn,
+    Script,
+    echo_forever,
+    endless_informational,
+    gzip_bomb,
+    header_flood,
+    huge_body,
+    huge_header,
+    leftovers,
+)
 
-Handler = Callable[["Conn"], Awaitable[None]]
 HEADERS = {"content-type": "application/json", "authorization": "Bearer k"}
-
-
-class Conn:
-    """One accepted connection of a :class:`Script` server."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    async def request(self) -> tuple[bytes, bytes] | None:
-        """The next request's head and body, or None when the client closed."""
-        try:
-            head = await self.reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return None
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":", 1)[1])
-        return head, await self.reader.readexactly(length)
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def answer(self, body: bytes, status: int = 200, extra: bytes = b"") -> None:
-        await self.send(
-            b"HTTP/1.1 %d X\r\ncontent-length: %d\r\n%s\r\n%s" % (status, len(body), extra, body)
-        )
-
-
-class Script:
-    """A loopback HTTP server: ``handler(conn)`` runs once per accepted connection."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.requests = 0
-        self.closed_by_client = asyncio.Event()
-        self.tasks: set[asyncio.Task[Any]] = set()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        self.tasks.add(asyncio.current_task())  # type: ignore[arg-type]
-        try:
-            await self.handler(Conn(reader, writer))
-            # wait for the client to leave, so tests see its close
-            if not writer.is_closing():
-                with_timeout = asyncio.wait_for(reader.read(), 5)
-                await with_timeout
-                self.closed_by_client.set()
-        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
-            self.closed_by_client.set()
-        except asyncio.CancelledError:  # the test is over; end quietly
-            pass
-        finally:
-            writer.close()
-
-    async def __aenter__(self) -> Script:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.close()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 def pool_for(script: Script, **timeouts: float) -> ConnectionPool:
@@ -102,12 +45,6 @@ def pool_for(script: Script, **timeouts: float) -> ConnectionPool:
         timeouts=Timeouts(**{"connect": 2, "first_byte": 2, "read": 2, "total": 5, **timeouts}),
         max_connections=4,
     )
-
-
-async def echo_forever(conn: Conn, script: Script | None = None) -> None:
-    """Answer every request with its own body (content-length)."""
-    while (req := await conn.request()) is not None:
-        await conn.answer(req[1])
 
 
 @pytest.fixture
@@ -675,3 +612,122 @@ async def test_both_http_clients_map_faults_alike(
         assert await outcome(stream) == stream_error
     finally:
         await upstream.aclose()
+
+
+# ---------------------------------------------------------------- a misbehaving upstream
+
+
+async def _fails_and_discards(script: Script, match: str, **timeouts: float) -> None:
+    pool = pool_for(script, **timeouts)
+    head = pool.request_head("POST", "/x", HEADERS)
+    with pytest.raises(UpstreamProtocolError, match=match) as caught:
+        await asyncio.wait_for(pool.fetch(head, b"{}"), 5)
+    assert caught.value.upstream == "up" and is_retryable(caught.value)  # the endpoint's fault
+    await asyncio.sleep(0.05)
+    assert pool.open_connections == 0  # never reused
+    await pool.aclose()
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [header_flood(100_000), header_flood(raw_connection.MAX_HEADERS + 1), huge_header(1 << 20)],
+    ids=["flood", "too-many", "one-huge"],
+)
+async def test_an_oversized_response_head_is_refused(handler: Any) -> None:
+    async with Script(handler) as script:
+        await _fails_and_discards(script, "response head")
+
+
+async def test_a_head_at_the_limits_is_accepted() -> None:
+    async with Script(header_flood(raw_connection.MAX_HEADERS - 1, then_echo=True)) as script:
+        pool = pool_for(script)
+        head = pool.request_head("POST", "/x", HEADERS)
+        status, headers, body = await pool.fetch(head, b"{}")
+        assert (status, body, len(headers)) == (200, b"ok", raw_connection.MAX_HEADERS)
+        assert (await pool.fetch(head, b"next"))[2] == b"next"
+        await pool.aclose()
+
+
+async def test_a_declared_body_over_the_limit_fails_on_the_head() -> None:
+    async with Script(huge_body(1 << 30)) as script:  # content-length: 1 GiB, then silence
+        await _fails_and_discards(script, "max_response_bytes", read=30, total=30)
+
+
+async def test_a_chunked_body_over_the_limit_fails_once_it_passes_it() -> None:
+    async with Script(huge_body(4 << 20, chunked=True)) as script:
+        pool = ConnectionPool(
+            "127.0.0.1", script.port, name="up", timeouts=Timeouts(), max_response_bytes=1 << 20
+        )
+        with pytest.raises(UpstreamProtocolError, match=r"max_response_bytes \(1048576 bytes\)"):
+            await asyncio.wait_for(pool.fetch(pool.request_head("POST", "/x", HEADERS), b""), 5)
+        await asyncio.sleep(0.05)
+        assert pool.open_connections == 0
+        await pool.aclose()
+
+
+@pytest.mark.parametrize("encoding", [b"gzip", b"deflate", b"br"])
+async def test_a_compressed_body_is_refused(encoding: bytes) -> None:
+    async with Script(gzip_bomb(64 << 20, encoding)) as script:
+        await _fails_and_discards(script, "content-encoding")
+
+
+async def test_an_uncompressed_body_may_say_identity() -> None:
+    async def identity(conn: Conn) -> None:
+        await conn.request()
+        await conn.answer(b"plain", extra=b"content-encoding: identity\r\n")
+
+    async with Script(identity) as script:
+        pool = pool_for(script)
+        assert (await pool.fetch(pool.request_head("POST", "/x", HEADERS), b""))[2] == b"plain"
+        await pool.aclose()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_bytes_after_a_complete_response_never_reach_the_next_call(stream: bool) -> None:
+    async with Script(leftovers()) as script:
+        pool = pool_for(script)
+        head = pool.request_head("POST", "/x", HEADERS)
+        if stream:
+            response = await pool.open(head, b"first")
+            assert (response.status, await response.read()) == (200, b"first")
+            response.close(reuse=True)
+        else:
+            assert (await pool.fetch(head, b"first"))[::2] == (200, b"first")
+        for body in (b"second", b"third"):
+            status, headers, answer = await pool.fetch(head, body)
+            assert (status, answer, headers["content-length"]) == (200, body, str(len(body)))
+        assert script.connections == 2  # the out-of-step connection was closed
+        await pool.aclose()
+
+
+@pytest.mark.parametrize("status", [100, 103])
+async def test_endless_informational_heads_fail(status: int) -> None:
+    async with Script(endless_informational(status)) as script:
+        await _fails_and_discards(script, "informational", first_byte=30, total=30)
+
+
+async def test_slow_informational_heads_are_bounded_by_first_byte() -> None:
+    async with Script(endless_informational(103, pause_s=0.05)) as script:
+        pool = pool_for(script, first_byte=0.3)
+        with pytest.raises(UpstreamTimeoutError, match="first_byte"):
+            await asyncio.wait_for(pool.fetch(pool.request_head("POST", "/x", HEADERS), b""), 5)
+        await pool.aclose()
+
+
+async def test_an_error_answering_a_stream_is_read_whole_within_the_limit() -> None:
+    async def errors(conn: Conn) -> None:
+        await conn.request()
+        await conn.answer(b'{"error": {"message": "busy"}}', 503)
+        await conn.request()
+        await conn.send(b"HTTP/1.1 500 X\r\ncontent-length: %d\r\n\r\n{" % (1 << 30))
+        await asyncio.sleep(10)
+
+    async with Script(errors) as script:
+        pool = pool_for(script, read=30, total=30)
+        head = pool.request_head("POST", "/x", HEADERS)
+        response = await pool.open(head, b"{}")
+        assert (response.status, await response.read()) == (503, b'{"error": {"message": "busy"}}')
+        response.close()
+        with pytest.raises(UpstreamProtocolError, match="max_response_bytes"):
+            await asyncio.wait_for(pool.open(head, b"{}"), 5)
+        await pool.aclose()

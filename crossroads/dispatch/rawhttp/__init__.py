@@ -32,6 +32,15 @@ What it does, and why:
   connection has not processed a request on it. The price is that a server that crashes
   on every request sees it twice.
 
+* Bounded answers: a response head of at most ``MAX_HEAD_BYTES`` (64 KiB) and
+  ``MAX_HEADERS`` (100), after at most ``MAX_INFORMATIONAL`` (8) 1xx heads, all within
+  ``first_byte``; a body of at most ``max_response_bytes`` (a larger ``content-length`` fails
+  on the head; an error answering a stream is read whole, the same way); no
+  ``content-encoding`` but identity. The checks run in httptools' callbacks, per header of a
+  few framing names and per body chunk, never per byte. Bytes after the end of a response
+  (a second answer nobody asked for) close the connection: the next call never parses them.
+  Each breach is an :class:`UpstreamProtocolError`, and the connection is closed.
+
 Errors are crossroads' own, raised here where the socket is, as aiohttp's are translated
 in :mod:`crossroads.dispatch.errors`: refused or reset before an answer is
 :class:`UpstreamConnectError`; closed before the end of the response, or an unparsable one,

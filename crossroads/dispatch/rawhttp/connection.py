@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from crossroads.dispatch.errors import body_too_large, compressed, is_compressed
 from crossroads.exceptions import (
     UpstreamConnectError,
     UpstreamError,
@@ -21,11 +22,18 @@ if TYPE_CHECKING:
     from crossroads.dispatch.rawhttp.pool import ConnectionPool
 
 HIGH_WATER = 64 * 1024  # bytes a stream buffers for a slow consumer before pausing reads
+MAX_HEAD_BYTES = 64 * 1024  # response head (status line and headers, 1xx heads included)
+MAX_HEADERS = 100  # headers in one response head
+MAX_INFORMATIONAL = 8  # 1xx heads before the answer
 DRAIN_GRACE_S = 1.0  # how long a finished stream may wait for the end of its HTTP message
 _SLACK = 0.002  # loop timers may fire this early (uvloop rounds to milliseconds)
 _INF = math.inf
 
 _IDLE, _FIRST_BYTE, _READ = 0, 1, 2  # timer phases
+
+
+class _Refused(Exception):
+    """Raised in a parser callback to stop httptools at once; the error is already set."""
 
 
 class Headers(Mapping[str, str]):
@@ -81,6 +89,11 @@ class Connection(asyncio.Protocol):
         self.error: UpstreamError | None = None
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0  # bytes received while the answer's head was not complete
+        self.informational_heads = 0
+        self.length: bytes | None = None  # content-length, as sent
+        self.encoding: bytes | None = None  # content-encoding, as sent
+        self.body_left = 0  # body bytes allowed before max_response_bytes is passed
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.paused = False
@@ -222,16 +235,34 @@ class Connection(asyncio.Protocol):
             return
         self.got_bytes = True
         self.last_data = self.loop.time()
+        if not self.headers_done:
+            self.head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(
-                UpstreamProtocolError(
-                    f"upstream {self.pool.name!r} sent a response that is not valid HTTP/1.1: {exc}",
-                    upstream=self.pool.name,
-                )
-            )
+            # no-op when a callback refused (its error is set) or the response was complete
+            self._fail(self._protocol_error(f"sent a response that is not valid HTTP/1.1: {exc}"))
+            self.keep_alive = False
             self.transport.abort()  # type: ignore[union-attr]
+            return
+        if not self.headers_done and self.head_bytes > MAX_HEAD_BYTES:
+            self._fail(self._head_error())
+            self.transport.abort()  # type: ignore[union-attr]
+
+    def _protocol_error(self, what: str) -> UpstreamProtocolError:
+        return UpstreamProtocolError(f"upstream {self.pool.name!r} {what}", upstream=self.pool.name)
+
+    def _head_error(self) -> UpstreamProtocolError:
+        return self._protocol_error(
+            f"sent a response head over {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} headers"
+        )
+
+    def _refuse(self, error: UpstreamError) -> None:
+        """Fail the exchange from inside a parser callback and stop the parser; the
+        connection is closed, never pooled."""
+        self.keep_alive = False
+        self._fail(error)
+        raise _Refused
 
     def eof_received(self) -> bool:
         return False  # close our side too; connection_lost says what it meant
@@ -270,14 +301,47 @@ class Connection(asyncio.Protocol):
 
     # ---------------------------------------------------------------- httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second response nobody asked for: the connection is out of step
+            self._refuse(self._protocol_error("sent bytes after the end of its response"))
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.raw_headers.append((name, value))
+        n = len(name)
+        if n == 14 or n == 16:  # only the framing headers are looked at, and only by length
+            key = name.lower()
+            if key == b"content-length":
+                self.length = value
+            elif key == b"content-encoding":
+                self.encoding = value
 
     def on_headers_complete(self) -> None:
+        raw = self.raw_headers
+        if len(raw) > MAX_HEADERS or (
+            self.head_bytes > MAX_HEAD_BYTES
+            and sum(len(name) + len(value) + 4 for name, value in raw) > MAX_HEAD_BYTES
+        ):
+            self._refuse(self._head_error())
         status = self.parser.get_status_code()
         if status < 200:
+            self.informational_heads += 1
+            if self.informational_heads > MAX_INFORMATIONAL:
+                self._refuse(
+                    self._protocol_error(
+                        f"sent more than {MAX_INFORMATIONAL} informational (1xx) heads "
+                        "before its answer"
+                    )
+                )
             self.informational = True
             return
+        if self.encoding is not None and is_compressed(self.encoding):
+            self._refuse(compressed(self.pool.name, self.encoding.decode("latin-1")))
+        if self.stream and status >= 300:
+            self.stream = False  # an error answering a stream is read whole, like a JSON body
+        if not self.stream:  # (a stream's body is bounded by its events: see sse.frames)
+            self.body_left = self.pool.max_response_bytes
+            if self.length is not None and _int(self.length) > self.body_left:
+                self._refuse(body_too_large(self.pool.name, self.body_left))
         self.status = status
         self.headers_done = True
         if self.stream:
@@ -287,23 +351,29 @@ class Connection(asyncio.Protocol):
             self._arm(self._deadline())
 
     def on_body(self, body: bytes) -> None:
+        if not self.stream:
+            self.body_left -= len(body)
+            if self.body_left < 0:
+                self._refuse(body_too_large(self.pool.name, self.pool.max_response_bytes))
+            self.chunks.append(body)
+            return
         if self.phase == _FIRST_BYTE:
             self.phase = _READ
             self._arm(self._deadline())
         if self.draining:
             return
         self.chunks.append(body)
-        if self.stream:
-            self.buffered += len(body)
-            self._wake()
-            if self.buffered > HIGH_WATER and not self.paused:
-                self.paused = True
-                self.transport.pause_reading()  # type: ignore[union-attr]
+        self.buffered += len(body)
+        self._wake()
+        if self.buffered > HIGH_WATER and not self.paused:
+            self.paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
 
     def on_message_complete(self) -> None:
         if self.informational:  # e.g. "100 Continue", sent unasked by some servers
             self.informational = False
             self.raw_headers = []
+            self.length = self.encoding = None
             return
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive()
@@ -312,3 +382,10 @@ class Connection(asyncio.Protocol):
             self.pool.release(self)
         else:
             self._wake()
+
+
+def _int(value: bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return 0  # httptools refuses an invalid content-length itself

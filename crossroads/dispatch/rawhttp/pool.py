@@ -71,10 +71,12 @@ class ConnectionPool:
         name: str,
         timeouts: Any,
         max_connections: int = 100,
+        max_response_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.host, self.port, self.name = host, port, name
         self.timeouts = timeouts  # connect, first_byte, read, total (crossroads.config.Timeouts)
         self.max_connections = max_connections
+        self.max_response_bytes = max_response_bytes  # a body, or a stream's error body
         self.loop = asyncio.get_running_loop()
         self._idle: list[Connection] = []
         self._open = 0  # connections open or opening
