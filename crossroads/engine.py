@@ -50,6 +50,17 @@ class Engine:
         self.dispatcher = dispatcher
         self.prefix_chars = prefix_chars
 
+    async def serve(
+        self, request: Request, caller: Caller, trace: Trace, start: float
+    ) -> Response | EngineStream:
+        """Route ``request`` and answer it: a complete :class:`Response`, or for a stream an
+        :class:`EngineStream` whose first content has arrived (``start``: when the request
+        arrived). Both are settled on ``trace``."""
+        facts = await self.route(request, caller, trace)
+        if request.stream:
+            return await self.open_stream(request, facts, trace, start)
+        return await self.complete(request, facts, trace, start)
+
     async def route(self, request: Request, caller: Caller, trace: Trace) -> RoutingRequest:
         """Route ``request``; the route is on the trace, the signals' view is returned."""
         facts = routing_request(request, request.operation, caller)

@@ -99,10 +99,10 @@ class Pipeline:
 
     def _explicit(self, request: RoutingRequest, model: str) -> Route:
         candidate = self._candidate(request, self.models_[model])
-        if request.endpoint not in self._serves[model]:
+        if request.operation not in self._serves[model]:
             raise NoCandidateError(
-                f"The model {model!r} does not serve /{request.endpoint}: pick a model that "
-                f"lists {request.endpoint!r} under 'serves'.",
+                f"The model {model!r} does not serve /{request.operation}: pick a model that "
+                f"lists {request.operation!r} under 'serves'.",
                 param="model",
             )
         return Route(
@@ -174,8 +174,8 @@ def _ineligible(request: RoutingRequest, model: ModelConfig, serves: frozenset[s
     missing = request.needs.difference(model.capabilities)
     if missing:
         return f"lacks {', '.join(sorted(missing))}"
-    if request.endpoint not in serves:
-        return f"does not serve /{request.endpoint}"
+    if request.operation not in serves:
+        return f"does not serve /{request.operation}"
     needed = request.prompt_tokens + (request.max_output_tokens or 0)
     if needed > model.context_window:
         return f"needs {needed} tokens, context window is {model.context_window}"

@@ -64,7 +64,7 @@ def routing_request(
         last_user = text
     return RoutingRequest(
         request=request,
-        endpoint=request.operation,
+        operation=request.operation,
         caller=caller or Caller(user=request.user),
         text=text,
         last_user_text=last_user,

@@ -15,7 +15,6 @@ from typing import Any, Literal
 SignalValue = bool | int | float | str | None
 Operation = Literal["chat", "completions", "embeddings"]
 """What a request asks for: a chat turn, a text completion, embeddings."""
-Endpoint = Operation  # older name, kept for callers outside the package
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
@@ -154,7 +153,7 @@ class RoutingRequest:
     """What signals and selection see of a request: the parsed body plus caller facts."""
 
     request: Request | None = None
-    endpoint: Operation = "chat"
+    operation: Operation = "chat"
     caller: Caller = field(default_factory=Caller)
     text: str = ""  # all message text, for keyword/token signals
     last_user_text: str = ""
@@ -243,7 +242,7 @@ class Trace:
     trace_id: str
     created_at: float
     requested_model: str
-    endpoint: Operation
+    operation: Operation
     stream: bool
     format: str = "openai_chat"  # the client's wire format
     route: Route | None = None

@@ -75,7 +75,7 @@ class MetadataSignal(_SignalBase):
     """Matches on who is calling: API key name, the ``user`` field, or a request header."""
 
     kind: Literal["metadata"]
-    source: Literal["key", "user", "header", "endpoint"]
+    source: Literal["key", "user", "header", "operation", "endpoint"]
     header: str | None = None
     values: list[str] = []
     pattern: str | None = None

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from crossroads.types import Endpoint, Usage
+from crossroads.types import Operation, Usage
 
 
 @dataclass(slots=True)
@@ -35,11 +35,11 @@ class Upstream:
         "embeddings": "openai_embeddings",
     }
 
-    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Completion:
+    async def complete(self, operation: Operation, body: dict[str, Any]) -> Completion:
         """One non-streamed call; raises an :class:`~crossroads.exceptions.UpstreamError`."""
         raise NotImplementedError
 
-    def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    def stream(self, operation: Operation, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """Server-sent events in batches: each item holds one or more complete events (all
         that one upstream read delivered), ending with the format's last event. Closing the
         iterator cancels the upstream call."""

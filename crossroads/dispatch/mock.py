@@ -12,7 +12,7 @@ import orjson
 from crossroads.dispatch.base import Completion, Upstream
 from crossroads.exceptions import UpstreamStatusError
 from crossroads.tokens import count_tokens
-from crossroads.types import Endpoint, Usage
+from crossroads.types import Operation, Usage
 
 
 class MockUpstream(Upstream):
@@ -24,13 +24,13 @@ class MockUpstream(Upstream):
         self.name: str = config.name
         self.calls: list[dict[str, Any]] = []
 
-    def _answer(self, endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, Usage]:
-        if endpoint == "embeddings":
+    def _answer(self, operation: Operation, body: dict[str, Any]) -> tuple[str, Usage]:
+        if operation == "embeddings":
             raise UpstreamStatusError(
                 f"upstream {self.name!r} (mock) has no embeddings", upstream=self.name, status=400
             )
         self.calls.append(body)
-        if endpoint == "chat":
+        if operation == "chat":
             messages = body.get("messages") or []
             last = next((m for m in reversed(messages) if m.get("role") == "user"), {})
             content = last.get("content")
@@ -45,20 +45,20 @@ class MockUpstream(Upstream):
         reply = self.config.reply.replace("{last}", text)
         return reply, Usage(count_tokens(text) + 1, count_tokens(reply))
 
-    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Completion:
-        reply, usage = self._answer(endpoint, body)
+    async def complete(self, operation: Operation, body: dict[str, Any]) -> Completion:
+        reply, usage = self._answer(operation, body)
         choice: dict[str, Any] = (
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": reply},
                 "finish_reason": "stop",
             }
-            if endpoint == "chat"
+            if operation == "chat"
             else {"index": 0, "text": reply, "finish_reason": "stop"}
         )
         data = {
             "id": f"mock-{time.time_ns():x}",
-            "object": "chat.completion" if endpoint == "chat" else "text_completion",
+            "object": "chat.completion" if operation == "chat" else "text_completion",
             "created": int(time.time()),
             "model": body.get("model"),
             "choices": [choice],
@@ -70,15 +70,15 @@ class MockUpstream(Upstream):
         }
         return Completion(orjson.dumps(data), usage)
 
-    async def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        reply, usage = self._answer(endpoint, body)
+    async def stream(self, operation: Operation, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        reply, usage = self._answer(operation, body)
         n = self.config.chunks
         size = max(1, -(-len(reply) // n))
         base = {
             "id": f"mock-{time.time_ns():x}",
             "created": int(time.time()),
             "model": body.get("model"),
-            "object": "chat.completion.chunk" if endpoint == "chat" else "text_completion",
+            "object": "chat.completion.chunk" if operation == "chat" else "text_completion",
         }
 
         def frame(choices: list[Any], **extra: Any) -> bytes:
@@ -88,11 +88,11 @@ class MockUpstream(Upstream):
             piece = reply[i : i + size]
             choice = (
                 {"index": 0, "delta": {"content": piece}}
-                if endpoint == "chat"
+                if operation == "chat"
                 else {"index": 0, "text": piece}
             )
             yield frame([{**choice, "finish_reason": None}])
-        end = {"index": 0, "delta": {}} if endpoint == "chat" else {"index": 0, "text": ""}
+        end = {"index": 0, "delta": {}} if operation == "chat" else {"index": 0, "text": ""}
         yield (
             frame([{**end, "finish_reason": "stop"}])
             + frame(

@@ -17,9 +17,9 @@ from crossroads.dispatch.http import HTTPUpstream
 from crossroads.dispatch.sse import DONE, frames
 from crossroads.exceptions import UpstreamError, UpstreamProtocolError, UpstreamTimeoutError
 from crossroads.formats.openai_chat import usage_from
-from crossroads.types import Endpoint
+from crossroads.types import Operation
 
-PATHS: dict[Endpoint, str] = {
+PATHS: dict[Operation, str] = {
     "chat": "/chat/completions",
     "completions": "/completions",
     "embeddings": "/embeddings",
@@ -30,7 +30,7 @@ class OpenAIUpstream(HTTPUpstream):
     """Calls ``{base_url}/chat/completions`` and ``{base_url}/completions``."""
 
     config: OpenAIUpstreamConfig
-    _raw_heads: dict[Endpoint, bytes] | None = None
+    _raw_heads: dict[Operation, bytes] | None = None
 
     def _headers(self) -> dict[str, str]:
         headers = super()._headers()
@@ -40,10 +40,10 @@ class OpenAIUpstream(HTTPUpstream):
             headers[header] = f"Bearer {key}" if header == "authorization" else key
         return headers
 
-    def _url(self, endpoint: Endpoint) -> str:
-        return self.config.base_url + PATHS[endpoint]
+    def _url(self, operation: Operation) -> str:
+        return self.config.base_url + PATHS[operation]
 
-    def _heads(self) -> dict[Endpoint, bytes]:
+    def _heads(self) -> dict[Operation, bytes]:
         """Request heads for the raw client, built once: path, query and static headers."""
         heads = self._raw_heads
         if heads is None:
@@ -52,8 +52,8 @@ class OpenAIUpstream(HTTPUpstream):
             query = "?" + urlencode(self.config.query) if self.config.query else ""
             headers = self._headers()
             heads = self._raw_heads = {
-                endpoint: pool.request_head("POST", prefix + path + query, headers)
-                for endpoint, path in PATHS.items()
+                operation: pool.request_head("POST", prefix + path + query, headers)
+                for operation, path in PATHS.items()
             }
         return heads
 
@@ -64,13 +64,13 @@ class OpenAIUpstream(HTTPUpstream):
             upstream=self.name,
         )
 
-    async def complete(self, endpoint: Endpoint, body: dict[str, Any]) -> Completion:
+    async def complete(self, operation: Operation, body: dict[str, Any]) -> Completion:
         if self._raw_address is not None:
-            raw = await self._complete_raw(endpoint, body)
+            raw = await self._complete_raw(operation, body)
         else:
-            raw = await self._complete_aiohttp(endpoint, body)
+            raw = await self._complete_aiohttp(operation, body)
         data = self.parse_body(raw)
-        field = "data" if endpoint == "embeddings" else "choices"
+        field = "data" if operation == "embeddings" else "choices"
         if not isinstance(data, dict) or field not in data:
             raise UpstreamProtocolError(
                 f"upstream {self.name!r} answered JSON without {field!r}: {raw[:200]!r}",
@@ -78,11 +78,11 @@ class OpenAIUpstream(HTTPUpstream):
             )
         return Completion(raw, usage_from(data))
 
-    async def _complete_raw(self, endpoint: Endpoint, body: dict[str, Any]) -> bytes:
+    async def _complete_raw(self, operation: Operation, body: dict[str, Any]) -> bytes:
         pool = self._pool or self._raw_pool()
         payload = self.encode(body)
         try:
-            status, headers, raw = await pool.fetch(self._heads()[endpoint], payload)
+            status, headers, raw = await pool.fetch(self._heads()[operation], payload)
         except (asyncio.CancelledError, UpstreamError):
             raise
         except Exception as exc:
@@ -91,14 +91,14 @@ class OpenAIUpstream(HTTPUpstream):
             raise status_error(self.name, status, raw, headers)
         return raw
 
-    async def _complete_aiohttp(self, endpoint: Endpoint, body: dict[str, Any]) -> bytes:
-        async with self._post(endpoint, body) as (resp, timer):
+    async def _complete_aiohttp(self, operation: Operation, body: dict[str, Any]) -> bytes:
+        async with self._post(operation, body) as (resp, timer):
             timer.reschedule(None)
             return await self.read_body(resp)
 
     @contextlib.asynccontextmanager
     async def _post(
-        self, endpoint: Endpoint, body: dict[str, Any]
+        self, operation: Operation, body: dict[str, Any]
     ) -> AsyncIterator[tuple[Any, asyncio.Timeout]]:
         """POST on the aiohttp session under the first-byte timer (the caller switches it
         off); an error status, and whatever fails inside the block, become UpstreamErrors."""
@@ -108,7 +108,7 @@ class OpenAIUpstream(HTTPUpstream):
             async with (
                 timer,
                 self._client().post(
-                    self._url(endpoint),
+                    self._url(operation),
                     data=payload,
                     params=self.config.query or None,
                     allow_redirects=False,
@@ -127,17 +127,17 @@ class OpenAIUpstream(HTTPUpstream):
         except Exception as exc:
             raise translate(self.name, exc) from exc
 
-    def stream(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    def stream(self, operation: Operation, body: dict[str, Any]) -> AsyncIterator[bytes]:
         if self._raw_address is not None:
-            return self._stream_raw(endpoint, body)
-        return self._stream_aiohttp(endpoint, body)
+            return self._stream_raw(operation, body)
+        return self._stream_aiohttp(operation, body)
 
-    async def _stream_raw(self, endpoint: Endpoint, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    async def _stream_raw(self, operation: Operation, body: dict[str, Any]) -> AsyncIterator[bytes]:
         pool = self._pool or self._raw_pool()
         # The pool's first_byte timer runs until the first body byte, then read and total.
         payload = self.encode(body)
         try:
-            response = await pool.open(self._heads()[endpoint], payload)
+            response = await pool.open(self._heads()[operation], payload)
         except (asyncio.CancelledError, UpstreamError):
             raise
         except Exception as exc:
@@ -154,11 +154,11 @@ class OpenAIUpstream(HTTPUpstream):
             response.close(reuse=done)
 
     async def _stream_aiohttp(
-        self, endpoint: Endpoint, body: dict[str, Any]
+        self, operation: Operation, body: dict[str, Any]
     ) -> AsyncIterator[bytes]:
         # The first-byte timer covers the request and the first event; it is switched off
         # before the first yield, so it never fires while the consumer holds the task.
-        async with self._post(endpoint, body) as (resp, timer):
+        async with self._post(operation, body) as (resp, timer):
             self.check_encoding(resp)
             events = frames(resp.content.iter_any(), self.name, self.config.max_event_bytes)
             async for frame in events:

@@ -16,7 +16,7 @@ import numpy as np
 
 from crossroads.eval.metrics import best_single
 from crossroads.routers.base import Outcomes, Router
-from crossroads.routers.selection import lambda_grid, select
+from crossroads.routers.objectives import lambda_grid, select
 
 KINDS = ("quality", "quality-abs", "cost-share")
 

@@ -18,7 +18,7 @@ import numpy as np
 from crossroads.eval import metrics
 from crossroads.eval.datasets import RoutingDataset, features_for, load_dataset, split_indices
 from crossroads.routers.mf import MatrixFactorizationRouter
-from crossroads.routers.selection import lambda_grid, select
+from crossroads.routers.objectives import lambda_grid, select
 
 
 def _aiq(pred: np.ndarray, pred_cost: np.ndarray, q: np.ndarray, c: np.ndarray) -> float:

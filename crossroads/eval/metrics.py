@@ -94,7 +94,7 @@ def best_single(quality: np.ndarray, cost: np.ndarray) -> int:
 
 def oracle_choices(quality: np.ndarray, cost: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
     """The oracle's choice per prompt for each ``lam``: it knows the true outcomes."""
-    from crossroads.routers.selection import select
+    from crossroads.routers.objectives import select
 
     return np.stack([select(quality, cost, lam=lam) for lam in lambdas])
 

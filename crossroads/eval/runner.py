@@ -16,8 +16,8 @@ import numpy as np
 from crossroads.eval import metrics
 from crossroads.eval.datasets import RoutingDataset, features_for, load_dataset, split_indices
 from crossroads.routers.base import Router
+from crossroads.routers.objectives import lambda_grid, select
 from crossroads.routers.registry import make
-from crossroads.routers.selection import lambda_grid, select
 
 DEFAULT_ROUTERS = [
     "mean",

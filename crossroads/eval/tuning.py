@@ -18,8 +18,8 @@ import numpy as np
 
 from crossroads.eval import metrics
 from crossroads.routers.base import Outcomes, Router
+from crossroads.routers.objectives import lambda_grid, select
 from crossroads.routers.registry import make
-from crossroads.routers.selection import lambda_grid, select
 
 # Small grids around the defaults: each point is one fit on train, so the full evaluation
 # stays within its time budget. Grids are chosen from the literature and the data sizes

@@ -151,6 +151,17 @@ def parse_request(body: dict[str, Any]) -> Request:
     )
 
 
+def count_tokens(raw: bytes) -> bytes:
+    """``POST /v1/messages/count_tokens``: ``{"input_tokens": n}`` for a Messages body
+    without ``max_tokens``. The count is the gateway's own estimate (the tokenizer its cost
+    estimates use), not the model's: close, not exact."""
+    from crossroads.prompts import routing_request
+
+    body = load_json(raw)
+    body.setdefault("max_tokens", 1)
+    return orjson.dumps({"input_tokens": routing_request(parse_request(body)).prompt_tokens})
+
+
 def _turn(m: dict[str, Any], i: int) -> list[Message]:
     from crossroads.exceptions import InvalidRequestError
 

@@ -192,6 +192,8 @@ class Gateway:
             if method != "POST":
                 return await self._error(send, MethodNotAllowedError(f"Use POST for {path}."))
             return await self._serve(scope, receive, send, handler)
+        if path in ("/v1/messages/count_tokens", "/messages/count_tokens"):
+            return await self._count_tokens(scope, receive, send, method)
         if path in ("/v1/models", "/models"):
             if method != "GET":
                 return await self._error(send, MethodNotAllowedError(f"Use GET for {path}."))
@@ -244,7 +246,7 @@ class Gateway:
             caller = self._caller(scope)
             trace.caller = caller
             request = handler.parse(await self._read_body(scope, receive))
-            trace.endpoint = request.operation
+            trace.operation = request.operation
             caller.user = request.user
             # Fast requests never pay for a watcher task: it starts after WATCH_AFTER_S.
             watcher = asyncio.get_running_loop().call_later(
@@ -331,6 +333,19 @@ class Gateway:
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)
+
+    async def _count_tokens(self, scope: Scope, receive: Any, send: Any, method: str) -> None:
+        """The Anthropic token count of a Messages body (an estimate; no model is called)."""
+        handler = self.handlers["/v1/messages"]
+        try:
+            if method != "POST":
+                raise MethodNotAllowedError(f"Use POST for {scope['path']}.")
+            self._caller(scope)
+            body = handler.fmt.count_tokens(await self._read_body(scope, receive))
+        except RequestError as exc:
+            status, payload, headers = handler.error(exc)
+            return await send_body(send, status, payload, JSON_HEADERS + headers)
+        await send_body(send, 200, body, JSON_HEADERS)
 
     async def _error(self, send: Any, exc: Exception) -> None:
         status, payload, extra = render(exc)

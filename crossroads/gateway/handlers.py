@@ -52,13 +52,11 @@ class FormatHandler:
         """Route, dispatch and answer ``request``; raises only before the response started."""
         trace.requested_model = request.model
         trace.stream = request.stream
-        facts = await self.engine.route(request, caller, trace)
-        if request.stream:
-            stream = await self.engine.open_stream(request, facts, trace, start)
-            await self._relay(stream, request, trace, send)
+        answer = await self.engine.serve(request, caller, trace, start)
+        if isinstance(answer, EngineStream):
+            await self._relay(answer, request, trace, send)
             return
-        response = await self.engine.complete(request, facts, trace, start)
-        body = self.fmt.render_response(response, request)
+        body = self.fmt.render_response(answer, request)
         await send_body(send, 200, body, JSON_HEADERS + routing_headers(trace))
 
     def error(

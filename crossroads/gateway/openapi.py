@@ -70,6 +70,22 @@ def build_document() -> dict[str, Any]:
     for path, (fmt, prefix, answer, summary) in _MODEL_CALLS.items():
         schemas[f"{prefix}Request"] = _request_schema(fmt, prefix, schemas)
         paths[path] = {"post": _model_call(path, fmt, prefix, answer, summary)}
+    counted = {k: v for k, v in schemas["MessagesRequest"].items() if k != "required"}
+    counted["required"] = [r for r in schemas["MessagesRequest"]["required"] if r != "max_tokens"]
+    schemas["CountTokensRequest"] = {**counted, "title": "CountTokensRequest"}
+    count = _operation(
+        "countTokens",
+        "Anthropic Messages: the input tokens of a body (the gateway's estimate; no model runs)",
+        {"200": _json("The count", "TokenCount")},
+        {s: _json(why, "AnthropicError") for s, why in _CALL_ERRORS.items() if s < "404"}
+        | {"413": _json(_CALL_ERRORS["413"], "AnthropicError")},
+        secured=True,
+    )
+    count["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": _REF + "CountTokensRequest"}}},
+    }
+    paths["/v1/messages/count_tokens"] = {"post": count}
     paths["/v1/models"] = {
         "get": _operation(
             "listModels",
@@ -323,6 +339,7 @@ _ANSWER_SCHEMAS: dict[str, Any] = {
     # One server-sent event (OpenAPI 3.1 has the schema of an event stream describe each event).
     "StreamEvent": _object(["data"], data=_STR, event=_STR, id=_STR, retry=_INT),
     "Health": _object(["status"], status={"const": "ok"}),
+    "TokenCount": _object(["input_tokens"], input_tokens=_INT),
     "Readiness": _object(
         ["status", "store"], status={"enum": ["ready", "degraded"]}, store={"type": "boolean"}
     ),

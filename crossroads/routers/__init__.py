@@ -7,8 +7,8 @@
 
 from crossroads.routers.artifact import load, load_artifact, save
 from crossroads.routers.base import Outcomes, Router
+from crossroads.routers.objectives import lambda_grid, select
 from crossroads.routers.registry import available, make, router_class
-from crossroads.routers.selection import lambda_grid, select
 
 __all__ = [
     "Outcomes",

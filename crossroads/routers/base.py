@@ -119,7 +119,7 @@ class Router(BaseEstimator):  # type: ignore[misc]
 
     def select(self, prompts: Prompts, **objective: Any) -> list[str]:
         """The chosen model per prompt under ``objective`` (see ``selection.select``)."""
-        from crossroads.routers.selection import select
+        from crossroads.routers.objectives import select
 
         chosen = select(self.predict(prompts), self.predict_cost(prompts), **objective)
         return [self.models_[i] for i in chosen]

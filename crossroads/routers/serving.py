@@ -141,7 +141,7 @@ class RouterService:
         """
         import numpy as np
 
-        from crossroads.routers.selection import select
+        from crossroads.routers.objectives import select
 
         self.load()
         allowed = [self._index[c] for c in candidates if c in self._index]

@@ -1,5 +1,5 @@
 """Caller metadata signal: API key name, the ``user`` field, a request header, or the
-endpoint called (``chat`` or ``completions``)."""
+operation asked for (``chat``, ``completions`` or ``embeddings``)."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ class MetadataSignal(Signal):
             value = caller.key_name
         elif source == "user":
             value = caller.user
-        elif source == "endpoint":
-            value = request.endpoint
+        elif source in ("operation", "endpoint"):  # "endpoint": its first name
+            value = request.operation
         else:
             value = caller.headers.get(self._header)
         if value is None:

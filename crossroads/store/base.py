@@ -105,7 +105,7 @@ def summary(trace: Trace) -> dict[str, Any]:
         "model": trace.model or (route.model if route else None),
         "decision": route.decision if route else None,
         "upstream": trace.upstream,
-        "endpoint": trace.endpoint,
+        "operation": trace.operation,
         "format": trace.format,
         "stream": int(trace.stream),
         "prompt_tokens": usage.prompt_tokens if usage else None,

@@ -28,7 +28,7 @@ COLUMNS = (
     "model",
     "decision",
     "upstream",
-    "endpoint",
+    "operation",
     "format",
     "stream",
     "prompt_tokens",
@@ -65,6 +65,8 @@ def insert_rows(n: int) -> str:
 _PATHS = {c: f"json_extract(d, '$.{c}')" for c in COLUMNS} | {
     "model": "coalesce(json_extract(d, '$.model'), json_extract(d, '$.route.model'))",
     "decision": "json_extract(d, '$.route.decision')",
+    # traces written before the rename carry it as "endpoint"
+    "operation": "coalesce(json_extract(d, '$.operation'), json_extract(d, '$.endpoint'))",
     "prompt_tokens": "json_extract(d, '$.usage.prompt_tokens')",
     "completion_tokens": "json_extract(d, '$.usage.completion_tokens')",
     "estimated_cost": "json_extract(d, '$.route.estimated_cost')",

@@ -183,6 +183,22 @@ async def test_messages_errors_are_in_anthropic_shape(served, claude) -> None:
     assert "max_tokens" in bad.value.body["error"]["message"]
 
 
+async def test_messages_count_tokens(served, claude) -> None:
+    short = await claude.messages.count_tokens(
+        model="auto", messages=[{"role": "user", "content": "hello"}]
+    )
+    long = await claude.messages.count_tokens(
+        model="auto",
+        system="Be brief.",
+        messages=[{"role": "user", "content": "hello " * 200}],
+    )
+    assert 0 < short.input_tokens < long.input_tokens
+    assert 190 < long.input_tokens < 260  # "hello " is a token or so each
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        await claude.messages.count_tokens(model="auto", messages=[])
+    assert bad.value.body["type"] == "error"
+
+
 # --------------------------------------------------------------------------- OpenAI Responses
 
 
@@ -309,7 +325,7 @@ async def test_embeddings_pass_through_to_a_model_that_serves_them(embedding_gat
         assert [d.index for d in result.data] == [0, 1] and len(result.data[0].embedding) == 8
         assert result.usage.prompt_tokens == 3
         trace = _trace(store, raw.headers["x-crossroads-trace-id"])
-        assert trace["format"] == "openai_embeddings" and trace["endpoint"] == "embeddings"
+        assert trace["format"] == "openai_embeddings" and trace["operation"] == "embeddings"
         assert trace["cost"] == pytest.approx(3 * 0.02 / 1e6)
         with pytest.raises(openai.BadRequestError) as info:
             await client.embeddings.create(model="small", input="x")

@@ -11,8 +11,8 @@ import pytest
 
 from crossroads.gateway import create_app
 from crossroads.store.memory import MemoryTraceStore
-from tests.support.fake_upstream import FakeUpstream
 from tests.conftest import routing_config
+from tests.support.fake_upstream import FakeUpstream
 
 CODE = [
     f"please write python code that {t}"

@@ -41,6 +41,7 @@ OPERATIONS = [
     ("POST", "/v1/chat/completions", 300, 150),
     ("POST", "/v1/completions", 200, 100),
     ("POST", "/v1/messages", 300, 150),
+    ("POST", "/v1/messages/count_tokens", 100, 60),
     ("POST", "/v1/responses", 300, 150),
     ("POST", "/v1/embeddings", 100, 100),
     ("GET", "/v1/models", 10, 0),

@@ -21,7 +21,7 @@ def trace(i: int) -> Trace:
         trace_id=f"t{i:05d}",
         created_at=1_700_000_000 + i,
         requested_model="auto",
-        endpoint="chat",
+        operation="chat",
         stream=False,
         route=Route(model="small", decision="default", selection="first"),
         usage=Usage(10, 5),

@@ -1,4 +1,5 @@
-"""Selection over predictions, shared by every router.
+"""Objectives over predicted quality and cost, shared by every router (the decision-level
+selectors that pick among candidates live in :mod:`crossroads.selection`).
 
 Two objectives, both restricted to the allowed candidates:
 - ``lam``: maximise ``quality - lam * cost``;

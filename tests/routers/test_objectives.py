@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from crossroads.routers.selection import lambda_grid, select
+from crossroads.routers.objectives import lambda_grid, select
 
 Q = np.array([[0.9, 0.6, 0.3], [0.5, 0.55, 0.1]])
 C = np.array([[10.0, 2.0, 1.0], [10.0, 2.0, 1.0]])
