@@ -25,6 +25,7 @@ from crossroads.dispatch.retries import RetryBudget, backoff_s, is_retryable
 from crossroads.dispatch.sse import event_data, split_events
 from crossroads.exceptions import (
     CrossroadsError,
+    RequestEncodingError,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -310,7 +311,14 @@ def upstream_body(
     key = (fmt.NAME, e.upstream_model, m.max_output_tokens)
     body = bodies.get(key)
     if body is None:
-        body = bodies[key] = fmt.encode_request(request, e.upstream_model, m.max_output_tokens)
+        try:
+            body = fmt.encode_request(request, e.upstream_model, m.max_output_tokens)
+        except (TypeError, ValueError, RecursionError) as exc:  # orjson's encode errors too
+            raise RequestEncodingError(
+                f"The request cannot be encoded for upstream {e.upstream.name!r} "
+                f"({type(exc).__name__}: {exc})."
+            ) from None
+        bodies[key] = body
     return body
 
 

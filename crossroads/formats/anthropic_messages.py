@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crossroads.dispatch.sse import shape_checked
 from crossroads.exceptions import RequestEncodingError, UpstreamProtocolError
-from crossroads.formats.base import load_json, max_tokens, token_count, validate
+from crossroads.formats.base import json_text, load_json, max_tokens, token_count, validate
 from crossroads.formats.openai_chat import image_part
 from crossroads.types import (
     Choice,
@@ -203,7 +203,9 @@ def _turn(m: dict[str, Any], i: int) -> list[Message]:
                 )
             calls.append(
                 ToolCall(
-                    block["id"], block["name"], orjson.dumps(block.get("input") or {}).decode()
+                    block["id"],
+                    block["name"],
+                    json_text(block.get("input") or {}, f"{where}.input"),
                 )
             )
         elif kind == "tool_result":

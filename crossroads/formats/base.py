@@ -157,6 +157,19 @@ def max_tokens(asked: int | None, cap: int | None) -> int | None:
     return cap if asked is None else min(asked, cap)
 
 
+def json_text(value: Any, where: str) -> str:
+    """``value`` as JSON text (a tool call's input, a tool's output); a 400 naming ``where``
+    when JSON cannot hold it (nested past the encoder's depth limit, a huge integer)."""
+    from crossroads.exceptions import InvalidRequestError
+
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError as exc:
+        raise InvalidRequestError(
+            f"Invalid '{where}': it cannot be encoded as JSON ({exc}).", param=where
+        ) from None
+
+
 def token_count(value: Any) -> int:
     """A token count an upstream reports: a non-negative integer below 2**53, else 0."""
     if isinstance(value, bool) or not isinstance(value, int | float):

@@ -14,7 +14,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from crossroads.exceptions import InvalidRequestError
-from crossroads.formats.base import load_json, validate
+from crossroads.formats.base import json_text, load_json, validate
 from crossroads.formats.openai_chat import error_body, image_part
 from crossroads.types import (
     Message,
@@ -157,7 +157,7 @@ def _item(item: dict[str, Any], i: int, messages: list[Message]) -> None:
         messages.append(
             Message(
                 "tool",
-                output if isinstance(output, str) else orjson.dumps(output).decode(),
+                output if isinstance(output, str) else json_text(output, f"{where}.output"),
                 tool_call_id=item["call_id"],
             )
         )

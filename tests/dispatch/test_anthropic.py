@@ -675,3 +675,18 @@ async def test_breaker_reasons_never_quote_another_requests_error(
     assert "consecutive failures: http_503" in later.json()["error"]["message"]
     (state,) = endpoints
     assert state["state"] == "open" and state["reason"] == "2 consecutive failures: http_503"
+
+
+async def test_a_schema_too_deep_to_encode_is_the_clients_400_once(
+    gateway, fake: FakeAnthropic
+) -> None:
+    schema: Any = {"type": "object"}
+    for _ in range(300):
+        schema = {"type": "object", "properties": {"a": schema}}
+    fmt = {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}
+    client, _ = gateway
+    for _ in range(6):  # more than breaker.consecutive_failures
+        r = await client.post(CHAT, json=chat(response_format=fmt))
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_request_body"
+    assert fake.app.requests == []
+    assert (await client.post(CHAT, json=chat())).status_code == 200

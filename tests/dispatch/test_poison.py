@@ -56,3 +56,76 @@ async def test_unencodable_body_is_a_400_and_opens_no_circuit(
         json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]},
     )
     assert ok.status_code == 200
+
+
+def _tool(schema: Any) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": "f", "parameters": schema}}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (  # a tool schema too deep to encode, through every inbound format
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": "hi"}], "tools": [_tool(_deep(300))]},
+        ),
+        (
+            "/v1/messages",
+            {
+                "max_tokens": 5,
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [{"name": "f", "input_schema": _deep(300)}],
+            },
+        ),
+        (
+            "/v1/messages",
+            {
+                "max_tokens": 5,
+                "stream": True,
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {"type": "tool_use", "id": "t", "name": "f", "input": _deep(300)}
+                        ],
+                    },
+                    {
+                        "role": "user",
+                        "content": [{"type": "tool_result", "tool_use_id": "t", "content": "x"}],
+                    },
+                ],
+            },
+        ),
+        (
+            "/v1/responses",
+            {
+                "input": "hi",
+                "tools": [{"type": "function", "name": "f", "parameters": _deep(300)}],
+            },
+        ),
+        (
+            "/v1/responses",
+            {
+                "input": [
+                    {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+                    {"type": "function_call_output", "call_id": "c", "output": _deep(300)},
+                ]
+            },
+        ),
+        ("/v1/embeddings", {"input": "hi", "x_extra": _deep(300)}),
+    ],
+)
+async def test_poison_through_every_inbound_format_is_a_4xx_and_opens_no_circuit(
+    client: httpx.AsyncClient, fake_upstream: FakeUpstream, path: str, body: dict[str, Any]
+) -> None:
+    for _ in range(6):  # more than breaker.consecutive_failures
+        r = await client.post(path, json={"model": "auto", **body})
+        assert 400 <= r.status_code < 500, r.text
+    endpoints = (await client.get("/v1/crossroads/endpoints")).json()["data"]
+    assert endpoints and all(e["state"] == "closed" for e in endpoints), endpoints
+    ok = await client.post(
+        "/v1/chat/completions",
+        json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert ok.status_code == 200
