@@ -93,6 +93,14 @@ def validate(model: type[BaseModel], body: dict[str, Any]) -> None:
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         first = min(errors, key=lambda e: len(e["loc"]))
+        if first["loc"] and first["loc"][-1] == "str":
+            # "a string or a list of parts" failed as both: the list's own problem (deeper)
+            # says what is wrong, not "should be a valid string".
+            prefix = first["loc"][:-1]
+            deeper = [e for e in errors if len(e["loc"]) > len(first["loc"])]
+            deeper = [e for e in deeper if tuple(e["loc"][: len(prefix)]) == tuple(prefix)]
+            if deeper:
+                first = max(deeper, key=lambda e: len(e["loc"]))
         param = field_path(first["loc"])
         msg = first["msg"].removeprefix("Value error, ")
         if first["type"] == "missing":

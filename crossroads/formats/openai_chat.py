@@ -48,16 +48,25 @@ class TextPart(_Open):
     text: str
 
 
+class ImageUrl(_Open):
+    url: str
+
+
 class ImagePart(_Open):
     type: Literal["image_url"]
-    image_url: dict[str, Any] | str
+    image_url: ImageUrl | str
+
+
+class RefusalPart(_Open):
+    type: Literal["refusal"]
+    refusal: str
 
 
 class OtherPart(_Open):
-    type: Literal["input_audio", "file", "refusal", "input_image"]
+    type: Literal["input_audio", "file", "input_image"]
 
 
-ContentPart = Annotated[TextPart | ImagePart | OtherPart, Field(discriminator="type")]
+ContentPart = Annotated[TextPart | ImagePart | RefusalPart | OtherPart, Field(discriminator="type")]
 
 
 class FunctionCall(_Open):

@@ -258,6 +258,18 @@ async def test_a_corrupted_trace_file_fails_start_up_clearly(
             "json_object",
         ),
         (b'{"model": 42, "messages": [{"role": "user", "content": "x"}]}', 400, "model", "string"),
+        (  # a refusal part whose refusal is not text (was a 500: the text join failed)
+            b'{"model": "auto", "messages": [{"role": "assistant", "content": [{"type": "refusal", "refusal": {"a": 1}}]}, {"role": "user", "content": "x"}]}',
+            400,
+            "messages[0].content[0]",
+            "valid string",
+        ),
+        (  # an image URL that is not text (was a 500)
+            b'{"model": "auto", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": 5}}]}]}',
+            400,
+            "messages[0].content[0].url",
+            "valid string",
+        ),
         (
             b'{"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}',
             404,
