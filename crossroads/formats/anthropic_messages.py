@@ -67,6 +67,8 @@ class Block(_Open):
     type: Literal[
         "text", "image", "tool_use", "tool_result", "document", "thinking", "redacted_thinking"
     ]
+    text: str | None = None
+    content: str | list[Block] | None = None  # a tool_result's
 
 
 class MessageModel(_Open):
