@@ -7,10 +7,11 @@ registry       entry-point group           what a name gives
 ``SIGNALS``    ``crossroads.signals``      a :class:`~crossroads.signals.base.Signal`
 ``SELECTORS``  ``crossroads.selectors``    a :class:`~crossroads.selection.Selector`
 ``UPSTREAMS``  ``crossroads.upstreams``    a :class:`~crossroads.dispatch.base.Upstream`
+``ROUTERS``    ``crossroads.routers``      a learned router class (:mod:`crossroads.routers`)
+``STORES``     ``crossroads.stores``       a trace store factory ``(spec, settings) -> store``
 =============  ==========================  ==========================================
 
-(learned routers have their own entry-point group, ``crossroads.routers``: see
-:mod:`crossroads.routers.registry`.) A plugin's implementation class carries its config
+A plugin's implementation class carries its config
 class as ``config_class``, a pydantic model whose tag field (``kind``, or ``method`` for
 selectors) is a ``Literal`` of its name; the config's unions are open, so a plugin's name
 can be written in YAML like a built-in one.
@@ -105,6 +106,8 @@ def plugin_config(registry: Registry[Any], name: str) -> Any:
 SIGNALS: Registry[type[Any]] = Registry("crossroads.signals", "signal kind")
 SELECTORS: Registry[type[Any]] = Registry("crossroads.selectors", "selection method")
 UPSTREAMS: Registry[type[Any]] = Registry("crossroads.upstreams", "upstream kind")
+ROUTERS: Registry[type[Any]] = Registry("crossroads.routers", "router")
+STORES: Registry[Callable[..., Any]] = Registry("crossroads.stores", "trace store")
 UPSTREAMS.register_lazy("openai", "crossroads.dispatch.openai:OpenAIUpstream")
 UPSTREAMS.register_lazy("local", "crossroads.dispatch.openai:OpenAIUpstream")
 UPSTREAMS.register_lazy("anthropic", "crossroads.dispatch.anthropic:AnthropicUpstream")

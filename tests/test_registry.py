@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from crossroads.config import parse_config
 from crossroads.exceptions import ConfigError
 from crossroads.gateway import create_app
-from crossroads.registry import SELECTORS, SIGNALS, UPSTREAMS, Registry
+from crossroads.registry import ROUTERS, SELECTORS, SIGNALS, STORES, UPSTREAMS, Registry
 from crossroads.store.memory import MemoryTraceStore
 
 PLUGIN = '''
@@ -25,6 +26,7 @@ from crossroads.config.signals import _SignalBase
 from crossroads.config.base import _Strict
 from crossroads.config.upstreams import _UpstreamBase
 from crossroads.dispatch.mock import MockUpstream
+from crossroads.store.memory import MemoryTraceStore
 from crossroads.selection import Selector
 from crossroads.signals.base import Signal
 from crossroads.types import SignalResult
@@ -69,6 +71,28 @@ class CannedConfig(_UpstreamBase):
 class CannedUpstream(MockUpstream):
     """An upstream plugin: the in-memory upstream under another name."""
     config_class = CannedConfig
+
+
+KEPT = []
+
+
+class ListStore(MemoryTraceStore):
+    """A trace store plugin: keeps traces in memory and in KEPT."""
+
+    def record(self, trace):
+        KEPT.append(trace)
+        super().record(trace)
+
+
+def list_store(spec, **settings):
+    return ListStore()
+
+
+from crossroads.routers.baselines import MeanRouter
+
+
+class FirstRouter(MeanRouter):
+    """A router plugin."""
 '''
 
 
@@ -87,11 +111,15 @@ def plugin_dist(tmp_path: Path) -> Iterator[None]:
             last = xr_plugin:LastSelector
             [crossroads.upstreams]
             canned = xr_plugin:CannedUpstream
+            [crossroads.stores]
+            listed = xr_plugin:list_store
+            [crossroads.routers]
+            pinned = xr_plugin:FirstRouter
             """
         )
     )
     sys.path.insert(0, str(tmp_path))
-    registries: list[Registry[type]] = [SIGNALS, SELECTORS, UPSTREAMS]
+    registries: list[Registry[Any]] = [SIGNALS, SELECTORS, UPSTREAMS, STORES, ROUTERS]
     for registry in registries:
         registry.reload_plugins()
     try:
@@ -100,7 +128,7 @@ def plugin_dist(tmp_path: Path) -> Iterator[None]:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("xr_plugin", None)
         for registry in registries:
-            for name in ("shout", "last", "canned"):
+            for name in ("shout", "last", "canned", "listed", "pinned"):
                 registry._items.pop(name, None)
             registry.reload_plugins()
 
@@ -153,3 +181,26 @@ def test_unknown_kind_without_plugin_is_still_a_clear_error() -> None:
     with pytest.raises(ConfigError) as info:
         parse_config({**CONFIG, "upstreams": [{"name": "u", "kind": "nope"}]})
     assert "unknown kind 'nope'" in str(info.value)
+
+
+async def test_plugin_store_and_router_are_named_like_built_ins(plugin_dist) -> None:
+    from crossroads.routers import make
+
+    assert type(make("pinned")).__name__ == "FirstRouter"
+    config = parse_config({**CONFIG, "store": {"traces": "listed"}})
+    app = create_app(config)
+    await app.startup()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://gw"
+        ) as client:
+            r = await client.post(
+                "/v1/chat/completions",
+                json={"model": "auto", "messages": [{"role": "user", "content": "hello"}]},
+            )
+    finally:
+        await app.shutdown()
+    assert r.status_code == 200
+    assert [t.trace_id for t in sys.modules["xr_plugin"].KEPT] == [
+        r.headers["x-crossroads-trace-id"]
+    ]

@@ -89,6 +89,11 @@ class StoreConfig(_Strict):
     def _known_scheme(cls, value: str) -> str:
         if value in ("sqlite", "memory", "none") or value.startswith("sqlite:///"):
             return value
+        from crossroads.registry import STORES
+
+        scheme = value.partition(":")[0]
+        if scheme not in ("sqlite", "memory", "none") and STORES.find(scheme) is not None:
+            return value  # a plugin's store
         raise ValueError(
             f"unknown trace store {value!r}: use 'sqlite', 'sqlite:///path/to/traces.db', "
             "'memory' or 'none'"

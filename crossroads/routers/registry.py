@@ -1,16 +1,15 @@
-"""The router registry: built-in routers register here, third-party ones via entry points
-(group ``crossroads.routers``, value ``module:Class``), through the same code path.
+"""Learned routers by name, in the one registry (:data:`crossroads.registry.ROUTERS`, entry-point
+group ``crossroads.routers``, value ``module:Class``): built-ins and plugins alike.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
-from importlib.metadata import entry_points
 from typing import Any
 
 from crossroads.exceptions import ModelNotFoundError
+from crossroads.registry import ROUTERS
 
-_BUILTIN: dict[str, str] = {
+for _name, _spec in {
     "random": "crossroads.routers.baselines:RandomRouter",
     "mean": "crossroads.routers.baselines:MeanRouter",
     "knn": "crossroads.routers.knn:KNNRouter",
@@ -22,26 +21,23 @@ _BUILTIN: dict[str, str] = {
     "cluster": "crossroads.routers.cluster:ClusterRouter",
     "ensemble": "crossroads.routers.ensemble:EnsembleRouter",
     "pairwise": "crossroads.routers.pairwise:PairwiseRouter",
-}
+}.items():
+    ROUTERS.register_lazy(_name, _spec)
 
 
-def available() -> dict[str, str]:
-    """Every registered router name -> ``module:Class`` (built-ins, then entry points)."""
-    found = dict(_BUILTIN)
-    for ep in entry_points(group="crossroads.routers"):
-        found.setdefault(ep.name, ep.value)
-    return found
+def available() -> list[str]:
+    """Every registered router name (built-ins and entry points)."""
+    return ROUTERS.names()
 
 
 def router_class(name: str) -> type[Any]:
     """The router class registered as ``name``."""
-    spec = available().get(name)
-    if spec is None:
+    try:
+        return ROUTERS.get(name)
+    except KeyError:
         raise ModelNotFoundError(
-            f"unknown router {name!r}; registered routers are: {', '.join(sorted(available()))}"
-        )
-    module, _, attr = spec.partition(":")
-    return getattr(import_module(module), attr)  # type: ignore[no-any-return]
+            f"unknown router {name!r}; registered routers are: {', '.join(available())}"
+        ) from None
 
 
 def make(name: str, **params: Any) -> Any:

@@ -75,23 +75,46 @@ def open_trace_store(
     max_queue: int = 100_000,
     drain_timeout_s: float = 10.0,
 ) -> TraceStore:
-    """The store for a ``store.traces`` setting: ``sqlite``, ``sqlite:///path``, ``memory``, ``none``."""
-    if spec in ("memory", "none"):
-        from crossroads.store.memory import MemoryTraceStore
+    """The store for a ``store.traces`` setting: ``sqlite``, ``sqlite:///path``, ``memory``,
+    ``none``, or a plugin's scheme (``STORES`` in :mod:`crossroads.registry`: the part of
+    ``spec`` before its first ``:`` names the factory, which gets the whole spec)."""
+    from crossroads.registry import STORES
 
-        return MemoryTraceStore(keep=spec == "memory")
-    from crossroads.store.sqlite import SQLiteTraceStore
-
-    # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute/path.db
-    path = data_dir() / "traces.db" if spec == "sqlite" else Path(spec.removeprefix("sqlite:///"))
-    return SQLiteTraceStore(
-        path,
+    factory = STORES.get(spec.partition(":")[0])
+    store: TraceStore = factory(
+        spec,
         flush_interval_ms=flush_interval_ms,
         batch_size=batch_size,
         retention_days=retention_days,
         max_queue=max_queue,
         drain_timeout_s=drain_timeout_s,
     )
+    return store
+
+
+def _memory(spec: str, **settings: Any) -> TraceStore:
+    from crossroads.store.memory import MemoryTraceStore
+
+    return MemoryTraceStore(keep=spec == "memory")
+
+
+def _sqlite(spec: str, **settings: Any) -> TraceStore:
+    from crossroads.store.sqlite import SQLiteTraceStore
+
+    # SQLAlchemy's convention: sqlite:///relative.db, sqlite:////absolute/path.db
+    path = data_dir() / "traces.db" if spec == "sqlite" else Path(spec.removeprefix("sqlite:///"))
+    return SQLiteTraceStore(path, **settings)
+
+
+def _register() -> None:
+    from crossroads.registry import STORES
+
+    STORES.register("memory")(_memory)
+    STORES.register("none")(_memory)
+    STORES.register("sqlite")(_sqlite)
+
+
+_register()
 
 
 def summary(trace: Trace) -> dict[str, Any]:
