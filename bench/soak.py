@@ -39,6 +39,18 @@ SLOW_HEAD = (
 CYCLE_CAP_S = 240.0  # a slow client gives up by itself after this (counted as "not cut")
 
 
+def _server_side_state(server_port: int, client_port: int) -> str:
+    """The TCP state (``/proc/net/tcp`` hex code, ``01`` established) of the server's end of
+    the connection from ``client_port``; ``""`` when the server holds no such socket."""
+    local, remote = f":{server_port:04X}", f":{client_port:04X}"
+    with open("/proc/net/tcp") as table:
+        for line in table:
+            fields = line.split()
+            if fields[1].endswith(local) and fields[2].endswith(remote):
+                return fields[3]
+    return ""
+
+
 class SlowClients:
     """``count`` slowloris-style clients cycling in a thread until :meth:`stop`.
 
@@ -46,7 +58,9 @@ class SlowClients:
     second), ``body`` (a whole head announcing 2,000 body bytes, then one byte a second),
     ``stream`` (``pipeline`` stream requests written at once, never a byte read, on a
     socket with a 4 KiB receive buffer). Each cycle ends when the server answers or closes
-    the connection; ``outcomes`` counts how (``408``, ``close``, ``reset``, ``not cut``)
+    the connection (for ``stream``: an RST seen on the socket, or the server's end of it
+    leaving ESTABLISHED in ``/proc/net/tcp``); ``outcomes`` counts how (``408``, ``close``,
+    ``reset``, ``not cut``)
     and ``seconds`` keeps the time to the cut per kind.
     """
 
@@ -139,15 +153,21 @@ class SlowClients:
             ) % (len(body), body)
             await loop.sock_sendall(sock, request * self.pipeline)
             poller = select.poll()
-            poller.register(sock, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+            poller.register(sock, select.POLLHUP | select.POLLERR)
+            mine = sock.getsockname()[1]
             deadline = time.monotonic() + CYCLE_CAP_S
-            while not poller.poll(0):
+            while True:
+                if poller.poll(0):
+                    return "reset"  # the server aborted (write or idle timeout, RST)
+                if _server_side_state(self.port, mine) != "01":
+                    # The server closed its end: its FIN waits behind the unread answers,
+                    # so only the kernel's table shows it, not this socket.
+                    return "close"
                 if self._stopping.is_set():
                     return None
                 if time.monotonic() > deadline:
                     return "not cut"
                 await asyncio.sleep(1.0)
-            return "close"  # FIN (idle or write timeout) or RST, seen without reading
         finally:
             sock.close()
 
