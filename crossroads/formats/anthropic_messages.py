@@ -117,7 +117,7 @@ def parse_request(body: dict[str, Any]) -> Request:
         text = (
             system
             if isinstance(system, str)
-            else "\n".join(b.get("text", "") for b in system if b.get("type") == "text")
+            else "\n".join(b.get("text") or "" for b in system if b.get("type") == "text")
         )
         messages.append(Message("system", text))
     for i, m in enumerate(body["messages"]):
@@ -221,7 +221,7 @@ def _turn(m: dict[str, Any], i: int) -> list[Message]:
                 result
                 if isinstance(result, str)
                 else "\n".join(
-                    r.get("text", "")
+                    r.get("text") or ""
                     for r in result or ()
                     if isinstance(r, dict) and r.get("type") == "text"
                 )

@@ -62,3 +62,14 @@ def test_tool_results_keep_their_text() -> None:
     )
     (message,) = request.messages
     assert (message.role, message.content, message.tool_call_id) == ("tool", "ok\nthen", "t")
+
+
+def test_a_text_block_with_null_text_counts_as_empty() -> None:
+    # Found by schemathesis: {"type": "text", "text": null} in a system list was a 500.
+    request = anthropic_messages.parse(
+        body(
+            system=[{"type": "text", "text": "a"}, {"type": "text", "text": None}],
+            messages=[{"role": "user", "content": "hi"}],
+        )
+    )
+    assert request.messages[0].content == "a\n"
