@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from bench.procs import OUT, Service, rss_mb, run_loadgen, start_fake_upstream
+from bench.procs import OUT, Service, open_load, rss_mb, run_loadgen, start_fake_upstream
 from bench.targets import CONFIGS, crossroads_service
 
 HEALTH = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -141,20 +141,7 @@ def _raise_nofile(wanted: int) -> tuple[int, int]:
 
 
 def _live(service: Service, args: argparse.Namespace) -> dict[str, Any]:
-    load = [
-        "--url",
-        service.url + "/chat/completions",
-        "--model",
-        "auto",
-        "--mode",
-        "open",
-        "--rate",
-        str(args.rate),
-        "--duration",
-        str(args.duration),
-        "--warmup",
-        "1",
-    ]
+    load = open_load(service.url, args.rate, args.duration, warmup=1)
     summary = run_loadgen(load, args.cpu_aux, timeout=args.duration + 120)
     return {
         "requests": summary["requests"],

@@ -187,6 +187,24 @@ def settle(url: str, model: str, api_key: str, fast: float = 0.5, limit: float =
     return time.monotonic() - start
 
 
+def open_load(url: str, rate: float, duration: float, warmup: float) -> list[str]:
+    """``bench.loadgen`` arguments of an open-loop chat load on the gateway at ``url``."""
+    return [
+        "--url",
+        url + "/chat/completions",
+        "--model",
+        "auto",
+        "--mode",
+        "open",
+        "--rate",
+        str(rate),
+        "--duration",
+        str(duration),
+        "--warmup",
+        str(warmup),
+    ]
+
+
 def run_loadgen(args: list[str], cpus: str | None, timeout: float) -> dict[str, object]:
     """Run ``python -m bench.loadgen args`` pinned to ``cpus``; its JSON summary."""
     cmd = pinned([sys.executable, "-m", "bench.loadgen", *args], cpus)

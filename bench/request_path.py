@@ -24,12 +24,22 @@ from crossroads.gateway import create_app
 from crossroads.store.memory import MemoryTraceStore
 from crossroads.types import Usage
 
-ANSWER = orjson.dumps({
-    "id": "x", "object": "chat.completion", "created": 1, "model": "s",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello there"},
-                 "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
-})
+ANSWER = orjson.dumps(
+    {
+        "id": "x",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "s",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "hello there"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+    }
+)
 EVENTS = [
     b'data: {"id":"x","choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}]}\n\n'
 ] * 8 + [
@@ -75,11 +85,26 @@ CONFIG = {
 async def run(n: int, stream: bool) -> float:
     app = create_app(parse_config(CONFIG), store=MemoryTraceStore(), upstreams={"mem": InMemory()})
     await app.startup()
-    body = orjson.dumps({"model": "auto", "stream": stream, "max_tokens": 50, "messages": [
-        {"role": "system", "content": "You are helpful."},
-        {"role": "user", "content": "Name three colours, please, and say why."}]})
-    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]}
+    body = orjson.dumps(
+        {
+            "model": "auto",
+            "stream": stream,
+            "max_tokens": 50,
+            "messages": [
+                {"role": "system", "content": "You are helpful."},
+                {"role": "user", "content": "Name three colours, please, and say why."},
+            ],
+        }
+    )
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}

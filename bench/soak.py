@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from bench.loadgen import percentile
-from bench.procs import OUT, ROOT, pinned, rss_mb, start_fake_upstream
+from bench.procs import OUT, ROOT, open_load, pinned, rss_mb, start_fake_upstream
 from bench.targets import crossroads_service
 
 SLOW_HEAD = (
@@ -240,22 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         service.start(timeout=60)
         samples.append((0.0, rss_mb(service.pid)))
-        load = [
-            "--url",
-            service.url + "/chat/completions",
-            "--model",
-            "auto",
-            "--mode",
-            "open",
-            "--rate",
-            str(args.rate),
-            "--duration",
-            str(seconds),
-            "--warmup",
-            "0",
-            "--dump",
-            str(dump),
-        ]
+        load = [*open_load(service.url, args.rate, seconds, warmup=0), "--dump", str(dump)]
         if args.stream:
             load.append("--stream")
         cmd = pinned([sys.executable, "-m", "bench.loadgen", *load], args.cpu_aux)

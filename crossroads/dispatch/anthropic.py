@@ -12,8 +12,9 @@ from crossroads.dispatch.base import Completion
 from crossroads.dispatch.errors import is_success, status_error, translate
 from crossroads.dispatch.http import HTTPUpstream
 from crossroads.dispatch.sse import frames
-from crossroads.exceptions import UpstreamProtocolError, UpstreamStatusError
+from crossroads.exceptions import UpstreamStatusError
 from crossroads.formats.anthropic_messages import usage_from
+from crossroads.formats.base import answer_object
 from crossroads.types import Operation
 
 MESSAGES_PATH = "/v1/messages"
@@ -50,12 +51,7 @@ class AnthropicUpstream(HTTPUpstream):
             raise
         except Exception as exc:
             raise translate(self.name, exc) from exc
-        data = self.parse_body(raw)
-        if not isinstance(data, dict) or not isinstance(data.get("content"), list):
-            raise UpstreamProtocolError(
-                f"upstream {self.name!r} answered JSON without a 'content' list: {raw[:200]!r}",
-                upstream=self.name,
-            )
+        data = answer_object(raw, self.name, "content")
         return Completion(raw, usage_from(data.get("usage")))
 
     async def stream(self, operation: Operation, body: dict[str, Any]) -> AsyncIterator[bytes]:

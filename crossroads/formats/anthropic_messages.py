@@ -24,7 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crossroads.dispatch.sse import shape_checked
 from crossroads.exceptions import RequestEncodingError, UpstreamProtocolError
-from crossroads.formats.base import json_text, load_json, max_tokens, token_count, validate
+from crossroads.formats.base import (
+    answer_object,
+    json_text,
+    load_json,
+    max_tokens,
+    token_count,
+    validate,
+)
 from crossroads.formats.openai_chat import image_part
 from crossroads.types import (
     Choice,
@@ -598,18 +605,7 @@ def finish_reason(stop_reason: Any) -> Any:
 @shape_checked
 def parse_response(raw: bytes, upstream: str) -> Response:
     """The canonical answer for an upstream's ``message`` body."""
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamProtocolError(
-            f"upstream {upstream!r} answered with invalid JSON ({exc}): {raw[:200]!r}",
-            upstream=upstream,
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("content"), list):
-        raise UpstreamProtocolError(
-            f"upstream {upstream!r} answered JSON without a 'content' list: {raw[:200]!r}",
-            upstream=upstream,
-        )
+    data = answer_object(raw, upstream, "content")
     texts: list[str] = []
     calls: list[ToolCall] = []
     for block in data["content"]:

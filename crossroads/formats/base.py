@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
 from typing import Any, Protocol
 
@@ -165,6 +166,26 @@ def max_tokens(asked: int | None, cap: int | None) -> int | None:
     return cap if asked is None else min(asked, cap)
 
 
+def answer_object(raw: bytes, upstream: str, field: str) -> dict[str, Any]:
+    """An upstream's JSON answer, a JSON object whose ``field`` is a list; anything else is
+    the upstream's protocol error."""
+    from crossroads.exceptions import UpstreamProtocolError
+
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamProtocolError(
+            f"upstream {upstream!r} answered with invalid JSON ({exc}): {raw[:200]!r}",
+            upstream=upstream,
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get(field), list):
+        raise UpstreamProtocolError(
+            f"upstream {upstream!r} answered JSON without a {field!r} list: {raw[:200]!r}",
+            upstream=upstream,
+        )
+    return data
+
+
 def json_text(value: Any, where: str) -> str:
     """``value`` as JSON text (a tool call's input, a tool's output); a 400 naming ``where``
     when JSON cannot hold it (nested past the encoder's depth limit, a huge integer)."""
@@ -176,6 +197,18 @@ def json_text(value: Any, where: str) -> str:
         raise InvalidRequestError(
             f"Invalid '{where}': it cannot be encoded as JSON ({exc}).", param=where
         ) from None
+
+
+def bound_decoder(
+    decode_event: Callable[[bytes, bytes, str], StreamEvent], upstream: str
+) -> Callable[[bytes, bytes], StreamEvent]:
+    """A stateless format's ``decode_event`` bound to one upstream's name, the decoder of one
+    upstream stream: ``decode(frame, data)`` → one canonical event."""
+
+    def decode(frame: bytes, data: bytes) -> StreamEvent:
+        return decode_event(frame, data, upstream)
+
+    return decode
 
 
 def token_count(value: Any) -> int:

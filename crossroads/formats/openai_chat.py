@@ -17,8 +17,14 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from crossroads.dispatch.sse import DONE, parse_event, shape_checked
-from crossroads.exceptions import UpstreamProtocolError
-from crossroads.formats.base import load_json, max_tokens, token_count, validate
+from crossroads.formats.base import (
+    answer_object,
+    bound_decoder,
+    load_json,
+    max_tokens,
+    token_count,
+    validate,
+)
 from crossroads.types import (
     Choice,
     Message,
@@ -389,7 +395,7 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 @shape_checked
 def parse_response(raw: bytes, upstream: str) -> Response:
     """The canonical answer for an upstream's ``chat.completion`` body."""
-    data = _json_object(raw, upstream)
+    data = answer_object(raw, upstream, "choices")
     choices = []
     for c in data["choices"]:
         message = c.get("message") or {}
@@ -413,22 +419,6 @@ def parse_response(raw: bytes, upstream: str) -> Response:
         NAME,
         raw,
     )
-
-
-def _json_object(raw: bytes, upstream: str) -> dict[str, Any]:
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamProtocolError(
-            f"upstream {upstream!r} answered with invalid JSON ({exc}): {raw[:200]!r}",
-            upstream=upstream,
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise UpstreamProtocolError(
-            f"upstream {upstream!r} answered JSON without 'choices': {raw[:200]!r}",
-            upstream=upstream,
-        )
-    return data
 
 
 def usage_from(data: dict[str, Any]) -> Usage | None:
@@ -490,11 +480,7 @@ LAST_EVENT = "[DONE]"
 
 def stream_decoder(upstream: str) -> Callable[[bytes, bytes], StreamEvent]:
     """A decoder for one upstream stream: ``decode(frame, data)`` → one canonical event."""
-
-    def decode(frame: bytes, data: bytes) -> StreamEvent:
-        return decode_event(frame, data, upstream)
-
-    return decode
+    return bound_decoder(decode_event, upstream)
 
 
 @shape_checked

@@ -3,7 +3,6 @@ answers and streams. Only OpenAI-style upstreams serve it, so bodies pass throug
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,10 +11,11 @@ import orjson
 from pydantic import Field
 
 from crossroads.dispatch.sse import DONE, parse_event, shape_checked
-from crossroads.formats.base import load_json, max_tokens, validate
-from crossroads.formats.openai_chat import (
+from crossroads.formats.base import answer_object, bound_decoder, load_json, max_tokens, validate
+from crossroads.formats.openai_chat import (  # the same SSE framing: the same marks
+    LAST_EVENT,
+    STREAM_MARKS,
     Sampling,
-    _json_object,
     error_body,
     usage_from,
     usage_json,
@@ -23,7 +23,16 @@ from crossroads.formats.openai_chat import (
 from crossroads.types import Choice, Request, Response, StreamEvent, Usage
 
 NAME = "openai_completions"
-__all__ = ["NAME", "error_body", "parse", "parse_request", "render_response"]
+__all__ = [
+    "LAST_EVENT",
+    "NAME",
+    "STREAM_MARKS",
+    "error_body",
+    "parse",
+    "parse_request",
+    "render_response",
+    "stream_decoder",
+]
 
 
 class CompletionBody(Sampling):
@@ -81,7 +90,7 @@ def encode_request(request: Request, model_id: str, cap: int | None) -> dict[str
 @shape_checked
 def parse_response(raw: bytes, upstream: str) -> Response:
     """The canonical answer for a ``text_completion`` body."""
-    data = _json_object(raw, upstream)
+    data = answer_object(raw, upstream, "choices")
     choices = [
         Choice(c.get("index", 0), c.get("text"), finish_reason=c.get("finish_reason"))
         for c in data["choices"]
@@ -121,19 +130,9 @@ def render_response(response: Response, request: Request) -> bytes:
     return orjson.dumps(body)
 
 
-# A batch of stream events with none of these is deltas only: a client that speaks this
-# format too gets it forwarded unread.
-STREAM_MARKS = re.compile(rb'"usage"|\[DONE\]|"error"')
-LAST_EVENT = "[DONE]"
-
-
 def stream_decoder(upstream: str) -> Callable[[bytes, bytes], StreamEvent]:
     """A decoder for one upstream stream: ``decode(frame, data)`` → one canonical event."""
-
-    def decode(frame: bytes, data: bytes) -> StreamEvent:
-        return decode_event(frame, data, upstream)
-
-    return decode
+    return bound_decoder(decode_event, upstream)
 
 
 @shape_checked

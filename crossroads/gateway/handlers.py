@@ -85,12 +85,7 @@ class FormatHandler:
                 raise ClientGoneError("the client disconnected") from exc
 
         async def emit(chunk: bytes, more: bool = True) -> None:
-            try:
-                await send({"type": "http.response.body", "body": chunk, "more_body": more})
-            except ClientGoneError:
-                raise
-            except Exception as exc:  # the ASGI server could not write: the client is gone
-                raise ClientGoneError("the client disconnected") from exc
+            await write({"type": "http.response.body", "body": chunk, "more_body": more})
 
         try:
             await write(

@@ -430,25 +430,31 @@ async def _answer_and_close(conn: Conn, timeout: float = 5) -> Response:
     return response
 
 
+async def _answer_while_trickling(conn: Conn, pieces: list[bytes]) -> Response:
+    """Send ``pieces`` one every 100 ms (never idle, never done) until the server answers
+    and closes."""
+
+    async def trickle() -> None:
+        for piece in pieces:
+            await asyncio.sleep(0.1)
+            try:
+                await conn.send(piece)
+            except ConnectionError:
+                return
+
+    trickling = asyncio.ensure_future(trickle())
+    try:
+        return await _answer_and_close(conn)
+    finally:
+        trickling.cancel()
+
+
 async def test_a_head_sent_slowly_gets_408(fake_upstream: FakeUpstream) -> None:
     app = limited_app(fake_upstream, header_timeout_s=0.5)
     async with BackgroundServer(app, http=GatewayProtocol, lifespan="on") as server:
         conn = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
         await conn.send(b"GET /health HTTP/1.1\r\nhost: x\r\n")
-
-        async def drip() -> None:  # a byte every 100 ms: never idle, never done
-            for _ in range(100):
-                await asyncio.sleep(0.1)
-                try:
-                    await conn.send(b"x")
-                except ConnectionError:
-                    return
-
-        dripping = asyncio.ensure_future(drip())
-        try:
-            response = await _answer_and_close(conn)
-        finally:
-            dripping.cancel()
+        response = await _answer_while_trickling(conn, [b"x"] * 100)
         conn.close()
     assert response.status == 408
     assert orjson.loads(response.body)["error"]["code"] == "request_timeout"
@@ -459,21 +465,10 @@ async def test_a_body_sent_slowly_gets_408(fake_upstream: FakeUpstream) -> None:
     async with BackgroundServer(app, http=GatewayProtocol, lifespan="on") as server:
         conn = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
         whole = post()
-        await conn.send(whole[: whole.index(b"\r\n\r\n") + 4 + 5])
-
-        async def drip() -> None:
-            for byte in whole[whole.index(b"\r\n\r\n") + 9 : -1]:
-                await asyncio.sleep(0.1)
-                try:
-                    await conn.send(bytes([byte]))
-                except ConnectionError:
-                    return
-
-        dripping = asyncio.ensure_future(drip())
-        try:
-            response = await _answer_and_close(conn)
-        finally:
-            dripping.cancel()
+        body_at = whole.index(b"\r\n\r\n") + 4
+        await conn.send(whole[: body_at + 5])
+        rest = whole[body_at + 5 : -1]  # never the last byte
+        response = await _answer_while_trickling(conn, [rest[i : i + 1] for i in range(len(rest))])
         conn.close()
     assert response.status == 408
 
