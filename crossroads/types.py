@@ -10,7 +10,10 @@ upstream's formats are the same, unknown provider fields pass through unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from crossroads.config.tenants import PolicyConfig
 
 SignalValue = bool | int | float | str | None
 Operation = Literal["chat", "completions", "embeddings"]
@@ -146,6 +149,9 @@ class Caller:
     key_name: str | None = None
     user: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    team: str | None = None
+    policy: PolicyConfig | None = None  # the key's own policy
+    team_policy: PolicyConfig | None = None  # its team's, shared by the team's keys
 
 
 @dataclass(slots=True)

@@ -46,6 +46,7 @@ from crossroads.config.rules import (
 )
 from crossroads.config.schema import Config
 from crossroads.config.server import ApiKey, ServerConfig, StoreConfig
+from crossroads.config.tenants import BudgetConfig, PolicyConfig, TeamConfig
 from crossroads.config.signals import (
     EmbeddingSignal,
     HasCodeSignal,
@@ -66,6 +67,9 @@ from crossroads.config.upstreams import (
 
 __all__ = [
     "ApiKey",
+    "BudgetConfig",
+    "PolicyConfig",
+    "TeamConfig",
     "ServerConfig",
     "StoreConfig",
     "Timeouts",

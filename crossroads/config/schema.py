@@ -20,6 +20,7 @@ from crossroads.config.rules import (
 )
 from crossroads.config.server import ServerConfig, StoreConfig
 from crossroads.config.signals import SignalConfig
+from crossroads.config.tenants import TeamConfig
 from crossroads.config.upstreams import Upstream
 
 
@@ -35,6 +36,7 @@ class Config(_Strict):
     decisions: list[Decision] = []
     default: DefaultDecision | None = None
     entrypoints: list[Entrypoint] = [Entrypoint(name="auto")]
+    teams: list[TeamConfig] = []
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -79,9 +81,17 @@ def _reference_problems(cfg: Config) -> list[tuple[str, str]]:
         ("signals", [f"{s.kind}:{s.name}" for s in cfg.signals]),
         ("decisions", [d.name for d in cfg.decisions]),
         ("entrypoints", [e.name for e in cfg.entrypoints]),
+        ("teams", [t.name for t in cfg.teams]),
+        ("server.api_keys", [k.name for k in cfg.server.api_keys]),
     ):
         for dup in sorted(_duplicates(items)):
             problems.append((label, f"{dup!r} is defined more than once"))
+    teams = {t.name for t in cfg.teams}
+    for i, k in enumerate(cfg.server.api_keys):
+        if k.team is not None and k.team not in teams:
+            problems.append(
+                (f"server.api_keys[{i}].team", f"unknown team {k.team!r}; known: {_known(teams)}")
+            )
     for i, m in enumerate(cfg.models):
         if m.upstream is not None and m.upstream not in upstreams:
             problems.append(

@@ -10,6 +10,7 @@ from pydantic import (
 )
 
 from crossroads.config.base import _Strict
+from crossroads.config.tenants import PolicyConfig
 
 
 class ApiKey(_Strict):
@@ -17,6 +18,8 @@ class ApiKey(_Strict):
 
     name: str
     key_env: str
+    team: str | None = None
+    policy: PolicyConfig = PolicyConfig()
 
 
 class ServerConfig(_Strict):
@@ -55,6 +58,11 @@ class ServerConfig(_Strict):
         description="HTTP/1.1 protocol: crossroads' lean httptools protocol, or uvicorn's own",
     )
     api_keys: list[ApiKey] = []
+    admin_key_env: str | None = Field(
+        None,
+        description="environment variable holding the admin key that guards the admin API "
+        "and the dashboard; unset: they answer 403",
+    )
     expected_output_tokens: int = Field(
         256, ge=1, description="output tokens assumed for cost estimates when max_tokens is unset"
     )

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from crossroads.config import Config
+from crossroads.config import ApiKey, Config
 from crossroads.dispatch.base import Upstream
 from crossroads.dispatch.dispatcher import Dispatcher
 from crossroads.engine import Engine
@@ -62,6 +62,13 @@ class Unauthorized(RequestError):
 
     status = 401
     code = "invalid_api_key"
+
+
+class AdminDisabled(RequestError):
+    """403: the admin API is off (no ``server.admin_key_env``)."""
+
+    status = 403
+    code = "admin_api_disabled"
 
 
 def build_upstream(config: Any) -> Upstream:
@@ -126,6 +133,8 @@ class Gateway:
             )
             self.store.start()
             self.keys = _api_keys(cfg)
+            self.teams = {team.name: team for team in cfg.teams}
+            self.admin_key = _admin_key(cfg)
             self._header_names = frozenset(
                 s.header.lower()
                 for s in cfg.signals
@@ -300,15 +309,33 @@ class Gateway:
                 name = raw_name.decode("latin-1").lower()
                 if name in wanted:
                     headers[name] = raw_value.decode("latin-1")
-        key_name = None
-        if self.keys:
-            key_name = _key_name(self.keys, token)
-            if key_name is None:
-                raise Unauthorized(
-                    "Missing or unknown API key: send 'Authorization: Bearer <key>' with a key "
-                    "listed under server.api_keys."
-                )
-        return Caller(key_name=key_name, headers=headers)
+        if not self.keys:
+            return Caller(headers=headers)
+        key = _find_key(self.keys, token)
+        if key is None:
+            raise Unauthorized(
+                "Missing or unknown API key: send 'Authorization: Bearer <key>' with a key "
+                "listed under server.api_keys."
+            )
+        team = self.teams.get(key.team) if key.team else None
+        return Caller(
+            key_name=key.name,
+            headers=headers,
+            team=key.team,
+            policy=key.policy,
+            team_policy=team.policy if team is not None else None,
+        )
+
+    def _admin(self, scope: Scope) -> None:
+        """Raises unless the request carries the admin key (``server.admin_key_env``)."""
+        if self.admin_key is None:
+            raise AdminDisabled(
+                "The admin API is off: set server.admin_key_env to the environment variable "
+                "holding the admin key."
+            )
+        token = _bearer(scope)
+        if not hmac.compare_digest(hashlib.sha256(token.encode()).digest(), self.admin_key):
+            raise Unauthorized("Missing or wrong admin key: send 'Authorization: Bearer <key>'.")
 
     async def _read_body(self, scope: Scope, receive: Any) -> bytes:
         limit = self.config.server.max_body_bytes
@@ -366,19 +393,40 @@ def _bound_caller_fields(trace: Trace) -> None:
         trace.error = bounded(trace.error, ERROR_CHARS)
 
 
-def _key_name(keys: dict[str, str], token: str) -> str | None:
-    """The name of the key ``token``, comparing it with every key in constant time (a dict
+def _find_key(keys: dict[bytes, ApiKey], token: str) -> ApiKey | None:
+    """The key ``token`` is, comparing its digest with every key's in constant time (a dict
     lookup would tell by its timing how much of a guess was right)."""
     found = None
     presented = hashlib.sha256(token.encode()).digest()
-    for key, name in keys.items():
-        if hmac.compare_digest(presented, hashlib.sha256(key.encode()).digest()):
-            found = name
+    for digest, entry in keys.items():
+        if hmac.compare_digest(presented, digest):
+            found = entry
     return found
 
 
-def _api_keys(cfg: Config) -> dict[str, str]:
-    keys: dict[str, str] = {}
+def _bearer(scope: Scope) -> str:
+    """The token of the request's ``Authorization: Bearer`` or ``x-api-key`` header."""
+    for raw_name, raw_value in scope["headers"]:
+        if raw_name == b"authorization" or raw_name == b"x-api-key":
+            value = raw_value.decode("latin-1").strip()
+            return value[7:].strip() if value[:7].lower() == "bearer " else value
+    return ""
+
+
+def _admin_key(cfg: Config) -> bytes | None:
+    """The SHA-256 digest of the admin key, or None when the admin API is off."""
+    env = cfg.server.admin_key_env
+    if env is None:
+        return None
+    value = os.environ.get(env)
+    if not value:
+        raise CrossroadsError(f"server.admin_key_env: environment variable {env} is not set")
+    return hashlib.sha256(value.encode()).digest()
+
+
+def _api_keys(cfg: Config) -> dict[bytes, ApiKey]:
+    """The configured keys by the SHA-256 digest of their value."""
+    keys: dict[bytes, ApiKey] = {}
     for entry in cfg.server.api_keys:
         value = os.environ.get(entry.key_env)
         if not value:
@@ -386,7 +434,7 @@ def _api_keys(cfg: Config) -> dict[str, str]:
                 f"server.api_keys: environment variable {entry.key_env} (key {entry.name!r}) "
                 "is not set"
             )
-        keys[value] = entry.name
+        keys[hashlib.sha256(value.encode()).digest()] = entry
     return keys
 
 

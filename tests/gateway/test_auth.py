@@ -6,7 +6,10 @@ import httpx
 import pytest
 
 from crossroads.gateway import create_app
-from crossroads.gateway.app import _key_name
+import hashlib
+
+from crossroads.config import ApiKey
+from crossroads.gateway.app import _find_key
 from tests.conftest import routing_config
 from tests.support.fake_upstream import FakeUpstream
 
@@ -29,7 +32,66 @@ async def test_model_card_needs_the_key(
 
 
 def test_key_lookup_compares_every_key() -> None:
-    keys = {"alpha-key": "a", "beta-key": "b"}
-    assert _key_name(keys, "beta-key") == "b"
-    assert _key_name(keys, "beta-kez") is None
-    assert _key_name(keys, "") is None
+    a, b = ApiKey(name="a", key_env="A"), ApiKey(name="b", key_env="B")
+    keys = {hashlib.sha256(k.encode()).digest(): v for k, v in (("alpha-key", a), ("beta-key", b))}
+    assert _find_key(keys, "beta-key") is b
+    assert _find_key(keys, "beta-kez") is None
+    assert _find_key(keys, "") is None
+
+
+async def test_a_key_brings_its_policy_and_its_teams(
+    fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEAM_KEY", "secret-t")
+    cfg = routing_config(
+        fake_upstream.base_url,
+        server={
+            "api_keys": [
+                {
+                    "name": "ci",
+                    "key_env": "TEAM_KEY",
+                    "team": "search",
+                    "policy": {"rpm": 60, "metadata": {"tier": "gold"}},
+                }
+            ]
+        },
+        teams=[{"name": "search", "policy": {"budgets": [{"usd": 5, "period": "day"}]}}],
+    )
+    app = create_app(cfg)
+    await app.startup()
+    scope = {"headers": [(b"authorization", b"Bearer secret-t")]}
+    caller = app._caller(scope)
+    assert (caller.key_name, caller.team) == ("ci", "search")
+    assert caller.policy is not None and caller.policy.rpm == 60
+    assert caller.policy.metadata == {"tier": "gold"}
+    assert caller.team_policy is not None and caller.team_policy.budgets[0].usd == 5
+    await app.shutdown()
+
+
+def test_a_key_naming_an_unknown_team_is_a_config_error(fake_upstream: FakeUpstream) -> None:
+    with pytest.raises(ValueError, match=r"server\.api_keys\[0\]\.team"):
+        routing_config(
+            fake_upstream.base_url,
+            server={"api_keys": [{"name": "ci", "key_env": "K", "team": "nope"}]},
+        )
+
+
+async def test_the_admin_key_guards_admin_calls(
+    fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crossroads.gateway.app import AdminDisabled, Unauthorized
+
+    app = create_app(routing_config(fake_upstream.base_url))
+    await app.startup()
+    with pytest.raises(AdminDisabled):
+        app._admin({"headers": [(b"authorization", b"Bearer anything")]})
+    await app.shutdown()
+    monkeypatch.setenv("ADMIN_KEY", "root-secret")
+    app = create_app(routing_config(fake_upstream.base_url, server={"admin_key_env": "ADMIN_KEY"}))
+    await app.startup()
+    app._admin({"headers": [(b"authorization", b"Bearer root-secret")]})
+    app._admin({"headers": [(b"x-api-key", b"root-secret")]})
+    for headers in ([], [(b"authorization", b"Bearer root-secreT")]):
+        with pytest.raises(Unauthorized):
+            app._admin({"headers": headers})
+    await app.shutdown()
