@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from crossroads.types import Caller
+from crossroads.types import Caller, RecordedCaller
 
 FIELD_CHARS = 256  # a recorded caller field (user, a header value) keeps this many characters
 MAX_HEADERS = 16  # headers recorded per trace at most
@@ -56,14 +56,15 @@ def bounded(text: str, limit: int = FIELD_CHARS) -> str:
     return f"{text[:limit]}...[{len(text) - limit} more chars]"
 
 
-def recorded_caller(caller: Caller) -> Caller:
+def recorded_caller(caller: Caller | RecordedCaller) -> RecordedCaller:
     """What a trace keeps of the caller: each field bounded, at most ``MAX_HEADERS`` headers
     (a ``"..."`` entry counts the rest). Routing saw the caller in full."""
     headers = {name: bounded(value) for name, value in list(caller.headers.items())[:MAX_HEADERS]}
     if len(caller.headers) > MAX_HEADERS:
         headers["..."] = f"{len(caller.headers) - MAX_HEADERS} more headers not recorded"
-    return Caller(
+    return RecordedCaller(
         key_name=caller.key_name,
         user=None if caller.user is None else bounded(caller.user),
         headers=headers,
+        team=caller.team,
     )

@@ -155,6 +155,16 @@ class Caller:
 
 
 @dataclass(slots=True)
+class RecordedCaller:
+    """What a trace keeps of the caller (each field bounded; no policy, no credentials)."""
+
+    key_name: str | None = None
+    user: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    team: str | None = None
+
+
+@dataclass(slots=True)
 class RoutingRequest:
     """What signals and selection see of a request: the parsed body plus caller facts."""
 
@@ -261,4 +271,4 @@ class Trace:
     status: int = 200
     error: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
-    caller: Caller | None = None
+    caller: Caller | RecordedCaller | None = None

@@ -46,7 +46,6 @@ from crossroads.config.rules import (
 )
 from crossroads.config.schema import Config
 from crossroads.config.server import ApiKey, ServerConfig, StoreConfig
-from crossroads.config.tenants import BudgetConfig, PolicyConfig, TeamConfig
 from crossroads.config.signals import (
     EmbeddingSignal,
     HasCodeSignal,
@@ -56,6 +55,7 @@ from crossroads.config.signals import (
     SignalConfig,
     TokensSignal,
 )
+from crossroads.config.tenants import BudgetConfig, PolicyConfig, TeamConfig
 from crossroads.config.upstreams import (
     AnthropicUpstreamConfig,
     LocalUpstreamConfig,

@@ -536,7 +536,12 @@ async def test_header_signal_routes_and_credentials_never_reach_traces(
     await app.shutdown()
     assert r.status_code == 200 and r.headers["x-crossroads-decision"] == "gold-tier"
     trace = store.get(r.headers["x-crossroads-trace-id"])
-    assert trace["caller"] == {"key_name": "team", "user": None, "headers": {"x-tier": "gold"}}
+    assert trace["caller"] == {
+        "key_name": "team",
+        "user": None,
+        "headers": {"x-tier": "gold"},
+        "team": None,
+    }
     assert "sk-secret-123" not in orjson.dumps(trace).decode()
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import httpx
 import pytest
 
-from crossroads.gateway import create_app
-import hashlib
-
 from crossroads.config import ApiKey
+from crossroads.exceptions import ConfigError
+from crossroads.gateway import create_app
 from crossroads.gateway.app import _find_key
 from tests.conftest import routing_config
 from tests.support.fake_upstream import FakeUpstream
@@ -69,7 +70,7 @@ async def test_a_key_brings_its_policy_and_its_teams(
 
 
 def test_a_key_naming_an_unknown_team_is_a_config_error(fake_upstream: FakeUpstream) -> None:
-    with pytest.raises(ValueError, match=r"server\.api_keys\[0\]\.team"):
+    with pytest.raises(ConfigError, match=r"server\.api_keys\[0\]\.team"):
         routing_config(
             fake_upstream.base_url,
             server={"api_keys": [{"name": "ci", "key_env": "K", "team": "nope"}]},
