@@ -53,8 +53,11 @@ class InMemory:
     """An upstream answering at once (the protocol of crossroads.dispatch.base.Upstream)."""
 
     name = "mem"
+    deadlines = True  # like the OpenAI upstream's own client, it holds the dispatch deadline
 
-    async def complete(self, endpoint: str, body: dict[str, Any]) -> Completion:
+    async def complete(
+        self, endpoint: str, body: dict[str, Any], within: float | None = None
+    ) -> Completion:
         return Completion(ANSWER, Usage(12, 3))
 
     async def stream(self, endpoint: str, body: dict[str, Any]):  # type: ignore[no-untyped-def]

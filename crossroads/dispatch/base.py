@@ -35,6 +35,10 @@ class Upstream:
         "embeddings": "openai_embeddings",
     }
 
+    # Whether complete() takes ``within=`` (seconds) and ends the call by then with an
+    # UpstreamTimeoutError; otherwise the dispatcher holds the deadline with a timer of its own.
+    deadlines = False
+
     async def complete(self, operation: Operation, body: dict[str, Any]) -> Completion:
         """One non-streamed call; raises an :class:`~crossroads.exceptions.UpstreamError`."""
         raise NotImplementedError

@@ -131,10 +131,14 @@ class Dispatcher:
         bodies: dict[tuple[str, str, int | None], dict[str, Any]] = {}
         operation = request.operation
 
-        async def call(e: EndpointState, m: ModelConfig) -> tuple[Completion, Any]:
+        async def call(
+            e: EndpointState, m: ModelConfig, within: float | None
+        ) -> tuple[Completion, Any]:
             fmt = wire_format(e, operation)
             body = upstream_body(request, fmt, e, m, bodies)
-            return await e.upstream.complete(operation, body), fmt
+            if within is None:
+                return await e.upstream.complete(operation, body), fmt
+            return await e.upstream.complete(operation, body, within=within), fmt
 
         (result, fmt), e, m = await self._attempt(chain, call, trace, prefix, keep_open=False)
         return result, m, fmt
@@ -146,7 +150,7 @@ class Dispatcher:
         bodies: dict[tuple[str, str, int | None], dict[str, Any]] = {}
         operation = request.operation
 
-        async def call(e: EndpointState, m: ModelConfig) -> OpenStream:
+        async def call(e: EndpointState, m: ModelConfig, within: None) -> OpenStream:
             fmt = wire_format(e, operation)
             events = e.upstream.stream(operation, upstream_body(request, fmt, e, m, bodies))
             head: list[bytes] = []
@@ -174,7 +178,7 @@ class Dispatcher:
     async def _attempt(
         self,
         chain: list[str],
-        call: Callable[[EndpointState, ModelConfig], Awaitable[T]],
+        call: Callable[[EndpointState, ModelConfig, float | None], Awaitable[T]],
         trace: Trace,
         prefix: str,
         keep_open: bool,
@@ -223,11 +227,13 @@ class Dispatcher:
                 e.in_flight += 1
                 start = time.perf_counter()
                 try:
-                    if left < e.total_timeout_s:
+                    if left >= e.total_timeout_s:  # the upstream's own total timeout ends first
+                        result = await call(e, model, None)
+                    elif e.deadlines and not keep_open:  # its own timer ends it then
+                        result = await call(e, model, left)
+                    else:  # a stream's deadline covers its opening only: a timer of ours
                         async with asyncio.timeout(left):
-                            result = await call(e, model)
-                    else:  # the upstream's own total timeout ends the call first: one timer
-                        result = await call(e, model)
+                            result = await call(e, model, None)
                 except asyncio.CancelledError:
                     e.in_flight -= 1
                     e.breaker.release_probe()

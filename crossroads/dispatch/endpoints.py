@@ -25,12 +25,14 @@ class EndpointState:
     ttft_ms: float | None = None  # EWMA of time to first byte
     tpot_ms: float | None = None  # EWMA of time per output token (streams)
     total_timeout_s: float = float("inf")  # the upstream's own limit on one call
+    deadlines: bool = False  # the upstream's complete() holds a deadline (``within=``)
     served: int = 0
     failed: int = 0
     key: str = field(init=False)
 
     def __post_init__(self) -> None:
         self.key = f"{self.upstream.name}/{self.upstream_model}"
+        self.deadlines = getattr(self.upstream, "deadlines", False)
 
     @property
     def saturated(self) -> bool:

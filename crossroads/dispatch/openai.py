@@ -64,9 +64,22 @@ class OpenAIUpstream(HTTPUpstream):
             upstream=self.name,
         )
 
-    async def complete(self, operation: Operation, body: dict[str, Any]) -> Completion:
+    deadlines = True
+
+    async def complete(
+        self, operation: Operation, body: dict[str, Any], within: float | None = None
+    ) -> Completion:
         if self._raw_address is not None:
-            raw = await self._complete_raw(operation, body)
+            raw = await self._complete_raw(operation, body, within)
+        elif within is not None:
+            try:
+                async with asyncio.timeout(within):
+                    raw = await self._complete_aiohttp(operation, body)
+            except TimeoutError:
+                raise UpstreamTimeoutError(
+                    f"upstream {self.name!r} did not answer within the dispatch deadline",
+                    upstream=self.name,
+                ) from None
         else:
             raw = await self._complete_aiohttp(operation, body)
         data = self.parse_body(raw)
@@ -78,11 +91,13 @@ class OpenAIUpstream(HTTPUpstream):
             )
         return Completion(raw, usage_from(data))
 
-    async def _complete_raw(self, operation: Operation, body: dict[str, Any]) -> bytes:
+    async def _complete_raw(
+        self, operation: Operation, body: dict[str, Any], within: float | None
+    ) -> bytes:
         pool = self._pool or self._raw_pool()
         payload = self.encode(body)
         try:
-            status, headers, raw = await pool.fetch(self._heads()[operation], payload)
+            status, headers, raw = await pool.fetch(self._heads()[operation], payload, within)
         except (asyncio.CancelledError, UpstreamError):
             raise
         except Exception as exc:

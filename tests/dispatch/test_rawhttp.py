@@ -265,6 +265,30 @@ async def test_total_timeout_ends_a_response_that_keeps_dripping() -> None:
         await pool.aclose()
 
 
+async def test_a_deadline_shorter_than_the_total_timeout_ends_the_call_and_says_so() -> None:
+    async def drip(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        while True:
+            await conn.send(b"1\r\nx\r\n")
+            await asyncio.sleep(0.02)
+
+    async with Script(drip) as script:
+        pool = pool_for(script, read=1, total=5)
+        head = pool.request_head("POST", "/x", HEADERS)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(UpstreamTimeoutError, match="within the dispatch deadline"):
+            await asyncio.wait_for(pool.fetch(head, b"{}", within=0.3), 4)
+        assert loop.time() - started < 2  # the deadline, not timeouts.total (5 s)
+        # a deadline longer than timeouts.total leaves the total in charge
+        short = pool_for(script, total=0.3)
+        with pytest.raises(UpstreamTimeoutError, match=r"timeouts.total \(0.3 s\)"):
+            await asyncio.wait_for(short.fetch(head, b"{}", within=60), 4)
+        await pool.aclose()
+        await short.aclose()
+
+
 async def test_slow_consumer_pauses_reading_and_read_timeout_does_not_fire(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -106,11 +106,15 @@ class Connection(asyncio.Protocol):
         self.draining = False
         self.phase = _IDLE
         self.first_at = self.total_at = self.last_data = 0.0
+        self.total_is_deadline = False  # total_at is the caller's deadline, not timeouts.total
 
     # ---------------------------------------------------------------- one exchange
 
-    def begin(self, request: bytes, stream: bool, total_at: float) -> asyncio.Future[None]:
-        """Send ``request``; the future resolves at the head (streams) or the end."""
+    def begin(
+        self, request: bytes, stream: bool, total_at: float, is_deadline: bool = False
+    ) -> asyncio.Future[None]:
+        """Send ``request``; the future resolves at the head (streams) or the end
+        (``is_deadline``: ``total_at`` is the caller's deadline, earlier than timeouts.total)."""
         self._reset(stream)
         self.in_use = True
         waiter = self.waiter = self.loop.create_future()
@@ -125,6 +129,7 @@ class Connection(asyncio.Protocol):
         self.phase = _FIRST_BYTE
         self.first_at = now + self.pool.timeouts.first_byte
         self.total_at = total_at
+        self.total_is_deadline = is_deadline
         self._arm(min(self.first_at, total_at))
         return waiter
 
@@ -211,7 +216,9 @@ class Connection(asyncio.Protocol):
         if self.draining:
             self.transport.abort()  # type: ignore[union-attr]
             return
-        if now + _SLACK >= self.total_at:
+        if now + _SLACK >= self.total_at and self.total_is_deadline:
+            message = f"upstream {name!r} did not answer within the dispatch deadline"
+        elif now + _SLACK >= self.total_at:
             message = f"upstream {name!r} did not finish within timeouts.total ({t.total:g} s)"
         elif self.phase == _FIRST_BYTE:
             message = (

@@ -105,9 +105,12 @@ class ConnectionPool:
         """Open (or opening) connections, idle or busy."""
         return self._open
 
-    async def fetch(self, head: bytes, body: bytes) -> tuple[int, Headers, bytes]:
-        """Send one request and read the whole response: ``(status, headers, body)``."""
-        conn = await self._exchange(head + b"%d\r\n\r\n" % len(body) + body, False)
+    async def fetch(
+        self, head: bytes, body: bytes, within: float | None = None
+    ) -> tuple[int, Headers, bytes]:
+        """Send one request and read the whole response: ``(status, headers, body)``; with
+        ``within`` (seconds) shorter than ``timeouts.total``, it must end within that."""
+        conn = await self._exchange(head + b"%d\r\n\r\n" % len(body) + body, False, within)
         result = (conn.status, Headers(conn.raw_headers), b"".join(conn.chunks))
         self.release(conn)
         return result
@@ -118,14 +121,20 @@ class ConnectionPool:
         conn = await self._exchange(head + b"%d\r\n\r\n" % len(body) + body, True)
         return StreamResponse(self, conn)
 
-    async def _exchange(self, request: bytes, stream: bool) -> Connection:
-        total_at = self.loop.time() + self.timeouts.total
+    async def _exchange(
+        self, request: bytes, stream: bool, within: float | None = None
+    ) -> Connection:
+        now = self.loop.time()
+        total_at = now + self.timeouts.total
+        is_deadline = within is not None and within < self.timeouts.total
+        if is_deadline:
+            total_at = now + within  # type: ignore[operator]
         conn = await self._acquire(total_at, fresh=False)
         try:
-            await conn.begin(request, stream, total_at)
+            await conn.begin(request, stream, total_at, is_deadline)
             if conn.error is not None and conn.stale:  # closed while we sent: once more
                 conn = await self._acquire(total_at, fresh=True)
-                await conn.begin(request, stream, total_at)
+                await conn.begin(request, stream, total_at, is_deadline)
         except BaseException:
             self.discard(conn)
             raise
