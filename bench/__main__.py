@@ -2,7 +2,9 @@
 
 One fake upstream (its own process) serves every target. Targets: ``direct`` (the load
 generator talks to the upstream), ``crossroads`` (``crossroads serve`` with a bench
-config) and ``litellm`` (the LiteLLM proxy in ``bench/.venv-litellm``). Each repeat runs
+config), ``litellm`` (the LiteLLM proxy in ``bench/.venv-litellm``) and ``tensorzero``
+(TensorZero's Rust gateway, embedded in its PyPI wheel, in ``bench/.venv-tensorzero``;
+observability off, one process whatever ``--workers`` says). Each repeat runs
 every target under the same loads, in a rotated order; the report gives medians and
 spread over repeats, and latency *added* over ``direct`` measured in the same repeat.
 
@@ -11,6 +13,7 @@ generator share ``--cpu-aux``.
 
     python -m bench --repeats 3 --duration 5 --rates 50,200,500
     python -m bench --targets direct,litellm --repeats 1 --duration 3   # quick check
+    python -m bench --targets direct,crossroads,tensorzero --crossroads-configs crossroads-passthrough
 """
 
 from __future__ import annotations
@@ -39,7 +42,14 @@ from bench.procs import (
     start_fake_upstream,
 )
 from bench.report import render_report
-from bench.targets import crossroads_service, litellm_service, litellm_version
+from bench.targets import (
+    TENSORZERO_MODEL,
+    crossroads_service,
+    litellm_service,
+    litellm_version,
+    tensorzero_service,
+    tensorzero_version,
+)
 
 Load = tuple[str, list[str]]
 
@@ -104,7 +114,10 @@ def make_target(
         key = "sk-bench-" + secrets.token_hex(16)
         service = litellm_service(upstream.url, args.cpu_sut, key, args.workers)
         return service, ["--model", "fake-small", "--api-key", key]
-    raise SystemExit(f"unknown target {name!r}: use direct, crossroads or litellm")
+    if name == "tensorzero":
+        service = tensorzero_service(upstream.url, args.cpu_sut)
+        return service, ["--model", TENSORZERO_MODEL.format("fake-small")]
+    raise SystemExit(f"unknown target {name!r}: use direct, crossroads, litellm or tensorzero")
 
 
 def run_target(
@@ -219,6 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     info = machine_info(args)
     if "litellm" in targets:
         info["versions"]["litellm"] = litellm_version()
+    if "tensorzero" in targets:
+        info["versions"]["tensorzero"] = tensorzero_version()
     per_target = args.duration + args.warmup + 2
     lifetime = args.repeats * len(targets) * (len(loads) * (per_target + args.timeout) + 120) + 300
     upstream = start_fake_upstream(args.cpu_aux, args.chunks, lifetime)

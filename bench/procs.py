@@ -104,17 +104,22 @@ class Service:
             if self.proc.poll() is not None:
                 tail = self.log.read_text(errors="replace")[-2000:]
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{tail}")
-            with (
-                contextlib.suppress(OSError, urllib.error.URLError),
-                urllib.request.urlopen(self.health_url, timeout=2) as response,
-            ):
-                if response.status == 200:
-                    return self
+            if self.ready():
+                return self
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(
             f"{self.name} not ready at {self.health_url} after {timeout}s; see {self.log}"
         )
+
+    def ready(self) -> bool:
+        """Whether ``health_url`` answers 200 now."""
+        with (
+            contextlib.suppress(OSError, urllib.error.URLError),
+            urllib.request.urlopen(self.health_url, timeout=2) as response,
+        ):
+            return bool(response.status == 200)
+        return False
 
     @property
     def pid(self) -> int:
@@ -134,6 +139,28 @@ class Service:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+
+
+@dataclass
+class AnnouncedService(Service):
+    """A server that picks its own port and, once it serves, writes its OpenAI base URL to
+    ``ready_file`` (``url`` is read from there; ``health_url`` is unused)."""
+
+    ready_file: Path | None = None
+
+    def start(self, timeout: float = 60.0) -> Service:
+        """Start the process and wait (bounded) until it has written ``ready_file``."""
+        assert self.ready_file is not None
+        self.ready_file.unlink(missing_ok=True)
+        return super().start(timeout)
+
+    def ready(self) -> bool:
+        """Whether the URL has been announced; sets ``url`` when it has."""
+        assert self.ready_file is not None
+        if not self.ready_file.exists():
+            return False
+        self.url = self.ready_file.read_text().strip()
+        return True
 
 
 def start_fake_upstream(cpus: str | None, chunks: int, lifetime: float) -> Service:

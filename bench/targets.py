@@ -1,7 +1,9 @@
-"""The servers a benchmark compares: crossroads (``crossroads serve``) and the LiteLLM proxy.
+"""The servers a benchmark compares: crossroads (``crossroads serve``), the LiteLLM proxy and
+TensorZero's gateway.
 
-LiteLLM is installed by :func:`ensure_litellm` into its own virtualenv,
-``bench/.venv-litellm`` (gitignored), so it never touches crossroads' environment.
+LiteLLM and TensorZero are installed from PyPI, each into its own virtualenv
+(``bench/.venv-litellm``, ``bench/.venv-tensorzero``, gitignored) on first use, so they never
+touch crossroads' environment.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.procs import ROOT, Service, free_port, pinned
+from bench.procs import OUT, ROOT, AnnouncedService, Service, free_port, pinned
 
 CONFIGS = ROOT / "bench" / "configs"
 LITELLM_VENV = ROOT / "bench" / ".venv-litellm"
+TENSORZERO_VENV = ROOT / "bench" / ".venv-tensorzero"
+# TensorZero's OpenAI-compatible API names a configured model this way.
+TENSORZERO_MODEL = "tensorzero::model_name::{}"
 
 
 def crossroads_service(config: str, upstream: str, cpus: str | None, workers: int = 1) -> Service:
@@ -48,31 +53,40 @@ def crossroads_service(config: str, upstream: str, cpus: str | None, workers: in
     return Service(f"crossroads-{name}", cmd, base + "/v1", base + "/health", env=env)
 
 
+def ensure_venv(venv: Path, requirement: str, quiet: bool = True) -> Path:
+    """The python of ``venv``, creating it and ``pip install``-ing ``requirement`` on first use."""
+    python = venv / "bin" / "python"
+    marker = venv / ".installed"
+    if marker.exists():
+        return python
+    base = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    subprocess.run([shutil.which(base) or sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "pip"), "install", *(["-q"] if quiet else []), requirement]
+    subprocess.run(pip, check=True)
+    marker.write_text(requirement + "\n")
+    return python
+
+
 def ensure_litellm(quiet: bool = True) -> Path:
     """The ``litellm`` executable of ``bench/.venv-litellm``, installing it on first use."""
     exe = LITELLM_VENV / "bin" / "litellm"
-    if exe.exists():
-        return exe
-    python = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    subprocess.run(
-        [shutil.which(python) or sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True
-    )
-    pip = [
-        str(LITELLM_VENV / "bin" / "pip"),
-        "install",
-        *(["-q"] if quiet else []),
-        "litellm[proxy]",
-    ]
-    subprocess.run(pip, check=True)
+    if not exe.exists():
+        ensure_venv(LITELLM_VENV, "litellm[proxy]", quiet)
     return exe
+
+
+def venv_version(venv: Path, package: str) -> str:
+    """The version of ``package`` installed in ``venv``, or ``"?"``."""
+    code = f"import importlib.metadata as m; print(m.version({package!r}))"
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() or "?"
 
 
 def litellm_version() -> str:
     """The installed LiteLLM version, or ``"?"``."""
-    python = LITELLM_VENV / "bin" / "python"
-    code = "import importlib.metadata as m; print(m.version('litellm'))"
-    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=False)
-    return done.stdout.strip() or "?"
+    return venv_version(LITELLM_VENV, "litellm")
 
 
 def litellm_service(upstream: str, cpus: str | None, key: str, workers: int = 1) -> Service:
@@ -109,3 +123,36 @@ def litellm_service(upstream: str, cpus: str | None, key: str, workers: int = 1)
     }
     base = f"http://127.0.0.1:{port}"
     return Service("litellm", cmd, base + "/v1", base + "/health/liveliness", env=env)
+
+
+def tensorzero_service(upstream: str, cpus: str | None) -> Service:
+    """TensorZero's gateway (``bench/tensorzero_gateway.py`` in ``bench/.venv-tensorzero``):
+    one model per fake-upstream model, observability off, on a port it picks itself.
+
+    It has no worker processes: its Rust runtime runs on the cores in ``cpus``.
+    """
+    python = ensure_venv(TENSORZERO_VENV, "tensorzero")
+    OUT.mkdir(parents=True, exist_ok=True)
+    cmd = pinned(
+        [
+            str(python),
+            str(ROOT / "bench" / "tensorzero_gateway.py"),
+            "--upstream",
+            upstream,
+            "--models",
+            "fake-small,fake-large",
+            "--config",
+            str(OUT / "tensorzero.toml"),
+            "--ready-file",
+            str(OUT / "tensorzero.url"),
+        ],
+        cpus,
+    )
+    env = {"RUST_LOG": "warn", "TENSORZERO_DISABLE_PSEUDONYMOUS_USAGE_ANALYTICS": "1"}
+    return AnnouncedService("tensorzero", cmd, "", "", env=env, ready_file=OUT / "tensorzero.url")
+
+
+def tensorzero_version() -> str:
+    """The TensorZero version of ``bench/.venv-tensorzero``, installing it on first use."""
+    ensure_venv(TENSORZERO_VENV, "tensorzero")
+    return venv_version(TENSORZERO_VENV, "tensorzero")
