@@ -59,6 +59,8 @@ def bounded(text: str, limit: int = FIELD_CHARS) -> str:
 def recorded_caller(caller: Caller | RecordedCaller) -> RecordedCaller:
     """What a trace keeps of the caller: each field bounded, at most ``MAX_HEADERS`` headers
     (a ``"..."`` entry counts the rest). Routing saw the caller in full."""
+    if not caller.headers and (caller.user is None or len(caller.user) <= FIELD_CHARS):
+        return RecordedCaller(caller.key_name, caller.user, {}, caller.team)  # the common case
     headers = {name: bounded(value) for name, value in list(caller.headers.items())[:MAX_HEADERS]}
     if len(caller.headers) > MAX_HEADERS:
         headers["..."] = f"{len(caller.headers) - MAX_HEADERS} more headers not recorded"

@@ -133,6 +133,7 @@ class Gateway:
             )
             self.store.start()
             self.keys = _api_keys(cfg)
+            self._watchers = _Watchers()
             self.teams = {team.name: team for team in cfg.teams}
             self.admin_key = _admin_key(cfg)
             self._header_names = frozenset(
@@ -249,8 +250,8 @@ class Gateway:
         start = time.perf_counter()
         now = time.time()
         trace = Trace(new_trace_id(now), now, "", "chat", False, format=handler.fmt.NAME)
-        watcher: asyncio.TimerHandle | None = None
-        gone = _Disconnect()
+        gone = _Disconnect(receive, start)
+        watching = False
         try:
             caller = self._caller(scope)
             trace.caller = caller
@@ -258,9 +259,8 @@ class Gateway:
             trace.operation = request.operation
             caller.user = request.user
             # Fast requests never pay for a watcher task: it starts after WATCH_AFTER_S.
-            watcher = asyncio.get_running_loop().call_later(
-                WATCH_AFTER_S, _start_watcher, receive, gone
-            )
+            self._watchers.add(gone)
+            watching = True
             await handler.serve(request, caller, trace, send, start)
         except asyncio.CancelledError:
             if not gone.happened:
@@ -285,9 +285,9 @@ class Gateway:
                 log.exception("unexpected error on %s (trace %s)", scope["path"], trace.trace_id)
             await send_body(send, status, payload, JSON_HEADERS + routing_headers(trace) + extra)
         finally:
-            if watcher is not None:
+            if watching:
                 gone.finished = True
-                watcher.cancel()
+                self._watchers.discard(gone)
                 if gone.watcher is not None:
                     gone.watcher.cancel()
             trace.latency_ms = (time.perf_counter() - start) * 1000
@@ -438,10 +438,21 @@ def _api_keys(cfg: Config) -> dict[bytes, ApiKey]:
     return keys
 
 
+_ID_BATCH = 4096  # random parts fetched from the OS at once (one system call per batch)
+_ids: list[str] = []
+
+
 def new_trace_id(now: float) -> str:
-    """24 hex digits: the time in ms, then 48 random bits. Ids made later sort later, so a
-    trace store's key index grows at its end instead of at random pages."""
-    return f"{int(now * 1000):012x}{os.urandom(6).hex()}"
+    """24 hex digits: the time in ms, then 48 random bits (from ``os.urandom``, fetched in
+    batches). Ids made later sort later, so a trace store's key index grows at its end
+    instead of at random pages."""
+    if not _ids:
+        pool = os.urandom(6 * _ID_BATCH).hex()
+        _ids.extend(pool[i : i + 12] for i in range(0, len(pool), 12))
+    return f"{int(now * 1000):012x}{_ids.pop()}"
+
+
+os.register_at_fork(after_in_child=_ids.clear)  # a forked worker never repeats its parent's
 
 
 WATCH_AFTER_S = 0.05
@@ -450,18 +461,44 @@ WATCH_AFTER_S = 0.05
 class _Disconnect:
     """Whether the client went away while its request was still being served."""
 
-    __slots__ = ("task", "happened", "finished", "watcher")
+    __slots__ = ("task", "receive", "start", "happened", "finished", "watcher")
 
-    def __init__(self) -> None:
+    def __init__(self, receive: Any, start: float) -> None:
         self.task = asyncio.current_task()
+        self.receive = receive
+        self.start = start  # perf_counter() when the request arrived
         self.happened = False
         self.finished = False
         self.watcher: asyncio.Task[None] | None = None
 
 
-def _start_watcher(receive: Any, state: _Disconnect) -> None:
-    if not state.finished:
-        state.watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, state))
+class _Watchers:
+    """Starts a disconnect watcher for every request still running ``WATCH_AFTER_S`` after
+    it arrived. One timer serves all of a worker's requests, and runs only while some are in
+    flight: a request pays a dict insert and a pop, not a timer of its own."""
+
+    def __init__(self) -> None:
+        self.pending: dict[_Disconnect, None] = {}  # in arrival order
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, state: _Disconnect) -> None:
+        self.pending[state] = None
+        if self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._tick)
+
+    def discard(self, state: _Disconnect) -> None:
+        self.pending.pop(state, None)
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        old = time.perf_counter() - WATCH_AFTER_S
+        pending = self.pending
+        for state in list(pending):
+            if state.start > old:
+                break  # this one and those after it are younger
+            del pending[state]
+            state.watcher = loop.create_task(_watch_disconnect(state.receive, state))
+        self.timer = loop.call_later(WATCH_AFTER_S, self._tick) if pending else None
 
 
 async def _watch_disconnect(receive: Any, state: _Disconnect) -> None:
