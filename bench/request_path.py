@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import gc
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -85,7 +86,8 @@ CONFIG = {
 }
 
 
-async def run(n: int, stream: bool) -> float:
+async def app_and_request(stream: bool) -> tuple[Any, Callable[[], Awaitable[None]]]:
+    """The started app and a call that sends it one chat request (JSON or a stream)."""
     app = create_app(parse_config(CONFIG), store=MemoryTraceStore(), upstreams={"mem": InMemory()})
     await app.startup()
     body = orjson.dumps(
@@ -115,13 +117,21 @@ async def run(n: int, stream: bool) -> float:
     async def send(message: dict[str, Any]) -> None:
         pass
 
+    async def call() -> None:
+        await app(scope, receive, send)
+
+    return app, call
+
+
+async def run(n: int, stream: bool) -> float:
+    app, call = await app_and_request(stream)
     best = float("inf")
     for _ in range(5):
         app.store = MemoryTraceStore()
         gc.collect()
         t0 = time.process_time()
         for _ in range(n):
-            await app(scope, receive, send)
+            await call()
         best = min(best, (time.process_time() - t0) / n * 1e6)
     await app.shutdown()
     return best

@@ -659,7 +659,7 @@ def test_trace_ids_sort_by_time_and_differ() -> None:
 
     ids = [new_trace_id(t) for t in (1_795_000_000.0, 1_795_000_000.001, 1_795_000_001.5)]
     assert ids == sorted(ids) and all(len(i) == 24 for i in ids)
-    assert len({new_trace_id(1.0) for _ in range(1000)}) == 1000
+    assert len({new_trace_id(1.0) for _ in range(10_000)}) == 10_000  # across id batches
 
 
 @pytest.mark.parametrize("stream", [False, True])

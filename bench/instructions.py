@@ -1,0 +1,142 @@
+"""Instructions per request of the gateway, counted by valgrind's callgrind: deterministic,
+so two checkouts (or a commit and its baseline) compare on a busy machine where CPU time
+cannot. User-space instructions only: system calls and the kernel's share are not counted.
+
+    python -m bench.instructions [--requests 300] [--stream]   # in process, no sockets
+    python -m bench.instructions --wire [--traces none]        # crossroads serve over loopback
+
+In process, the request path of ``bench.request_path`` (parsing, routing, format conversion,
+dispatch bookkeeping, settlement, trace assembly) runs under callgrind with collection off
+until it is warm; over the wire, ``crossroads serve`` with the heuristic benchmark config runs
+under callgrind and answers sequential requests from one client (traces on by default: the
+writer thread is counted). Prints instructions per request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+WARM = 50
+COLLECTED = re.compile(r"Collected\s*:\s*([\d,]+)")
+
+
+def _callgrind(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("valgrind is not installed (apt-get install valgrind)")
+    out = Path(tempfile.mkdtemp()) / "callgrind.out"
+    return subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"] + cmd,
+        stderr=subprocess.PIPE,
+        **kwargs,
+    )
+
+
+def _collected(stderr: bytes) -> int:
+    return sum(int(m.replace(",", "")) for m in COLLECTED.findall(stderr.decode()))
+
+
+def _toggle(pid: int, on: bool) -> None:
+    subprocess.run(
+        ["callgrind_control", "-i", "on" if on else "off", str(pid)],
+        check=False,
+        capture_output=True,
+    )
+
+
+def in_process(requests: int, stream: bool) -> float:
+    """Instructions per request of the in-process request path."""
+    cmd = [sys.executable, "-m", "bench.instructions", "--child", str(requests)]
+    child = _callgrind(cmd + (["--stream"] if stream else []), cwd=os.getcwd())
+    _, err = child.communicate(timeout=1800)
+    if child.returncode != 0:
+        raise SystemExit(err.decode()[-2000:])
+    return _collected(err) / requests
+
+
+async def _child(requests: int, stream: bool) -> None:
+    from bench.request_path import app_and_request
+
+    app, call = await app_and_request(stream)
+    for _ in range(WARM):
+        await call()
+    _toggle(os.getpid(), True)
+    for _ in range(requests):
+        await call()
+    _toggle(os.getpid(), False)
+    await app.shutdown()
+
+
+def over_the_wire(requests: int, traces: str) -> float:
+    """Instructions per request of ``crossroads serve`` answering one client."""
+    import httpx
+
+    from bench.procs import ROOT, free_port, start_fake_upstream
+
+    upstream = start_fake_upstream(None, 8, 1800)
+    port = free_port()
+    env = {**os.environ, "FAKE_UPSTREAM_BASE": upstream.url, "CROSSROADS_BENCH_TRACES": traces}
+    config = ROOT / "bench" / "configs" / "crossroads-heuristic.yaml"
+    serve = [sys.executable, "-m", "crossroads.cli", "serve", "-c", str(config)]
+    server = _callgrind([*serve, "--port", str(port)], env=env, stdout=subprocess.DEVNULL)
+    body = {
+        "model": "auto",
+        "max_tokens": 50,
+        "messages": [
+            {"role": "system", "content": "You are helpful."},
+            {"role": "user", "content": "Name three colours, please, and say why."},
+        ],
+    }
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            for _ in range(1200):  # valgrind starts Python slowly
+                try:
+                    client.get("/health")
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            for _ in range(WARM):
+                client.post("/v1/chat/completions", json=body).raise_for_status()
+            _toggle(server.pid, True)
+            for _ in range(requests):
+                client.post("/v1/chat/completions", json=body).raise_for_status()
+            time.sleep(1.5)  # the trace writer flushes what these requests queued
+            _toggle(server.pid, False)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=300)
+        upstream.stop()
+    return _collected(err) / requests
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.instructions")
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--wire", action="store_true", help="crossroads serve over loopback")
+    parser.add_argument("--traces", default="sqlite:///bench/out/instructions-traces.db")
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        asyncio.run(_child(args.child, args.stream))
+        return
+    if args.wire:
+        n = over_the_wire(args.requests, args.traces)
+        print(f"wire ({args.traces}): {n:,.0f} instructions per request")
+    else:
+        n = in_process(args.requests, args.stream)
+        print(f"{'stream' if args.stream else 'json'}: {n:,.0f} instructions per request")
+
+
+if __name__ == "__main__":
+    main()
