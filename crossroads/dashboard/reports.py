@@ -7,11 +7,10 @@ subdirectories, by the time ``index.html`` was written.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 MAX_REPORTS = 1000  # subdirectories looked at, at most
 MAX_JSON_BYTES = 8 * 1024 * 1024  # a dataset's JSON larger than this is skipped
@@ -40,9 +39,9 @@ def load_report(directory: Path, served: list[dict[str, Any]]) -> dict[str, Any]
     for path in sorted(directory.glob("*.json")):
         if path.stat().st_size > MAX_JSON_BYTES:
             continue
-        try:
-            data = orjson.loads(path.read_bytes())
-        except orjson.JSONDecodeError:
+        try:  # json, not orjson: the report writes NaN and Infinity (orjson sends them as null)
+            data = json.loads(path.read_bytes())
+        except ValueError:
             continue
         if not isinstance(data, dict) or not isinstance(data.get("routers"), list):
             continue

@@ -27,6 +27,11 @@
     return el;
   }
 
+  // Like replaceChildren, but skips null and undefined (replaceChildren would print them).
+  function put(el, ...children) {
+    el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+  }
+
   function svg(tag, attrs, ...children) {
     const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
     for (const [name, value] of Object.entries(attrs || {})) el.setAttribute(name, value);
@@ -37,6 +42,7 @@
   const fmt = {
     num: (v, digits = 0) => (v === null || v === undefined ? "–" : Number(v).toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })),
     ms: (v) => (v === null || v === undefined ? "–" : v >= 100 ? fmt.num(v, 0) : fmt.num(v, 1)),
+    usdAxis: (v) => (v === 0 ? "$0" : Math.abs(v) < 0.01 ? "$" + v.toExponential(1) : fmt.usd(v)),
     usd: (v) => {
       if (v === null || v === undefined) return "–";
       const a = Math.abs(v);
@@ -137,7 +143,7 @@
           svg("title", {}, document.createTextNode(`${s.name} ${fmt.time(t[i])}: ${yfmt(v)}`))));
       });
     });
-    el.replaceChildren(chart, legend(series.map((s) => s.name)));
+    put(el, chart, legend(series.map((s) => s.name)));
     paintLegend(el);
   }
 
@@ -159,7 +165,7 @@
           svg("title", {}, document.createTextNode(`${name} ${fmt.time(ti)}: ${v}`))));
       });
     });
-    el.replaceChildren(chart, legend(names));
+    put(el, chart, legend(names));
     paintLegend(el);
   }
 
@@ -170,7 +176,7 @@
     const sp = s.spend;
     const savedShare = sp.max_candidate > 0 ? sp.savings_vs_max_candidate / sp.max_candidate : null;
     const refShare = sp.reference ? sp.savings_vs_reference / sp.reference : null;
-    $("#kpis").replaceChildren(
+    put($("#kpis"),
       card("Requests", fmt.num(s.requests), s.truncated ? "newest " + fmt.num(s.requests) + " of the window" : "in the window", { id: "requests", raw: s.requests }),
       card("Rate", fmt.num(s.rate_per_s, 3) + " /s", "requests per second", { id: "rate", raw: s.rate_per_s }),
       card("Latency p50", fmt.ms(s.latency_ms.p50) + " ms", "p95 " + fmt.ms(s.latency_ms.p95) + " · p99 " + fmt.ms(s.latency_ms.p99) + " ms", { id: "p50", raw: s.latency_ms.p50 }),
@@ -188,9 +194,9 @@
     stackChart($("#chart-models"), t, s.series.models, (v) => fmt.num(v));
     const spend = [{ name: "actual", values: cumulative(s.series.cost) }, { name: "dearest candidate", values: cumulative(s.series.max_candidate_cost) }];
     if (sp.reference_model) spend.push({ name: sp.reference_model, values: cumulative(s.series.reference_cost) });
-    lineChart($("#chart-spend"), t, spend, fmt.usd);
+    lineChart($("#chart-spend"), t, spend, fmt.usdAxis);
     const share = (counts) => Object.entries(counts).map(([name, n]) => h("tr", {}, cell(name), cell(fmt.num(n), true), cell(fmt.pct(n / Math.max(1, s.requests)), true)));
-    $("#totals").replaceChildren(
+    put($("#totals"),
       table(["decision", "requests", "share"], share(s.decisions), [1, 2]),
       h("div", { class: "muted", text: " " }),
       table(["model", "requests", "share"], share(s.models), [1, 2]));
@@ -229,7 +235,7 @@
     const page = await api("traces", params);
     const body = $("#trace-table tbody");
     const rows = page.data.map(traceRow);
-    if (append) body.append(...rows); else body.replaceChildren(...rows);
+    if (append) body.append(...rows); else put(body, ...rows);
     state.cursor = page.next_cursor;
     $("#more").classList.toggle("hidden", !page.next_cursor);
     const shown = body.children.length;
@@ -248,7 +254,7 @@
     const signals = Object.values(route.signals || {});
     const attempts = t.attempts || [];
     const caller = t.caller || {};
-    view.replaceChildren(
+    put(view,
       h("p", {}, h("a", { href: "#traces", text: "← traces" })),
       h("div", { class: "detail-head" },
         h("h1", {}, "Trace ", h("code", { text: t.trace_id })), statusBadge(t.status),
@@ -299,7 +305,7 @@
   async function showEndpoints() {
     const e = await api("endpoints");
     const store = e.store;
-    $("#view-endpoints").replaceChildren(
+    put($("#view-endpoints"),
       h("h2", { text: "Endpoints" }),
       table(["model", "endpoint", "circuit", "why", "in flight", "ttft ms", "ms/token", "served", "failed", "retry after s"],
         e.data.map((x) => h("tr", {}, cell(x.model), cell(h("code", { text: x.endpoint })), cell(badge(x.state, x.state)), cell(x.reason),
@@ -324,7 +330,7 @@
       report = await api("eval");
     } catch (error) {
       if (error.status !== 404) throw error;
-      view.replaceChildren(h("h2", { text: "Evaluation" }), h("p", { class: "muted", text: error.message }));
+      put(view, h("h2", { text: "Evaluation" }), h("p", { class: "muted", text: error.message }));
       return;
     }
     const served = report.served || [];
@@ -347,7 +353,7 @@
         table(["router", "kind", ...metricCols.map(([, label]) => label), "fit s"], rows, metricCols.map((_, i) => i + 2)),
         ds.plot ? h("p", {}, img) : null);
     }
-    view.replaceChildren(
+    put(view,
       h("h2", { text: "Latest evaluation report" }),
       h("p", { class: "muted", text: `${report.path}, written ${fmt.datetime(report.written_at)}. All numbers are on each dataset's test split, with 95% bootstrap intervals.` }),
       served.length ? h("p", {}, "Served: ", served.map((s) => `${s.router} (decision ${s.decision}, fitted on ${s.dataset || "?"})`).join("; ")) : h("p", { class: "muted", text: "No decision of this gateway serves a learned router." }),
@@ -377,7 +383,7 @@
     } catch (error) {
       if (error instanceof Unauthorized) return signOut(error.message);
       $("#updated").textContent = "error: " + error.message;
-      if (state.view === "trace") $("#view-trace").replaceChildren(h("p", {}, h("a", { href: "#traces", text: "← traces" })), h("p", { class: "error", text: error.message }));
+      if (state.view === "trace") put($("#view-trace"), h("p", {}, h("a", { href: "#traces", text: "← traces" })), h("p", { class: "error", text: error.message }));
     }
     if (state.view !== "trace" && state.view !== "eval") state.timer = setTimeout(() => refresh(), REFRESH_MS);
   }
