@@ -73,9 +73,10 @@ def window_stats(
     latencies: list[float] = []
     ttfts: list[float] = []
     per_bucket: list[list[float]] = [[] for _ in range(buckets)]
-    series = {
-        name: [0.0] * buckets
-        for name in ("requests", "errors", "cost", "max_candidate_cost", "reference_cost")
+    series: dict[str, list[Any]] = {
+        "requests": [0] * buckets,
+        "errors": [0] * buckets,
+        **{name: [0.0] * buckets for name in ("cost", "max_candidate_cost", "reference_cost")},
     }
     decisions: Counter[str] = Counter()
     model_counts: Counter[str] = Counter()

@@ -68,7 +68,7 @@ def gateway_config(upstream: str, reports: Path) -> dict[str, Any]:
 
 def write_report(root: Path) -> Path:
     """A real `crossroads eval` report (two routers on a small synthetic dataset)."""
-    pytest.importorskip("sklearn", reason='the report needs the [ml] extra')
+    pytest.importorskip("sklearn", reason="the report needs the [ml] extra")
     import pandas as pd
 
     from crossroads.eval.report import write_report as write
@@ -267,7 +267,9 @@ def test_traces_show_the_request_just_sent_and_filter(served: dict[str, Any], pa
     page.locator("#filters button[type=reset]").click()
     page.locator("#filters select[name=decision]").select_option("coding")
     page.locator("#filters button[type=submit]").click()
-    coding = [t["trace_id"] for t in served["traces"] if (t["route"] or {}).get("decision") == "coding"]
+    coding = [
+        t["trace_id"] for t in served["traces"] if (t["route"] or {}).get("decision") == "coding"
+    ]
     sync_api.expect(rows).to_have_count(len(coding))
 
     page.locator("#filters button[type=reset]").click()
