@@ -12,7 +12,7 @@ from crossroads.exceptions import StoreError
 from crossroads.store.base import TraceQuery, TraceStore
 from crossroads.store.memory import MemoryTraceStore
 from crossroads.store.sqlite import SQLiteTraceStore
-from crossroads.types import Caller, Candidate, Route, Trace, Usage
+from crossroads.types import Candidate, RecordedCaller, Route, Trace, Usage
 
 T0 = 1_700_000_000.0
 
@@ -39,7 +39,9 @@ def trace(i: int, **changes: object) -> Trace:
         usage=Usage(10, 5),
         cost=0.001,
         status=502 if i % 4 == 0 else 200,
-        caller=Caller(key_name="a", team="search") if i % 2 else Caller(key_name="b"),
+        caller=RecordedCaller(key_name="a", team="search")
+        if i % 2
+        else RecordedCaller(key_name="b"),
     )
     for name, value in changes.items():
         setattr(t, name, value)
