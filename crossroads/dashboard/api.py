@@ -197,15 +197,16 @@ class Dashboard:
         _allow(params, (*FILTERS, "since", "until", "window", "buckets"))
         buckets = _int(params, "buckets", 60, 1, 500)
         since, until = _window(params, 3600)
-        assert since is not None
+        assert since is not None and until is not None  # a default window gives both
+        start, end = since, until
         ui = self.gateway.config.ui
-        query = self._query(params, since, until, ui.window_traces)
+        query = self._query(params, start, end, ui.window_traces)
 
         def compute() -> dict[str, Any]:
             rows = self.gateway.store.search(query)
             truncated = len(rows) >= ui.window_traces
             return window_stats(
-                rows, self.models_, ui.reference_model, since, until, buckets, truncated
+                rows, self.models_, ui.reference_model, start, end, buckets, truncated
             )
 
         return orjson.dumps(await self._read(compute))
