@@ -106,7 +106,7 @@ class Dashboard:
         path: str = scope["path"]
         try:
             api = path.startswith(PREFIX)
-            if scope["method"] != "GET" and (api or scope["method"] != "HEAD"):
+            if scope["method"] != "GET":
                 raise MethodNotAllowedError(f"Use GET for {path}.")
             self.gateway._admin_on()
             if not api:
@@ -128,8 +128,7 @@ class Dashboard:
         for name, value in scope["headers"]:
             if name == b"if-none-match" and asset.etag in value:
                 return await send_body(send, 304, b"", asset.headers())
-        body = b"" if scope["method"] == "HEAD" else asset.body
-        await send_body(send, 200, body, asset.headers())
+        await send_body(send, 200, asset.body, asset.headers())
 
     async def _api(self, route: str, params: dict[str, str]) -> tuple[int, bytes, list[Any]]:
         name, _, rest = route.partition("/")
