@@ -411,7 +411,16 @@ def _admin_paths() -> dict[str, Any]:
     page = _operation(
         "dashboard",
         "The dashboard: a static page that asks for the admin key and calls the admin API",
-        {"200": {"description": "HTML, CSS, JS or SVG", "content": {"text/html": {}}}},
+        {
+            "200": {
+                "description": "index.html (also as an empty name), dashboard.js, crossroads.css "
+                "or favicon.svg",
+                "content": {
+                    kind: {}
+                    for kind in ("text/html", "text/javascript", "text/css", "image/svg+xml")
+                },
+            }
+        },
         {
             "403": _json(_ADMIN_ERRORS["403"], "OpenAIError"),
             "404": _json("No such file.", "OpenAIError"),
