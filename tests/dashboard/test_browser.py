@@ -38,7 +38,7 @@ pytestmark = [
 ]
 
 
-def gateway_config(upstream: str, reports: Path) -> dict[str, Any]:
+def gateway_config(upstream: str, reports: Path, artifact: Path) -> dict[str, Any]:
     return {
         "server": {
             "admin_key_env": "CROSSROADS_TEST_ADMIN_KEY",
@@ -60,17 +60,30 @@ def gateway_config(upstream: str, reports: Path) -> dict[str, Any]:
             for name, (i, o) in PRICES.items()
         ],
         "signals": [{"kind": "keyword", "name": "code", "keywords": ["python", "rust"]}],
-        "decisions": [{"name": "coding", "when": "keyword:code", "models": ["mid", "big"]}],
+        "decisions": [
+            {
+                "name": "coding",
+                "when": "keyword:code",
+                "models": ["mid", "big"],
+                "selection": {
+                    "method": "router",
+                    "router": str(artifact),
+                    "model_map": {"model-0": "mid", "model-1": "big"},
+                },
+            }
+        ],
         "default": {"models": ["small", "mid"]},
         "ui": {"reference_model": "big", "eval_reports": str(reports)},
     }
 
 
-def write_report(root: Path) -> Path:
-    """A real `crossroads eval` report (two routers on a small synthetic dataset)."""
+def write_report(root: Path) -> tuple[Path, Path]:
+    """A real `crossroads eval` report (two routers on a small synthetic dataset) and an
+    artifact of one of them for the gateway to serve."""
     pytest.importorskip("sklearn", reason="the report needs the [ml] extra")
     import pandas as pd
 
+    from crossroads.eval.cli import fit_artifact
     from crossroads.eval.report import write_report as write
     from crossroads.eval.runner import evaluate
     from crossroads.eval.synthetic import write_dataset
@@ -80,13 +93,15 @@ def write_report(root: Path) -> Path:
     frame["prompt"] = ""  # task one-hot features: no embedder needed
     frame.to_parquet(data / "routing.parquet")
     result = evaluate(data, ["mean", "cluster"], seed=0, n_boot=10, tune=False)
-    return write([result], root / "reports" / "run-1")
+    # The prompt-free baseline is one the gateway can serve without an embedder.
+    artifact = fit_artifact(data, "mean", root / "mean.joblib")
+    return write([result], root / "reports" / "run-1"), artifact
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("dashboard")
-    report = write_report(tmp)
+    report, artifact = write_report(tmp)
     env = {
         "CROSSROADS_TEST_ADMIN_KEY": ADMIN_KEY,
         "CROSSROADS_TEST_KEY_ALPHA": KEYS["alpha"],
@@ -98,7 +113,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     try:
         with (
             FakeUpstream(models=["s", "b"], chunks=3) as upstream,
-            GatewayProcess(gateway_config(upstream.base_url, tmp / "reports"), tmp) as gw,
+            GatewayProcess(gateway_config(upstream.base_url, tmp / "reports", artifact), tmp) as gw,
         ):
             sent = send_traffic(gw.base_url)
             traces = wait_for_traces(gw.url, len(sent))
@@ -315,6 +330,10 @@ def test_endpoints_and_the_latest_evaluation_report(served: dict[str, Any], page
     report = page.locator("#view-eval")
     sync_api.expect(report.locator("h2").nth(1)).to_have_text("syn")
     sync_api.expect(report).to_contain_text("cluster")
+    served = report.locator("tr.highlight")
+    sync_api.expect(served).to_have_count(1)
+    sync_api.expect(served).to_contain_text("mean (served)")
+    sync_api.expect(report).to_contain_text("decision coding, fitted on syn")
     image = report.locator("img")
     sync_api.expect(image).to_have_attribute("src", re.compile(r"^blob:"))
     page.wait_for_function("document.querySelector('#view-eval img').naturalWidth > 0")
