@@ -19,6 +19,7 @@ each bounded by ``ui.query_timeout_s``, so the event loop never waits on the dat
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -45,6 +46,7 @@ from crossroads.store.base import TraceQuery
 if TYPE_CHECKING:
     from crossroads.gateway.app import Gateway
 
+log = logging.getLogger("crossroads.dashboard")
 Scope = dict[str, Any]
 PREFIX = "/v1/crossroads/admin/"
 API_HEADERS = [
@@ -113,7 +115,9 @@ class Dashboard:
                 return await self._page(scope, send, path)
             self.gateway._admin(scope)
             status, body, headers = await self._api(path[len(PREFIX) :], _params(scope))
-        except RequestError as exc:
+        except Exception as exc:
+            if not isinstance(exc, RequestError):
+                log.exception("unexpected error on %s", path)
             status, body, extra = render(exc)
             headers = API_HEADERS + [(k.encode(), v.encode()) for k, v in extra.items()]
         await send_body(send, status, body, headers)
@@ -132,13 +136,13 @@ class Dashboard:
 
     async def _api(self, route: str, params: dict[str, str]) -> tuple[int, bytes, list[Any]]:
         name, _, rest = route.partition("/")
-        handler = self._routes.get(name)
-        if handler is None or (rest and name not in ("traces", "eval")):
-            raise UnsupportedRouteError(f"No admin route {PREFIX}{route}.")
-        if rest:
-            if name == "traces":
-                return 200, await self._trace(rest, params), API_HEADERS
+        if name == "traces" and rest:
+            return 200, await self._trace(rest, params), API_HEADERS
+        if name == "eval" and rest:
             return await self._plot(rest, params)
+        handler = None if rest else self._routes.get(name)
+        if handler is None:
+            raise UnsupportedRouteError(f"No admin route {PREFIX}{route}.")
         return 200, await handler(params), API_HEADERS
 
     async def _read(self, fn: Callable[[], Any]) -> Any:
@@ -151,12 +155,14 @@ class Dashboard:
             raise StoreBusy(
                 f"Too many dashboard queries are waiting (more than {timeout} s); try again."
             ) from None
+        # The slot frees when the thread ends, not when a client that went away stops
+        # waiting for it: threads in flight stay within the bound.
+        future = asyncio.get_running_loop().run_in_executor(None, fn)
+        future.add_done_callback(lambda _: self._queries.release())
         try:
-            return await asyncio.to_thread(fn)
+            return await asyncio.shield(future)
         except StoreError as exc:
             raise StoreBusy(str(exc)) from exc
-        finally:
-            self._queries.release()
 
     # ------------------------------------------------------------------ routes
 

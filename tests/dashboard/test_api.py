@@ -301,3 +301,20 @@ async def test_endpoints_need_only_the_admin_key(
 def test_the_reference_model_must_be_configured(fake_upstream: FakeUpstream) -> None:
     with pytest.raises(ConfigError, match=r"ui\.reference_model: unknown model 'gpt-9'"):
         routing_config(fake_upstream.base_url, ui={"reference_model": "gpt-9"})
+
+
+async def test_a_failing_store_is_an_error_answer_not_a_crash(
+    fake_upstream: FakeUpstream, admin_env: None
+) -> None:
+    class BrokenStore(MemoryTraceStore):
+        def search(self, query: TraceQuery) -> list[dict[str, Any]]:
+            raise RuntimeError("disk on fire")
+
+    app = create_app(config(fake_upstream.base_url), store=BrokenStore())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
+        answer = await c.get("/v1/crossroads/admin/stats", headers=ADMIN)
+        assert answer.status_code == 500
+        assert answer.json()["error"]["code"] == "internal_error"
+        assert "disk on fire" not in answer.text
+        assert (await c.get("/v1/crossroads/admin/settings", headers=ADMIN)).status_code == 200
+    await app.shutdown()

@@ -26,3 +26,11 @@ def test_nothing_comes_from_another_origin_and_nothing_runs_inline() -> None:
     assert "innerHTML" not in script and "eval(" not in script
     assert re.findall(r"fetch\((\w+)", script) == ["url"]  # one fetch, to the relative API
     assert 'const API = "../v1/crossroads/admin/"' in script
+
+
+def test_the_files_ship_in_the_wheel() -> None:
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+    assert "dashboard/static/*" in pyproject["tool"]["setuptools"]["package-data"]["crossroads"]
