@@ -122,20 +122,24 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         mp.undo()
 
 
-def send_traffic(base_url: str) -> list[dict[str, Any]]:
-    """Requests through the official SDK: routed ones of both decisions, a stream, a model
-    named outright, one failure; the last one is beta's."""
+# Routed requests of both decisions, a stream, a model named outright, one failure.
+TRAFFIC = [
+    ("alpha", "auto", "hello there", False),
+    ("alpha", "auto", "write python to sort a list", False),
+    ("alpha", "auto", "what is rust good at", True),
+    ("beta", "small", "name three colours", False),
+    ("alpha", "nope", "this model does not exist", False),
+    ("beta", "auto", "a short poem about roads", False),
+]
+
+
+def send_traffic(
+    base_url: str, plan: list[tuple[str, str, str, bool]] = TRAFFIC
+) -> list[dict[str, Any]]:
+    """Send ``plan`` (key, model, text, stream) through the official SDK."""
     import openai
 
     sent = []
-    plan = [
-        ("alpha", "auto", "hello there", False),
-        ("alpha", "auto", "write python to sort a list", False),
-        ("alpha", "auto", "what is rust good at", True),
-        ("beta", "small", "name three colours", False),
-        ("alpha", "nope", "this model does not exist", False),
-        ("beta", "auto", "a short poem about roads", False),
-    ]
     for key, model, text, stream in plan:
         client = openai.OpenAI(base_url=base_url, api_key=KEYS[key], max_retries=0)
         chat = client.chat.completions.with_raw_response
@@ -268,6 +272,11 @@ def test_traces_show_the_request_just_sent_and_filter(served: dict[str, Any], pa
     sign_in(page, url)
     page.locator("#nav a[data-view=traces]").click()
     newest = page.locator("#trace-table tbody tr").first
+    sync_api.expect(newest).to_have_attribute("data-trace", served["sent"][-1]["trace_id"])
+    sync_api.expect(page.locator("#trace-table tbody tr")).to_have_count(len(served["sent"]))
+    # A request sent while the page is open shows up on its own (the page refreshes).
+    served["sent"] += send_traffic(served["gw"].base_url, [("beta", "auto", "one more", False)])
+    served["traces"] = wait_for_traces(url, len(served["sent"]))
     sync_api.expect(newest).to_have_attribute("data-trace", served["sent"][-1]["trace_id"])
     sync_api.expect(page.locator("#trace-table tbody tr")).to_have_count(len(served["sent"]))
     shot(page, "dashboard-traces.png")
