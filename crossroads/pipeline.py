@@ -82,6 +82,23 @@ class Pipeline:
         """Entrypoints first, then configured models."""
         return [*self.entrypoints_, *self.models_]
 
+    def served_routers(self) -> list[dict[str, str | None]]:
+        """The learned routers the decisions serve (those loaded): per decision, the artifact,
+        the router's name and the dataset it was fitted on."""
+        served: dict[str, dict[str, str | None]] = {}
+        for entry in self.entrypoints_.values():
+            for decision in (*entry.decisions, entry.default):
+                service = getattr(self._selectors[id(decision)], "service", None)
+                meta = getattr(service, "meta_", None)
+                if service is not None and meta is not None:
+                    served[decision.name] = {
+                        "decision": decision.name,
+                        "artifact": str(service.artifact),
+                        "router": service.router_name_,
+                        "dataset": meta.get("dataset"),
+                    }
+        return list(served.values())
+
     async def route(self, request: RoutingRequest, model: str) -> Route:
         """Choose the model for ``request`` sent to ``model`` (an entrypoint or a model)."""
         start = time.perf_counter()

@@ -89,6 +89,11 @@ class LearnedSelector(Selector):
         self._router = RouterSelector(self.config)
         self._router.service.load()
 
+    @property
+    def service(self) -> Any:
+        """The loaded :class:`~crossroads.routers.serving.RouterService` (after prepare)."""
+        return self._router.service
+
     def select(self, request: RoutingRequest, candidates: list[Candidate]) -> Candidate:
         return self._router.select(request, candidates)  # type: ignore[no-any-return]
 

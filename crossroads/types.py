@@ -241,7 +241,8 @@ class Response:
 
 @dataclass(slots=True)
 class Attempt:
-    """One try at one upstream endpoint."""
+    """One try at one upstream endpoint; ``at_ms``: when it began, in ms after the request
+    arrived (``Trace.created_at``)."""
 
     model: str
     upstream: str
@@ -249,6 +250,7 @@ class Attempt:
     latency_ms: float
     error: str | None = None
     status: int | None = None
+    at_ms: float | None = None
 
 
 @dataclass(slots=True)

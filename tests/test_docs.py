@@ -30,6 +30,7 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         cfg.ServerConfig,
         cfg.ApiKey,
         cfg.StoreConfig,
+        cfg.UiConfig,
         cfg.Timeouts,
         cfg.OpenAIUpstreamConfig,
         cfg.AnthropicUpstreamConfig,

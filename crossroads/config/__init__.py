@@ -56,6 +56,7 @@ from crossroads.config.signals import (
     TokensSignal,
 )
 from crossroads.config.tenants import BudgetConfig, PolicyConfig, TeamConfig
+from crossroads.config.ui import UiConfig
 from crossroads.config.upstreams import (
     AnthropicUpstreamConfig,
     LocalUpstreamConfig,
@@ -70,6 +71,7 @@ __all__ = [
     "BudgetConfig",
     "PolicyConfig",
     "TeamConfig",
+    "UiConfig",
     "ServerConfig",
     "StoreConfig",
     "Timeouts",

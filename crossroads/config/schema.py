@@ -21,6 +21,7 @@ from crossroads.config.rules import (
 from crossroads.config.server import ServerConfig, StoreConfig
 from crossroads.config.signals import SignalConfig
 from crossroads.config.tenants import TeamConfig
+from crossroads.config.ui import UiConfig
 from crossroads.config.upstreams import Upstream
 
 
@@ -37,6 +38,7 @@ class Config(_Strict):
     default: DefaultDecision | None = None
     entrypoints: list[Entrypoint] = [Entrypoint(name="auto")]
     teams: list[TeamConfig] = []
+    ui: UiConfig = UiConfig()
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -139,6 +141,11 @@ def _reference_problems(cfg: Config) -> list[tuple[str, str]]:
         problems += _candidate_problems(f"decisions[{i}]", d, models)
     if cfg.default:
         problems += _candidate_problems("default", cfg.default, models)
+    reference = cfg.ui.reference_model
+    if reference is not None and reference not in models:
+        problems.append(
+            ("ui.reference_model", f"unknown model {reference!r}; known: {_known(models)}")
+        )
     return problems
 
 

@@ -354,15 +354,17 @@ def _as_upstream_error(exc: BaseException, e: EndpointState, left: float) -> Bas
 def _record(
     trace: Trace, model: str, e: EndpointState, start: float, error: BaseException | None
 ) -> None:
+    latency_ms = (time.perf_counter() - start) * 1000
     trace.attempts.append(
         Attempt(
             model=model,
             upstream=e.key,
             outcome="ok" if error is None else "error",
-            latency_ms=round((time.perf_counter() - start) * 1000, 3),
+            latency_ms=round(latency_ms, 3),
             error=None if error is None else f"{type(error).__name__}: {error}",
             status=getattr(error, "upstream_status", getattr(error, "status", None))
             if error
             else None,
+            at_ms=round((time.time() - trace.created_at) * 1000 - latency_ms, 3),
         )
     )

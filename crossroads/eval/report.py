@@ -256,13 +256,15 @@ def write_report(results: list[EvalResult], out: str | Path) -> Path:
         plot(result, out / f"{result.dataset}.png")
         sections.append(_html_section(result))
     page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>crossroads evaluation</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:"
-        "collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}</style></head><body>"
-        "<h1>crossroads router evaluation</h1><p>All numbers are on each dataset's test split, "
-        "with 95% bootstrap intervals. <a href='summary.md'>summary</a></p>"
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>crossroads evaluation</title><style>{_shared_css()}</style></head><body>"
+        "<header class='bar'><div class='brand'>cross<span>roads</span></div>"
+        "<div class='status'>router evaluation</div></header><main class='report'>"
+        "<h1>Router evaluation</h1><p class='muted'>All numbers are on each dataset's test "
+        "split, with 95% bootstrap intervals. <a href='summary.md'>summary</a></p>"
         + "".join(sections)
-        + "</body></html>"
+        + "</main></body></html>"
     )
     (out / "index.html").write_text(page)
     return out / "index.html"
@@ -278,8 +280,16 @@ def _html_section(result: EvalResult) -> str:
         rows.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
     name = html.escape(result.dataset)
     return (
-        f"<h2>{name}</h2><p>{html.escape(result.cost_note)}; features: "
+        f"<h2>{name}</h2><p class='muted'>{html.escape(result.cost_note)}; features: "
         f"{html.escape(result.features)}; split: {html.escape(result.split_rule)}. "
         f"<a href='{name}.md'>markdown</a> · <a href='{name}.json'>JSON</a></p>"
-        f"<table>{''.join(rows)}</table><p><img src='{name}.png' width='800'></p>"
+        f"<div class='table-wrap'><table>{''.join(rows)}</table></div>"
+        f"<p><img src='{name}.png' width='800' alt='{name}: cost-quality curves'></p>"
     )
+
+
+def _shared_css() -> str:
+    """The dashboard's stylesheet, inlined so that the report stays one self-contained page."""
+    from importlib import resources
+
+    return resources.files("crossroads.dashboard").joinpath("static/crossroads.css").read_text()

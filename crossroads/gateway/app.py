@@ -4,8 +4,9 @@ Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/mess
 (Anthropic), ``POST /v1/responses`` (OpenAI Responses, stateless), ``POST /v1/embeddings``,
 ``GET /v1/models``,
 ``GET /v1/models/{id}``, ``GET /health``, ``GET /ready`` (the ``/v1`` prefix is optional),
-``GET /v1/crossroads/endpoints``: live endpoint state (load, latency, circuit), and
-``GET /openapi.json``: the OpenAPI 3.1 document of all of these (no API key needed).
+``GET /v1/crossroads/endpoints``: live endpoint state (load, latency, circuit),
+``GET /openapi.json``: the OpenAPI 3.1 document of all of these (no API key needed), and,
+behind the admin key, the dashboard at ``/ui`` and its API under ``/v1/crossroads/admin/``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import orjson
 
 from crossroads.config import ApiKey, Config
+from crossroads.dashboard.api import Dashboard
 from crossroads.dispatch.base import Upstream
 from crossroads.dispatch.dispatcher import Dispatcher
 from crossroads.engine import Engine
@@ -47,6 +49,8 @@ log = logging.getLogger("crossroads.gateway")
 
 Scope = dict[str, Any]
 JSON_HEADERS = [(b"content-type", b"application/json")]
+# The dashboard and the admin API it reads (crossroads.dashboard).
+ADMIN_PREFIXES = ("/ui/", "/v1/crossroads/admin/")
 # The route table of model calls: path -> the wire format it speaks.
 FORMAT_ROUTES: dict[str, str] = {
     "/v1/chat/completions": "openai_chat",
@@ -136,6 +140,7 @@ class Gateway:
             self._watchers = _Watchers()
             self.teams = {team.name: team for team in cfg.teams}
             self.admin_key = _admin_key(cfg)
+            self.dashboard = Dashboard(self).prepare()
             self._header_names = frozenset(
                 s.header.lower()
                 for s in cfg.signals
@@ -233,6 +238,8 @@ class Gateway:
                 return await self._error(send, exc)
             body = orjson.dumps({"object": "list", "data": self.dispatcher.snapshot()})
             return await send_body(send, 200, body, JSON_HEADERS)
+        if path.startswith(ADMIN_PREFIXES) or path == "/ui":
+            return await self.dashboard.serve(scope, send)
         if path == "/openapi.json" and method == "GET":
             return await send_body(send, 200, openapi_json(), JSON_HEADERS)
         if path == "/health":
@@ -326,13 +333,18 @@ class Gateway:
             team_policy=team.policy if team is not None else None,
         )
 
-    def _admin(self, scope: Scope) -> None:
-        """Raises unless the request carries the admin key (``server.admin_key_env``)."""
+    def _admin_on(self) -> None:
+        """Raises unless the admin API is on (``server.admin_key_env`` is set)."""
         if self.admin_key is None:
             raise AdminDisabled(
                 "The admin API is off: set server.admin_key_env to the environment variable "
                 "holding the admin key."
             )
+
+    def _admin(self, scope: Scope) -> None:
+        """Raises unless the request carries the admin key (``server.admin_key_env``)."""
+        self._admin_on()
+        assert self.admin_key is not None
         token = _bearer(scope)
         if not hmac.compare_digest(hashlib.sha256(token.encode()).digest(), self.admin_key):
             raise Unauthorized("Missing or wrong admin key: send 'Authorization: Bearer <key>'.")

@@ -142,6 +142,8 @@ def build_document() -> dict[str, Any]:
             {},
         )
     }
+    paths.update(_admin_paths())
+    schemas.update(_ADMIN_SCHEMAS)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -156,6 +158,11 @@ def build_document() -> dict[str, Any]:
             "schemas": schemas,
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
+                "adminKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the admin key (server.admin_key_env)",
+                },
                 "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
             },
         },
@@ -342,5 +349,147 @@ _ANSWER_SCHEMAS: dict[str, Any] = {
     "TokenCount": _object(["input_tokens"], input_tokens=_INT),
     "Readiness": _object(
         ["status", "store"], status={"enum": ["ready", "degraded"]}, store={"type": "boolean"}
+    ),
+}
+
+
+# ---------------------------------------------------------------------- the admin API
+
+_ADMIN_ERRORS = {
+    "400": "A parameter is unknown or wrong (the error names it).",
+    "401": "Missing or wrong admin key.",
+    "403": "The admin API is off (server.admin_key_env is unset).",
+    "503": "The trace store did not answer within ui.query_timeout_s.",
+}
+_FILTERS = {
+    "since": ("number", "traces created at or after this (unix seconds)"),
+    "until": ("number", "traces created before this (unix seconds)"),
+    "window": ("number", "seconds up to until (or now); not with since"),
+    "model": ("string", "the model that answered (else the one routed to)"),
+    "decision": ("string", "the decision, or explicit"),
+    "status": ("string", "ok (below 400), error (400 and up) or an HTTP status"),
+    "key": ("string", "the API key's name"),
+    "team": ("string", "the key's team"),
+    "format": ("string", "the client's wire format, e.g. openai_chat"),
+    "q": ("string", "a prefix of the trace id"),
+}
+
+
+def _query(*names: str, **extra: tuple[str, str]) -> list[dict[str, Any]]:
+    table = {**_FILTERS, **extra}
+    return [
+        {"name": n, "in": "query", "description": table[n][1], "schema": {"type": table[n][0]}}
+        for n in (*names, *extra)
+    ]
+
+
+def _admin(
+    op_id: str, summary: str, schema: str, *errors: str, parameters: list[Any] | None = None
+) -> dict[str, Any]:
+    operation = _operation(
+        op_id,
+        summary,
+        {"200": _json(summary, schema)},
+        {s: _json(_ADMIN_ERRORS.get(s, "Not found."), "OpenAIError") for s in errors},
+    )
+    operation["security"] = [{"adminKey": []}]
+    operation["tags"] = ["admin"]
+    if parameters:
+        operation["parameters"] = parameters
+    return {"get": operation}
+
+
+def _admin_paths() -> dict[str, Any]:
+    """The dashboard's JSON API (crossroads.dashboard.api) and the page itself."""
+    base = ("400", "401", "403", "503")
+    prefix = "/v1/crossroads/admin"
+    path_id = {"name": "id", "in": "path", "required": True, "schema": _STR}
+    path_name = {"name": "name", "in": "path", "required": True, "schema": _STR}
+    plot = _admin("getEvalPlot", "A plot of the latest evaluation report", "Object", *base, "404")
+    plot["get"]["responses"]["200"] = {"description": "PNG", "content": {"image/png": {}}}
+    plot["get"]["parameters"] = [path_name]
+    page = _operation(
+        "dashboard",
+        "The dashboard: a static page that asks for the admin key and calls the admin API",
+        {
+            "200": {
+                "description": "index.html (also as an empty name), dashboard.js, crossroads.css "
+                "or favicon.svg",
+                "content": {
+                    kind: {}
+                    for kind in ("text/html", "text/javascript", "text/css", "image/svg+xml")
+                },
+            }
+        },
+        {
+            "403": _json(_ADMIN_ERRORS["403"], "OpenAIError"),
+            "404": _json("No such file.", "OpenAIError"),
+        },
+    )
+    page["parameters"] = [{**path_name, "name": "file"}]
+    return {
+        f"{prefix}/traces": _admin(
+            "listTraces",
+            "Trace summaries, newest first, filtered, by pages",
+            "TraceList",
+            *base,
+            parameters=_query(
+                *_FILTERS,
+                limit=("integer", "rows per page, 1 to 200 (50)"),
+                cursor=("string", "next_cursor of the previous page"),
+            ),
+        ),
+        f"{prefix}/traces/{{id}}": _admin(
+            "getTrace",
+            "One whole trace (signals, rules tried, candidates, attempts) and its counterfactual costs",
+            "Object",
+            *base,
+            "404",
+            parameters=[path_id],
+        ),
+        f"{prefix}/stats": _admin(
+            "traceStats",
+            "Aggregates of a window: rate, latency, decisions and models over time, spend, savings",
+            "TraceStats",
+            *base,
+            parameters=_query(*_FILTERS, buckets=("integer", "time buckets, 1 to 500 (60)")),
+        ),
+        f"{prefix}/endpoints": _admin(
+            "adminEndpoints", "Live endpoint state and the trace store's counters", "Object", *base
+        ),
+        f"{prefix}/settings": _admin(
+            "adminSettings",
+            "Models and prices, decisions, keys, teams, the reference model",
+            "Object",
+            *base,
+        ),
+        f"{prefix}/eval": _admin(
+            "latestEval",
+            "The latest evaluation report under ui.eval_reports",
+            "Object",
+            *base,
+            "404",
+        ),
+        f"{prefix}/eval/{{name}}": plot,
+        "/ui/{file}": {"get": page},
+    }
+
+
+_ADMIN_SCHEMAS: dict[str, Any] = {
+    "Object": {"type": "object"},
+    "TraceList": _object(
+        ["object", "data", "next_cursor"],
+        object={"const": "list"},
+        data={"type": "array", "items": {"type": "object"}},
+        next_cursor=_STR_OR_NULL,
+    ),
+    "TraceStats": _object(
+        ["requests", "errors", "rate_per_s", "latency_ms", "spend", "series"],
+        requests=_INT,
+        errors=_INT,
+        rate_per_s={"type": "number"},
+        latency_ms={"type": "object"},
+        spend={"type": "object"},
+        series={"type": "object"},
     ),
 }

@@ -80,6 +80,8 @@ class RouterService:
                     ]
                 )
             self.calibration_: dict[str, Any] = payload.get("calibration", {})
+            self.router_name_: str | None = payload.get("router_name")
+            self.meta_: dict[str, Any] = dict(payload.get("meta") or {})
             self.objective_ = self._resolve_objective(self.calibration_)
             names = dict(self.model_map or {})
             unknown = set(names) - set(router.models_)

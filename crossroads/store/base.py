@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from crossroads.paths import data_dir
 from crossroads.types import Trace
@@ -14,8 +15,32 @@ from crossroads.types import Trace
 DROP_REASONS = ("queue_full", "bad_trace", "write_error", "shutdown")
 
 
+@dataclass(frozen=True, slots=True)
+class TraceQuery:
+    """Which traces :meth:`TraceStore.search` returns: those every set field matches (``None``
+    matches all), newest first (``created_at``, then ``trace_id``, both descending)."""
+
+    since: float | None = None  # created_at >= since (unix seconds)
+    until: float | None = None  # created_at < until
+    model: str | None = None  # the model that answered, else the one routed to
+    decision: str | None = None
+    status: Literal["ok", "error"] | int | None = None  # ok: below 400; error: 400 and up
+    key: str | None = None  # the API key's name (caller.key_name)
+    team: str | None = None  # the key's team (caller.team)
+    format: str | None = None  # the client's wire format, e.g. "openai_chat"
+    trace_id: str | None = None  # a prefix of the trace id
+    # (created_at, trace_id) of the last row of the previous page: only older rows follow
+    after: tuple[float, str] | None = None
+    limit: int = 50
+    timeout_s: float = 10.0  # a search running longer raises StoreError
+
+
 class TraceStore:
-    """Keeps traces. :meth:`record` never blocks and never raises: the request path calls it."""
+    """Keeps traces. :meth:`record` never blocks and never raises: the request path calls it.
+
+    A store implements :meth:`record`, :meth:`get`, :meth:`count`, :meth:`stats` and
+    :meth:`search` (the dashboard's listings and aggregates read only through it).
+    """
 
     def start(self) -> None:
         """Open connections and background writers."""
@@ -29,6 +54,13 @@ class TraceStore:
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest traces, newest first, as summary rows."""
+        return self.search(TraceQuery(limit=limit))
+
+    def search(self, query: TraceQuery) -> list[dict[str, Any]]:
+        """Summary rows (:func:`summary`: every key of :data:`SUMMARY_COLUMNS`) of the traces
+        ``query`` matches, newest first, at most ``query.limit``. Runs in the caller's thread
+        (the gateway calls it off its event loop), and raises :class:`StoreError` rather than
+        run past ``query.timeout_s``."""
         raise NotImplementedError
 
     def get(self, trace_id: str) -> dict[str, Any] | None:
@@ -117,10 +149,35 @@ def _register() -> None:
 _register()
 
 
+SUMMARY_COLUMNS = (
+    "trace_id",
+    "created_at",
+    "requested_model",
+    "model",
+    "decision",
+    "upstream",
+    "operation",
+    "format",
+    "stream",
+    "prompt_tokens",
+    "completion_tokens",
+    "estimated_cost",
+    "cost",
+    "ttft_ms",
+    "latency_ms",
+    "status",
+    "error",
+    "key_name",
+    "team",
+    "candidates",  # the names of the decision's candidate models, in order
+)
+
+
 def summary(trace: Trace) -> dict[str, Any]:
-    """The columns every store indexes, from a trace."""
+    """A trace's summary row (the keys of :data:`SUMMARY_COLUMNS`)."""
     route = trace.route
     usage = trace.usage
+    caller = trace.caller
     return {
         "trace_id": trace.trace_id,
         "created_at": trace.created_at,
@@ -139,4 +196,35 @@ def summary(trace: Trace) -> dict[str, Any]:
         "latency_ms": trace.latency_ms,
         "status": trace.status,
         "error": trace.error,
+        "key_name": caller.key_name if caller else None,
+        "team": caller.team if caller else None,
+        "candidates": [c.model for c in route.candidates] if route else [],
     }
+
+
+def matches(row: dict[str, Any], query: TraceQuery) -> bool:
+    """Whether a summary row is one ``query`` asks for (for stores that filter in Python)."""
+    q = query
+    created = row["created_at"]
+    status = row["status"]
+    return (
+        (q.since is None or created >= q.since)
+        and (q.until is None or created < q.until)
+        and (q.after is None or (created, row["trace_id"]) < q.after)
+        and (q.model is None or row["model"] == q.model)
+        and (q.decision is None or row["decision"] == q.decision)
+        and (
+            q.status is None
+            or (
+                status < 400
+                if q.status == "ok"
+                else status >= 400
+                if q.status == "error"
+                else status == q.status
+            )
+        )
+        and (q.key is None or row["key_name"] == q.key)
+        and (q.team is None or row["team"] == q.team)
+        and (q.format is None or row["format"] == q.format)
+        and (q.trace_id is None or row["trace_id"].startswith(q.trace_id))
+    )

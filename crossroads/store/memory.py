@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from crossroads.store.base import TraceStore, store_stats, summary
+from crossroads.store.base import TraceQuery, TraceStore, matches, store_stats, summary
 from crossroads.types import Trace
 
 
@@ -24,8 +24,12 @@ class MemoryTraceStore(TraceStore):
             self._traces.append(trace)
             self._written += 1
 
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        return [summary(t) for t in list(self._traces)[::-1][:limit]]
+    def search(self, query: TraceQuery) -> list[dict[str, Any]]:
+        rows = (summary(t) for t in reversed(list(self._traces)))
+        found = [r for r in rows if matches(r, query)]
+        # Appended in arrival order, which is not quite creation order (a long call ends late).
+        found.sort(key=lambda r: (r["created_at"], r["trace_id"]), reverse=True)
+        return found[: query.limit]
 
     def get(self, trace_id: str) -> dict[str, Any] | None:
         for t in self._traces:

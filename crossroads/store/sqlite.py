@@ -16,30 +16,17 @@ from typing import Any
 import orjson
 
 from crossroads.exceptions import StoreError
-from crossroads.store.base import DROP_REASONS, TraceStore, store_stats
+from crossroads.store.base import (
+    DROP_REASONS,
+    SUMMARY_COLUMNS,
+    TraceQuery,
+    TraceStore,
+    store_stats,
+)
 from crossroads.types import Trace
 
 log = logging.getLogger("crossroads.store")
 
-COLUMNS = (
-    "trace_id",
-    "created_at",
-    "requested_model",
-    "model",
-    "decision",
-    "upstream",
-    "operation",
-    "format",
-    "stream",
-    "prompt_tokens",
-    "completion_tokens",
-    "estimated_cost",
-    "cost",
-    "ttft_ms",
-    "latency_ms",
-    "status",
-    "error",
-)
 # Only the key and the time are columns: the request-time path writes as little as it can.
 # The summary columns are read out of each trace's JSON when traces are listed.
 SCHEMA = """
@@ -62,7 +49,9 @@ def insert_rows(n: int) -> str:
     return f"INSERT OR IGNORE INTO traces (trace_id, created_at, data) VALUES {rows}"
 
 
-_PATHS = {c: f"json_extract(d, '$.{c}')" for c in COLUMNS} | {
+_PATHS = {c: f"json_extract(d, '$.{c}')" for c in SUMMARY_COLUMNS} | {
+    "trace_id": "id",
+    "created_at": "at",
     "model": "coalesce(json_extract(d, '$.model'), json_extract(d, '$.route.model'))",
     "decision": "json_extract(d, '$.route.decision')",
     # traces written before the rename carry it as "endpoint"
@@ -70,12 +59,26 @@ _PATHS = {c: f"json_extract(d, '$.{c}')" for c in COLUMNS} | {
     "prompt_tokens": "json_extract(d, '$.usage.prompt_tokens')",
     "completion_tokens": "json_extract(d, '$.usage.completion_tokens')",
     "estimated_cost": "json_extract(d, '$.route.estimated_cost')",
+    "key_name": "json_extract(d, '$.caller.key_name')",
+    "team": "json_extract(d, '$.caller.team')",
+    "candidates": "(SELECT json_group_array(json_extract(c.value, '$.model')) "
+    "FROM json_each(d, '$.route.candidates') AS c)",
 }
-# The JSON is kept as bytes (a BLOB); the JSON functions read text.
-RECENT = (
-    f"SELECT {', '.join(f'{_PATHS[c]} AS {c}' for c in COLUMNS)} FROM "
-    "(SELECT CAST(data AS TEXT) AS d FROM traces ORDER BY created_at DESC LIMIT ?)"
+# The JSON is kept as bytes (a BLOB); the JSON functions read text. The time and the cursor
+# bound the scan through the created_at index; the other filters read each trace's JSON.
+SEARCH = (
+    f"SELECT {', '.join(f'{_PATHS[c]} AS {c}' for c in SUMMARY_COLUMNS)} FROM "
+    "(SELECT trace_id AS id, created_at AS at, CAST(data AS TEXT) AS d FROM traces "
+    "WHERE {scan}) WHERE {filters} ORDER BY at DESC, id DESC LIMIT ?"
 )
+_FILTERS = {
+    "model": f"{_PATHS['model']} = ?",
+    "decision": f"{_PATHS['decision']} = ?",
+    "key": f"{_PATHS['key_name']} = ?",
+    "team": f"{_PATHS['team']} = ?",
+    "format": f"{_PATHS['format']} = ?",
+}
+QUERY_CHECK_EVERY = 20_000  # SQLite VM steps between checks of a query's deadline
 PRUNE_EVERY_S = 3600
 WRITER_NICE = 10  # the writer's share of a contended core stays above its few percent
 # A write the database file refuses (locked, full, I/O error) is tried again after each pause,
@@ -385,21 +388,38 @@ class SQLiteTraceStore(TraceStore):
             writer_alive=thread is not None and thread.is_alive(),
         )
 
-    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def _read(
+        self, sql: str, args: tuple[Any, ...] | list[Any] = (), timeout_s: float | None = None
+    ) -> list[sqlite3.Row]:
         if not self.path.exists():
             return []
         try:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
             conn.row_factory = sqlite3.Row
+            if timeout_s is not None:
+                deadline = time.monotonic() + timeout_s
+                conn.set_progress_handler(lambda: time.monotonic() > deadline, QUERY_CHECK_EVERY)
             try:
                 return conn.execute(sql, args).fetchall()
             finally:
                 conn.close()
+        except sqlite3.OperationalError as exc:
+            if timeout_s is not None and str(exc) == "interrupted":
+                raise StoreError(
+                    f"reading the trace store {self.path} took longer than {timeout_s} s: "
+                    "narrow the time window or the filters"
+                ) from exc
+            raise StoreError(f"cannot read trace store {self.path}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read trace store {self.path}: {exc}") from exc
 
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._read(RECENT, (limit,))]
+    def search(self, query: TraceQuery) -> list[dict[str, Any]]:
+        scan, filters, args = _where(query)
+        sql = SEARCH.format(scan=" AND ".join(scan) or "1", filters=" AND ".join(filters) or "1")
+        rows = [dict(r) for r in self._read(sql, [*args, query.limit], query.timeout_s)]
+        for row in rows:
+            row["candidates"] = orjson.loads(row["candidates"])
+        return rows
 
     def get(self, trace_id: str) -> dict[str, Any] | None:
         rows = self._read("SELECT data FROM traces WHERE trace_id = ?", (trace_id,))
@@ -408,6 +428,40 @@ class SQLiteTraceStore(TraceStore):
     def count(self) -> int:
         rows = self._read("SELECT COUNT(*) AS n FROM traces")
         return int(rows[0]["n"]) if rows else 0
+
+
+def _where(q: TraceQuery) -> tuple[list[str], list[str], list[Any]]:
+    """The SQL conditions of a query: on the indexed columns (``scan``), on the JSON
+    (``filters``), and their arguments in order."""
+    scan: list[str] = []
+    args: list[Any] = []
+    if q.since is not None:
+        scan.append("created_at >= ?")
+        args.append(q.since)
+    if q.until is not None:
+        scan.append("created_at < ?")
+        args.append(q.until)
+    if q.after is not None:
+        scan.append("created_at <= ? AND (created_at < ? OR trace_id < ?)")
+        args += [q.after[0], q.after[0], q.after[1]]
+    if q.trace_id is not None:
+        scan.append("substr(trace_id, 1, ?) = ?")
+        args += [len(q.trace_id), q.trace_id]
+    filters: list[str] = []
+    for name, condition in _FILTERS.items():
+        value = getattr(q, name)
+        if value is not None:
+            filters.append(condition)
+            args.append(value)
+    status = _PATHS["status"]
+    if q.status == "ok":
+        filters.append(f"{status} < 400")
+    elif q.status == "error":
+        filters.append(f"{status} >= 400")
+    elif q.status is not None:
+        filters.append(f"{status} = ?")
+        args.append(q.status)
+    return scan, filters, args
 
 
 def _lower_priority() -> None:

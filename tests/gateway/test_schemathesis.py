@@ -33,10 +33,14 @@ CONFIG = {
         {"name": "big", "upstream": "mock", "serves": ["chat", "completions", "embeddings"]},
     ],
     "default": {"models": ["small", "big"]},
-    "server": {"api_keys": [{"name": "fuzz", "key_env": "CROSSROADS_SCHEMATHESIS_KEY"}]},
+    # The admin key is the client key here, so that one header reaches the admin API too.
+    "server": {
+        "api_keys": [{"name": "fuzz", "key_env": "CROSSROADS_SCHEMATHESIS_KEY"}],
+        "admin_key_env": "CROSSROADS_SCHEMATHESIS_KEY",
+    },
     "store": {"traces": "memory"},
 }
-# (method, path, positive cases, negative cases): about 2,000 requests in all.
+# (method, path, positive cases, negative cases): about 2,400 requests in all.
 OPERATIONS = [
     ("POST", "/v1/chat/completions", 300, 150),
     ("POST", "/v1/completions", 200, 100),
@@ -50,6 +54,14 @@ OPERATIONS = [
     ("GET", "/health", 5, 0),
     ("GET", "/ready", 5, 0),
     ("GET", "/openapi.json", 5, 0),
+    ("GET", "/v1/crossroads/admin/traces", 80, 60),
+    ("GET", "/v1/crossroads/admin/traces/{id}", 20, 0),
+    ("GET", "/v1/crossroads/admin/stats", 80, 60),
+    ("GET", "/v1/crossroads/admin/endpoints", 5, 0),
+    ("GET", "/v1/crossroads/admin/settings", 5, 0),
+    ("GET", "/v1/crossroads/admin/eval", 5, 0),
+    ("GET", "/v1/crossroads/admin/eval/{name}", 10, 0),
+    ("GET", "/ui/{file}", 20, 0),
 ]
 TIMEOUT_S = 5  # a request that takes longer counts as a hang
 

@@ -12,7 +12,7 @@ from crossroads.store import open_trace_store
 from crossroads.store import sqlite as sqlite_module
 from crossroads.store.base import summary
 from crossroads.store.sqlite import SQLiteTraceStore
-from crossroads.types import Route, Trace, Usage
+from crossroads.types import Candidate, RecordedCaller, Route, Trace, Usage
 from tests.support.store_faults import FullDiskStore
 
 
@@ -74,6 +74,15 @@ def test_recent_and_get_round_trip(tmp_path: Path) -> None:
         {},
         {"model": "big", "upstream": "fake/0", "ttft_ms": 3.25, "stream": True, "status": 200},
         {"route": None, "usage": None, "cost": None, "status": 400, "error": "bad 'input' \"x\""},
+        {
+            "caller": RecordedCaller(key_name="ci", team="search", user="u1"),
+            "route": Route(
+                model="big",
+                decision="coding",
+                selection="first",
+                candidates=[Candidate("big", 0.5), Candidate("small", 0.1, False, "lacks tools")],
+            ),
+        },
     ],
 )
 def test_summary_columns_match_the_trace(tmp_path: Path, changes: dict) -> None:

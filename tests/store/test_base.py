@@ -1,0 +1,148 @@
+"""The search contract every trace store keeps (memory and SQLite here; PostgreSQL and
+plugins run the same cases): filters, order, pages, bounds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crossroads.exceptions import StoreError
+from crossroads.store.base import TraceQuery, TraceStore
+from crossroads.store.memory import MemoryTraceStore
+from crossroads.store.sqlite import SQLiteTraceStore
+from crossroads.types import Candidate, RecordedCaller, Route, Trace, Usage
+
+T0 = 1_700_000_000.0
+
+
+def trace(i: int, **changes: object) -> Trace:
+    """Trace ``i``: created at T0 + i; every third is coding on big, every fourth failed;
+    keys alternate between a (team search) and b (no team)."""
+    coding = i % 3 == 0
+    t = Trace(
+        trace_id=f"t{i:04d}",
+        created_at=T0 + i,
+        requested_model="auto",
+        operation="chat",
+        stream=False,
+        format="anthropic_messages" if i % 5 == 0 else "openai_chat",
+        route=Route(
+            model="big" if coding else "small",
+            decision="coding" if coding else "default",
+            selection="first",
+            candidates=[Candidate("big", 0.2)]
+            if coding
+            else [Candidate("small"), Candidate("big")],
+        ),
+        usage=Usage(10, 5),
+        cost=0.001,
+        status=502 if i % 4 == 0 else 200,
+        caller=RecordedCaller(key_name="a", team="search")
+        if i % 2
+        else RecordedCaller(key_name="b"),
+    )
+    for name, value in changes.items():
+        setattr(t, name, value)
+    return t
+
+
+TRACES = [trace(i) for i in range(1, 41)]
+
+
+def ids(rows: list[dict[str, object]]) -> list[str]:
+    return [str(r["trace_id"]) for r in rows]
+
+
+def expected(keep: object) -> list[str]:
+    return [t.trace_id for t in sorted(TRACES, key=lambda t: -t.created_at) if keep(t)]  # type: ignore[operator]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
+    made: TraceStore = (
+        MemoryTraceStore()
+        if request.param == "memory"
+        else SQLiteTraceStore(tmp_path / "t.db", flush_interval_ms=5)
+    )
+    made.start()
+    for t in reversed(TRACES):  # written out of order: the order comes from created_at
+        made.record(t)
+    made.flush()
+    yield made
+    made.close()
+
+
+@pytest.mark.parametrize(
+    ("query", "keep"),
+    [
+        (TraceQuery(limit=100), lambda t: True),
+        (TraceQuery(model="big", limit=100), lambda t: t.route.model == "big"),
+        (TraceQuery(decision="coding", limit=100), lambda t: t.route.decision == "coding"),
+        (TraceQuery(status="error", limit=100), lambda t: t.status >= 400),
+        (TraceQuery(status="ok", limit=100), lambda t: t.status < 400),
+        (TraceQuery(status=502, limit=100), lambda t: t.status == 502),
+        (TraceQuery(key="b", limit=100), lambda t: t.caller.key_name == "b"),
+        (TraceQuery(team="search", limit=100), lambda t: t.caller.team == "search"),
+        (
+            TraceQuery(format="anthropic_messages", limit=100),
+            lambda t: t.format == "anthropic_messages",
+        ),
+        (TraceQuery(trace_id="t001", limit=100), lambda t: t.trace_id.startswith("t001")),
+        (
+            TraceQuery(since=T0 + 10, until=T0 + 20, limit=100),
+            lambda t: T0 + 10 <= t.created_at < T0 + 20,
+        ),
+        (
+            TraceQuery(since=T0 + 5, decision="default", status="ok", key="a", limit=100),
+            lambda t: (
+                t.created_at >= T0 + 5
+                and t.route.decision == "default"
+                and t.status < 400
+                and t.caller.key_name == "a"
+            ),
+        ),
+        (TraceQuery(limit=3), lambda t: t.created_at > T0 + 37),
+    ],
+)
+def test_search_filters_and_orders(store: TraceStore, query: TraceQuery, keep: object) -> None:
+    assert ids(store.search(query)) == expected(keep)
+
+
+def test_rows_carry_the_caller_and_the_candidates(store: TraceStore) -> None:
+    (row,) = store.search(TraceQuery(trace_id="t0003"))
+    assert (row["key_name"], row["team"], row["candidates"]) == ("a", "search", ["big"])
+    (row,) = store.search(TraceQuery(trace_id="t0004"))
+    assert (row["key_name"], row["team"], row["candidates"]) == ("b", None, ["small", "big"])
+
+
+def test_pages_follow_each_other_without_gaps_even_on_equal_times(tmp_path: Path) -> None:
+    for made in (MemoryTraceStore(), SQLiteTraceStore(tmp_path / "ties.db", flush_interval_ms=5)):
+        made.start()
+        same = [trace(i, created_at=T0) for i in range(1, 8)] + [trace(8)]
+        for t in same:
+            made.record(t)
+        made.flush()
+        seen: list[str] = []
+        after = None
+        while True:
+            page = made.search(TraceQuery(after=after, limit=3))
+            if not page:
+                break
+            seen += ids(page)
+            after = (page[-1]["created_at"], page[-1]["trace_id"])
+        assert seen == ["t0008", *[f"t{i:04d}" for i in range(7, 0, -1)]]
+        made.close()
+
+
+def test_a_search_past_its_time_bound_is_a_store_error(tmp_path: Path) -> None:
+    store = SQLiteTraceStore(tmp_path / "t.db", flush_interval_ms=5)
+    store.start()
+    for i in range(2000):
+        store.record(trace(i + 1000))
+    store.flush()
+    with pytest.raises(StoreError, match="took longer than"):
+        store.search(TraceQuery(model="nothing-matches", limit=10, timeout_s=1e-9))
+    assert len(store.search(TraceQuery(limit=10))) == 10
+    store.close()
