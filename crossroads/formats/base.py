@@ -7,7 +7,7 @@ from importlib import import_module
 from typing import Any, Protocol
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from crossroads.exceptions import InvalidRequestError
 from crossroads.types import Request, Response, StreamEvent, Usage
@@ -87,10 +87,14 @@ def load_json(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def validate(model: type[BaseModel], body: dict[str, Any]) -> None:
-    """Check ``body`` against ``model``; the first problem becomes a 400 naming the field."""
+def validate(model: type[BaseModel] | TypeAdapter[Any], body: dict[str, Any]) -> None:
+    """Check ``body`` against ``model`` (a model class, or an adapter of a TypedDict); the
+    first problem becomes a 400 naming the field."""
     try:
-        model.model_validate(body)
+        if isinstance(model, TypeAdapter):
+            model.validate_python(body)
+        else:
+            model.model_validate(body)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         first = min(errors, key=lambda e: len(e["loc"]))

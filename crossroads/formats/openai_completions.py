@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
 import orjson
-from pydantic import Field
+from pydantic import ConfigDict, Field, TypeAdapter, with_config
 
 from crossroads.dispatch.sse import DONE, parse_event, shape_checked
 from crossroads.formats.base import answer_object, bound_decoder, load_json, max_tokens, validate
@@ -35,10 +35,14 @@ __all__ = [
 ]
 
 
+@with_config(ConfigDict(extra="allow", strict=True))
 class CompletionBody(Sampling):
     prompt: str | list[str] | list[int] | list[list[int]]
-    echo: bool | None = None
-    logprobs: int | None = Field(None, ge=0, le=5)
+    echo: NotRequired[bool | None]
+    logprobs: NotRequired[Annotated[int, Field(ge=0, le=5)] | None]
+
+
+COMPLETION_BODY = TypeAdapter(CompletionBody)
 
 
 def parse(raw: bytes) -> Request:
@@ -48,7 +52,7 @@ def parse(raw: bytes) -> Request:
 
 def parse_request(body: dict[str, Any]) -> Request:
     """The canonical request for a Completions body."""
-    validate(CompletionBody, body)
+    validate(COMPLETION_BODY, body)
     stop = body.get("stop")
     return Request(
         operation="completions",

@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, TypeAdapter
 
 from crossroads import __version__
 
@@ -175,7 +176,12 @@ def _request_schema(fmt: str, prefix: str, schemas: dict[str, Any]) -> dict[str,
     from crossroads.formats import get_format
 
     model = getattr(get_format(fmt), _BODY_MODELS[fmt])
-    schema: dict[str, Any] = model.model_json_schema(ref_template=_REF + prefix + "{model}")
+    template = _REF + prefix + "{model}"
+    schema: dict[str, Any] = (
+        model.model_json_schema(ref_template=template)
+        if isinstance(model, type) and issubclass(model, BaseModel)
+        else TypeAdapter(model).json_schema(ref_template=template)
+    )
     for name, definition in schema.pop("$defs", {}).items():
         schemas[prefix + name] = definition
     schema["title"] = f"{prefix}Request"
