@@ -73,6 +73,11 @@ class StoreConfig(_Strict):
     ``postgresql://...``, ``memory`` or ``none``."""
 
     traces: str = "sqlite"
+    keys: str | None = Field(
+        None,
+        description="where virtual API keys live: sqlite (keys.db in the data dir), "
+        "sqlite:///path or postgresql://...; set, every request needs a key",
+    )
     flush_interval_ms: int = Field(200, ge=1, le=60_000)
     batch_size: int = Field(500, ge=1, le=100_000)
     retention_days: float | None = Field(
@@ -105,4 +110,16 @@ class StoreConfig(_Strict):
         raise ValueError(
             f"unknown trace store {value!r}: use 'sqlite', 'sqlite:///path/to/traces.db', "
             "'postgresql://user@host/database', 'memory' or 'none'"
+        )
+
+    @field_validator("keys")
+    @classmethod
+    def _known_key_store(cls, value: str | None) -> str | None:
+        if value is None or value == "sqlite" or value.startswith(
+            ("sqlite:///", "postgresql://", "postgres://")
+        ):
+            return value
+        raise ValueError(
+            f"unknown key store {value!r}: use 'sqlite', 'sqlite:///path/to/keys.db' or "
+            "'postgresql://user@host/database'"
         )

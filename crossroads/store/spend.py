@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from crossroads.exceptions import StoreError
+from crossroads.exceptions import InvalidRequestError
 from crossroads.types import Trace
 
 DIMENSIONS = ("key", "team", "model", "day")
@@ -17,9 +17,10 @@ def check_dimensions(by: Sequence[str]) -> list[str]:
     """``by`` in a canonical order, each a known dimension; else a clear error."""
     unknown = [d for d in by if d not in DIMENSIONS]
     if unknown or not by:
-        raise StoreError(
+        raise InvalidRequestError(
             f"cannot group spend by {', '.join(unknown) or 'nothing'}: use one or more of "
-            f"{', '.join(DIMENSIONS)}"
+            f"{', '.join(DIMENSIONS)}",
+            param="by",
         )
     return [d for d in DIMENSIONS if d in by]
 
@@ -72,3 +73,19 @@ def spend_sql(dims: list[str], expressions: dict[str, str], source: str) -> str:
 def spend_range(since: float | None, until: float | None) -> tuple[float, float]:
     """The ``(since, until)`` parameters of the SQL, open ends made finite."""
     return (-1e18 if since is None else since, 1e18 if until is None else until)
+
+
+def parse_day(text: str, what: str) -> float:
+    """Unix seconds of ``text``: a UTC day ``YYYY-MM-DD`` (its start) or a number."""
+    import calendar
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return float(calendar.timegm(time.strptime(text, "%Y-%m-%d")))
+    except ValueError:
+        raise InvalidRequestError(
+            f"{what} must be a day (YYYY-MM-DD, UTC) or unix seconds, not {text!r}", param=what
+        ) from None

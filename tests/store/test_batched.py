@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from crossroads.exceptions import StoreError
+from crossroads.exceptions import InvalidRequestError, StoreError
 from crossroads.store import batched, postgres, sqlite
 from crossroads.store.base import summary
 from crossroads.store.batched import BatchedTraceStore
@@ -234,7 +234,7 @@ def test_spend_groups_by_key_team_model_and_day(
     rows = store.spend(by, since=since)
     assert [{k: row[k] for k in want} for row, want in zip(rows, expected, strict=True)] == expected
     assert rows == memory.spend(by, since=since)  # the database and Python agree
-    with pytest.raises(StoreError, match="cannot group spend by user"):
+    with pytest.raises(InvalidRequestError, match="cannot group spend by user"):
         store.spend(["user"])
     store.close()
 
