@@ -66,7 +66,6 @@ def recorded_caller(caller: Caller | RecordedCaller) -> RecordedCaller:
         headers["..."] = f"{len(caller.headers) - MAX_HEADERS} more headers not recorded"
     return RecordedCaller(
         key_name=caller.key_name,
-        team=caller.team,
         user=None if caller.user is None else bounded(caller.user),
         headers=headers,
         team=caller.team,
