@@ -96,6 +96,7 @@ class PostgresKeyStore(KeyStore):
 
     def _published(self, revision: int) -> None:
         """Wait until every live gateway has confirmed ``revision`` (bounded)."""
+        self._seen = max(self._seen, revision)
         deadline = time.monotonic() + CONFIRM_TIMEOUT_S
         while True:
             with self._lock:
@@ -169,14 +170,13 @@ class PostgresKeyStore(KeyStore):
 
     def _listen(self, conn: Any, ready: threading.Event) -> None:
         conn.execute(f"LISTEN {CHANNEL}")
-        confirmed_at = float("-inf")
+        confirmed, confirmed_at = -1, float("-inf")
         while not self._stop.is_set():
             (revision,) = conn.execute(REVISION).fetchone()
-            changed = revision != self._seen
-            self._seen = int(revision)  # from here on, requests refresh before they answer
-            if changed or time.monotonic() - confirmed_at > HEARTBEAT_S:
+            self._seen = max(self._seen, int(revision))  # requests refresh before answering
+            if revision != confirmed or time.monotonic() - confirmed_at > HEARTBEAT_S:
                 conn.execute(CONFIRM, (self.replica, revision))
-                confirmed_at = time.monotonic()
+                confirmed, confirmed_at = revision, time.monotonic()
             ready.set()
             for _ in conn.notifies(timeout=POLL_S, stop_after=1):
                 pass
