@@ -287,7 +287,7 @@ class KeyStore:
             known = team is None or team in config_teams
             if not known and not execute("SELECT 1 FROM crossroads_teams WHERE name = ?", (team,)):
                 raise InvalidRequestError(
-                    f"unknown team {team!r}: create it with crossroads teams create, or "
+                    f"unknown team {team!r}: create it with crossroads teams set, or "
                     "declare it under teams: in the config",
                     param="team",
                 )
@@ -411,7 +411,7 @@ class KeyStore:
         )
         if not rows:
             raise NotFoundError(
-                f"no team {name!r} in {self.where}: create it with crossroads teams create"
+                f"no team {name!r} in {self.where}: create it with crossroads teams set"
             )
         return _team(rows[0])
 
