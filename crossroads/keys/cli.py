@@ -111,7 +111,7 @@ def _policy(
 
 
 def _when(stamp: float | None) -> str:
-    return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(stamp))
+    return "-" if stamp is None else time.strftime("%Y-%m-%d", time.gmtime(stamp))
 
 
 def _print_keys(rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -123,7 +123,7 @@ def _print_keys(rows: list[dict[str, Any]], as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(rows)} keys", title_justify="left")
-    for col in ("id", "name", "team", "key", "status", "created (UTC)", "expires"):
+    for col in ("id", "name", "team", "key", "status", "created", "expires"):
         table.add_column(col, no_wrap=True)
     for r in rows:
         table.add_row(
@@ -207,11 +207,12 @@ def rotate(
 def revoke(
     ref: Annotated[str, typer.Argument(help="Key id or name.")],
     config: ConfigOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Revoke a key: it stops working at once, everywhere."""
     with _opened(config) as (store, _):
         key = store.revoke_key(ref)
-        typer.echo(f"revoked key {key.id} ({key.name})")
+        typer.echo(json.dumps(key.public()) if as_json else f"revoked key {key.id} ({key.name})")
 
 
 @teams_app.command("set")
