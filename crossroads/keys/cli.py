@@ -91,9 +91,9 @@ def _policy(
         raise typer.BadParameter(f"--policy is not JSON: {exc}") from None
     if not isinstance(result, dict):
         raise typer.BadParameter("--policy must be a JSON object")
-    for name, value in (("models", models), ("rpm", rpm), ("tpm", tpm)):
-        if value:
-            result[name] = value
+    for name, given in (("models", models), ("rpm", rpm), ("tpm", tpm)):
+        if given:
+            result[name] = given
     for text in budgets or []:
         usd, _, period = text.partition("/")
         try:

@@ -103,8 +103,15 @@ def test_spend_from_the_trace_store(tmp_path: Path) -> None:
         )  # fmt: skip
     store.close()
     c = config(tmp_path, "sqlite", traces=f"sqlite:///{db}")
-    rows = [json.loads(line) for line in cli("spend", "-c", c, "--by", "key", "--json").split("\n") if line]
-    assert [(r["key"], r["requests"], r["cost"]) for r in rows] == [("bot", 1, 1.0), ("ci", 2, 0.75)]
+    rows = [
+        json.loads(line)
+        for line in cli("spend", "-c", c, "--by", "key", "--json").split("\n")
+        if line
+    ]
+    assert [(r["key"], r["requests"], r["cost"]) for r in rows] == [
+        ("bot", 1, 1.0),
+        ("ci", 2, 0.75),
+    ]
     table = cli("spend", "-c", c, "--by", "team,day", "--since", "2023-11-15")
     assert "2023-11-15" in table and "total: 3 requests, $1.750000" in table
     assert cli("spend", "-c", c, "--since", "2023-11-16", "--json") == ""

@@ -49,7 +49,9 @@ def keys_cli(config: Path, *args: str) -> dict[str, Any]:
 def status(replica: GatewayProcess, key: str) -> int:
     body = {"model": "auto", "messages": [{"role": "user", "content": PROMPT}]}
     headers = {"authorization": f"Bearer {key}"}
-    return httpx.post(replica.base_url + "/chat/completions", json=body, headers=headers, timeout=20).status_code
+    return httpx.post(
+        replica.base_url + "/chat/completions", json=body, headers=headers, timeout=20
+    ).status_code
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
