@@ -268,8 +268,11 @@ class Gateway:
             return await self.admin_api(scope, receive, send)
         if path == "/ready":
             ready = self.store.healthy()
-            status = "ready" if ready else "degraded"
-            body = orjson.dumps({"status": status, "store": ready, "traces": self.store.stats()})
+            report = {"store": ready, "traces": self.store.stats()}
+            if ring is not None:
+                report["keys"] = ring.stats()
+                ready = ready and ring.trusted()
+            body = orjson.dumps({"status": "ready" if ready else "degraded", **report})
             return await send_body(send, 200 if ready else 503, body, JSON_HEADERS)
         await self._error(send, UnsupportedRouteError(f"No route for {method} {path}."))
 
@@ -353,7 +356,7 @@ class Gateway:
             )
         ring = self.key_ring
         if ring is not None:
-            if ring.failed:  # a change could not be read: the key may have been revoked
+            if not ring.trusted():  # a change may be unread: the key may have been revoked
                 raise KeyStoreUnavailable("The key store cannot be read right now; retry shortly.")
             virtual = ring.find(presented)
             if virtual is not None:

@@ -222,6 +222,10 @@ class KeyStore:
         """The newest revision this process knows of: cheap, called before every request."""
         raise NotImplementedError
 
+    def trusted(self) -> bool:
+        """Whether :meth:`revision` is known to be current (cheap: called per request)."""
+        return True
+
     def start(self, watch: bool = False) -> None:
         """Open the database (creating the tables); with ``watch`` (a gateway), whatever
         keeps :meth:`revision` current."""

@@ -31,6 +31,10 @@ POLL_S = 0.5  # the listener also reads the revision this often (a lost notifica
 HEARTBEAT_S = 5.0  # a gateway confirms it is alive this often
 LIVE_S = 15.0  # a gateway silent this long is not waited for
 CONFIRM_TIMEOUT_S = 5.0  # a writer waits this long for every live gateway to confirm
+# A gateway whose listener has not reached the database for this long stops trusting its copy
+# (virtual keys get 503): by then writers may have stopped waiting for it (LIVE_S after its last
+# confirmation, which is at most HEARTBEAT_S older than its last contact).
+TRUST_S = LIVE_S - HEARTBEAT_S - 1
 RECONNECT_S = (0.5, 1, 2, 5)
 REPLICAS = """
 CREATE TABLE IF NOT EXISTS crossroads_key_replicas (
@@ -62,6 +66,7 @@ class PostgresKeyStore(KeyStore):
         self.where = redact_url(url)
         self.replica = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self._seen = -1
+        self._contact = float("-inf")  # when the listener last read the revision (monotonic)
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -117,6 +122,9 @@ class PostgresKeyStore(KeyStore):
 
     def revision(self) -> int:
         return self._seen
+
+    def trusted(self) -> bool:
+        return self._watcher is None or time.monotonic() - self._contact < TRUST_S
 
     def start(self, watch: bool = False) -> None:
         super().start()
@@ -174,6 +182,7 @@ class PostgresKeyStore(KeyStore):
         while not self._stop.is_set():
             (revision,) = conn.execute(REVISION).fetchone()
             self._seen = max(self._seen, int(revision))  # requests refresh before answering
+            self._contact = time.monotonic()
             if revision != confirmed or time.monotonic() - confirmed_at > HEARTBEAT_S:
                 conn.execute(CONFIRM, (self.replica, revision))
                 confirmed, confirmed_at = revision, time.monotonic()

@@ -60,6 +60,15 @@ class KeyRing:
     def find(self, key_digest: bytes) -> ActiveKey | None:
         return self._keys.get(key_digest)
 
+    def trusted(self) -> bool:
+        """Whether the copy is known to be current: the last refresh worked and the store is
+        in contact (a PostgreSQL gateway cut off from the database stops trusting it)."""
+        return not self.failed and self.store.trusted()
+
+    def stats(self) -> dict[str, object]:
+        """What ``GET /ready`` shows of the copy."""
+        return {"keys": len(self._keys), "revision": self._loaded, "trusted": self.trusted()}
+
     def team_policy(self, team: str | None) -> PolicyConfig | None:
         if team is None:
             return None

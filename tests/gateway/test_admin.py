@@ -252,3 +252,50 @@ async def test_no_key_prompt_or_secret_reaches_traces_or_logs(
     for text in (traces, logged):
         for secret in (*secrets, PROMPT):
             assert secret not in text
+
+
+@pytest.mark.parametrize("key_spec", ["postgresql"], indirect=True)
+async def test_a_gateway_cut_off_from_postgresql_refuses_virtual_keys(
+    gw: Gw, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers stop waiting for a silent gateway, so a silent gateway stops trusting its copy."""
+    import asyncio
+
+    import psycopg
+
+    from crossroads.exceptions import StoreError
+    from crossroads.keys import postgres as keys_postgres
+
+    key = (await gw.admin("POST", "/keys", {"name": "ci"})).json()["key"]
+    assert (await gw.chat(key)).status_code == 200
+    assert (await gw.client.get("/ready")).json()["keys"] == {
+        "keys": 1,
+        "revision": 1,
+        "trusted": True,
+    }
+    real = keys_postgres.connect
+
+    def unreachable(url: str, what: str) -> Any:
+        raise StoreError("connection refused (a network partition)")
+
+    monkeypatch.setattr(keys_postgres, "TRUST_S", 0.5)
+    monkeypatch.setattr(keys_postgres, "connect", unreachable)
+    url = gw.app.config.store.keys
+    assert url is not None
+    with psycopg.connect(url, autocommit=True) as conn:  # cut every connection of the gateway
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+            "AND application_name = current_setting('application_name')"
+        )
+    await asyncio.sleep(1.0)
+    refused = await gw.chat(key)
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "key_store_unavailable"
+    assert (await gw.chat("config-key-value-1234")).status_code == 200
+    ready = await gw.client.get("/ready")
+    assert ready.status_code == 503 and ready.json()["keys"]["trusted"] is False
+    monkeypatch.setattr(keys_postgres, "connect", real)
+    for _ in range(150):  # the listener reconnects (its backoff is at most 5 s)
+        if (await gw.chat(key)).status_code == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert (await gw.chat(key)).status_code == 200
