@@ -13,22 +13,8 @@ from crossroads.store import batched, open_trace_store
 from crossroads.store import sqlite as sqlite_module
 from crossroads.store.base import summary
 from crossroads.store.sqlite import SQLiteTraceStore
-from crossroads.types import Route, Trace, Usage
+from tests.store.test_batched import trace
 from tests.support.store_faults import FullDiskStore
-
-
-def trace(i: int) -> Trace:
-    return Trace(
-        trace_id=f"t{i:05d}",
-        created_at=1_700_000_000 + i,
-        requested_model="auto",
-        operation="chat",
-        stream=False,
-        route=Route(model="small", decision="default", selection="first"),
-        usage=Usage(10, 5),
-        cost=0.001,
-        latency_ms=1.5,
-    )
 
 
 def test_store_specs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
