@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("crossroads.admin")
 
 ADMIN_PREFIX = "/v1/crossroads/admin/"
+# The admin routes served here; the rest of the prefix is the dashboard's (crossroads.dashboard).
+ADMIN_PATHS = tuple(ADMIN_PREFIX + name for name in ("keys", "teams", "spend"))
 JSON_HEADERS = [(b"content-type", b"application/json")]
 CREATE_FIELDS = {"name", "team", "policy", "expires_at", "expires_in_days"}
 

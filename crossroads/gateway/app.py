@@ -6,7 +6,8 @@ Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/mess
 ``GET /v1/models/{id}``, ``GET /health``, ``GET /ready`` (the ``/v1`` prefix is optional),
 ``GET /v1/crossroads/endpoints``: live endpoint state (load, latency, circuit),
 ``GET /openapi.json``: the OpenAPI 3.1 document of all of these (no API key needed), and,
-behind the admin key, the dashboard at ``/ui`` and its API under ``/v1/crossroads/admin/``.
+behind the admin key, the dashboard at ``/ui`` and its API under ``/v1/crossroads/admin/``
+(keys, teams and spend: :mod:`crossroads.gateway.admin`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from crossroads.exceptions import (
     UpstreamError,
 )
 from crossroads.formats import get_format
-from crossroads.gateway.admin import ADMIN_PREFIX, AdminAPI
+from crossroads.gateway.admin import ADMIN_PATHS, AdminAPI
 from crossroads.gateway.errors import render, too_large
 from crossroads.gateway.handlers import FormatHandler, routing_headers, send_body
 from crossroads.gateway.openapi import openapi_json
@@ -258,14 +259,14 @@ class Gateway:
                 return await self._error(send, exc)
             body = orjson.dumps({"object": "list", "data": self.dispatcher.snapshot()})
             return await send_body(send, 200, body, JSON_HEADERS)
+        if path.startswith(ADMIN_PATHS):
+            return await self.admin_api(scope, receive, send)
         if path.startswith(ADMIN_PREFIXES) or path == "/ui":
             return await self.dashboard.serve(scope, send)
         if path == "/openapi.json" and method == "GET":
             return await send_body(send, 200, openapi_json(), JSON_HEADERS)
         if path == "/health":
             return await send_body(send, 200, b'{"status":"ok"}', JSON_HEADERS)
-        if path.startswith(ADMIN_PREFIX):
-            return await self.admin_api(scope, receive, send)
         if path == "/ready":
             ready = self.store.healthy()
             report = {"store": ready, "traces": self.store.stats()}
