@@ -208,9 +208,45 @@ def traces(
     render_traces(rows)
 
 
+@app.command()
+def spend(
+    config: ConfigOption = None,
+    by: Annotated[
+        str, typer.Option(help="Group by some of key, team, model, day (UTC), comma-separated.")
+    ] = "key,day",
+    since: Annotated[
+        str | None, typer.Option(help="From this day (YYYY-MM-DD, UTC) or unix time.")  # noqa: UP007
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Before this day (YYYY-MM-DD, UTC) or unix time.")  # noqa: UP007
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Requests, tokens and cost from the trace store, per key, team, model or day."""
+    from crossroads.store import open_trace_store
+    from crossroads.store.spend import check_dimensions, parse_day
+
+    cfg = load(config)
+    store = open_trace_store(cfg.store.traces)
+    try:
+        start = parse_day(since, "--since") if since else None
+        end = parse_day(until, "--until") if until else None
+        dims = check_dimensions([d.strip() for d in by.split(",") if d.strip()])
+        rows = store.spend(dims, start, end)
+    except CrossroadsError as exc:
+        _fail(str(exc))
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row))
+        return
+    from crossroads.explain import render_spend
+
+    render_spend(rows, dims)
+
+
 def _register_plugins() -> None:
     # Commands that live beside their feature register themselves here.
-    for module in ("crossroads.eval.cli",):
+    for module in ("crossroads.eval.cli", "crossroads.keys.cli"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ImportError:

@@ -11,7 +11,9 @@
     │   ├── ConnectionLimitError    503: the worker holds its maximum of connections
     │   ├── UnsupportedRouteError   404: unknown path;  405 via MethodNotAllowedError
     │   ├── NoCandidateError        400: no candidate fits the request (context, capabilities)
-    │   └── RequestEncodingError    400: the body cannot be encoded for the upstream
+    │   ├── RequestEncodingError    400: the body cannot be encoded for the upstream
+    │   ├── NotFoundError           404: no such API key or team (key store, admin API)
+    │   └── ConflictError           409: the name is taken, or the team still has keys
     ├── UpstreamError               an upstream failed (mapped to 502/503/504 or its own 4xx)
     │   ├── UpstreamConnectError    could not connect
     │   ├── UpstreamTimeoutError    connect/read/total timeout
@@ -128,6 +130,20 @@ class RequestEncodingError(RequestError):
     deeply, a value JSON cannot hold, a part the upstream's format cannot express)."""
 
     code = "invalid_request_body"
+
+
+class NotFoundError(RequestError):
+    """404: the key store holds no key or team of that id or name."""
+
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(RequestError):
+    """409: the key store refuses a change (an active key has the name; a team has keys)."""
+
+    status = 409
+    code = "conflict"
 
 
 class UpstreamError(CrossroadsError):

@@ -110,3 +110,23 @@ def render_traces(rows: list[dict[str, Any]]) -> None:
 def _short(value: Any) -> str:
     text = "" if value is None else str(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def render_spend(rows: list[dict[str, Any]], dims: list[str]) -> None:
+    """Print spend summary rows, grouped by ``dims``, as a table with a total."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="spend", title_justify="left")
+    for col in (*dims, "requests", "tokens in/out", "cost $"):
+        table.add_column(col, justify="left" if col in dims else "right")
+    for r in rows:
+        table.add_row(
+            *(str(r[d]) if r[d] is not None else "-" for d in dims),
+            str(r["requests"]),
+            f"{r['prompt_tokens']}/{r['completion_tokens']}",
+            f"{r['cost']:.6f}",
+        )
+    total = sum(r["cost"] for r in rows)
+    Console().print(table)
+    Console().print(f"total: {sum(r['requests'] for r in rows)} requests, ${total:.6f}")

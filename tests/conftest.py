@@ -70,3 +70,15 @@ def routing_config(base_url: str, **overrides: Any) -> Config:
     }
     data.update(overrides)
     return parse_config(data)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A libpq URL whose search_path is a fresh schema, dropped after the test."""
+    from tests.support.postgres import server_url, temporary_schema
+
+    url, reason = server_url()
+    if url is None:
+        pytest.skip(reason)
+    with temporary_schema(url) as scoped:
+        yield scoped

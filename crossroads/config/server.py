@@ -69,20 +69,25 @@ class ServerConfig(_Strict):
 
 
 class StoreConfig(_Strict):
-    """Where traces go: ``sqlite`` (default file in the data dir), ``sqlite:///path``, ``memory``
-    or ``none``."""
+    """Where traces go: ``sqlite`` (default file in the data dir), ``sqlite:///path``,
+    ``postgresql://...``, ``memory`` or ``none``."""
 
     traces: str = "sqlite"
+    keys: str | None = Field(
+        None,
+        description="where virtual API keys live: sqlite (keys.db in the data dir), "
+        "sqlite:///path or postgresql://...; set, every request needs a key",
+    )
     flush_interval_ms: int = Field(200, ge=1, le=60_000)
     batch_size: int = Field(500, ge=1, le=100_000)
     retention_days: float | None = Field(
-        30, gt=0, description="SQLite traces older than this are deleted (hourly); null keeps all"
+        30, gt=0, description="traces older than this are deleted (hourly); null keeps all"
     )
     max_queue: int = Field(
         100_000,
         ge=1,
         le=100_000_000,
-        description="traces waiting for the SQLite writer at most; beyond, new ones are dropped",
+        description="traces waiting for the writer at most; beyond, new ones are dropped",
     )
     drain_timeout_s: float = Field(
         10,
@@ -101,8 +106,20 @@ class StoreConfig(_Strict):
 
         scheme = value.partition(":")[0]
         if scheme not in ("sqlite", "memory", "none") and STORES.find(scheme) is not None:
-            return value  # a plugin's store
+            return value  # postgresql://, or a plugin's store
         raise ValueError(
             f"unknown trace store {value!r}: use 'sqlite', 'sqlite:///path/to/traces.db', "
-            "'memory' or 'none'"
+            "'postgresql://user@host/database', 'memory' or 'none'"
+        )
+
+    @field_validator("keys")
+    @classmethod
+    def _known_key_store(cls, value: str | None) -> str | None:
+        if value is None or value == "sqlite" or value.startswith(
+            ("sqlite:///", "postgresql://", "postgres://")
+        ):
+            return value
+        raise ValueError(
+            f"unknown key store {value!r}: use 'sqlite', 'sqlite:///path/to/keys.db' or "
+            "'postgresql://user@host/database'"
         )

@@ -6,7 +6,8 @@ Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/mess
 ``GET /v1/models/{id}``, ``GET /health``, ``GET /ready`` (the ``/v1`` prefix is optional),
 ``GET /v1/crossroads/endpoints``: live endpoint state (load, latency, circuit),
 ``GET /openapi.json``: the OpenAPI 3.1 document of all of these (no API key needed), and,
-behind the admin key, the dashboard at ``/ui`` and its API under ``/v1/crossroads/admin/``.
+behind the admin key, the dashboard at ``/ui`` and its API under ``/v1/crossroads/admin/``
+(keys, teams and spend: :mod:`crossroads.gateway.admin`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import hmac
 import logging
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -37,6 +38,7 @@ from crossroads.exceptions import (
     UpstreamError,
 )
 from crossroads.formats import get_format
+from crossroads.gateway.admin import ADMIN_PATHS, AdminAPI
 from crossroads.gateway.errors import render, too_large
 from crossroads.gateway.handlers import FormatHandler, routing_headers, send_body
 from crossroads.gateway.openapi import openapi_json
@@ -44,6 +46,9 @@ from crossroads.pipeline import Pipeline
 from crossroads.redact import bounded, recorded_caller
 from crossroads.store import TraceStore, open_trace_store
 from crossroads.types import Caller, Trace
+
+if TYPE_CHECKING:
+    from crossroads.keys.ring import KeyRing
 
 log = logging.getLogger("crossroads.gateway")
 
@@ -66,6 +71,14 @@ class Unauthorized(RequestError):
 
     status = 401
     code = "invalid_api_key"
+
+
+class KeyStoreUnavailable(RequestError):
+    """503: a change to the key store could not be read, so virtual keys are not trusted."""
+
+    status = 503
+    error_type = "server_error"
+    code = "key_store_unavailable"
 
 
 class AdminDisabled(RequestError):
@@ -139,6 +152,9 @@ class Gateway:
             self.keys = _api_keys(cfg)
             self._watchers = _Watchers()
             self.teams = {team.name: team for team in cfg.teams}
+            self.key_ring = _key_ring(cfg)
+            self._auth = bool(self.keys) or self.key_ring is not None
+            self.admin_api = AdminAPI(self)
             self.admin_key = _admin_key(cfg)
             self.dashboard = Dashboard(self).prepare()
             self._header_names = frozenset(
@@ -171,6 +187,8 @@ class Gateway:
             except Exception:  # closing must not stop the others from closing
                 log.exception("closing upstream %s failed", upstream.name)
         self.store.close()
+        if self.key_ring is not None:
+            self.key_ring.close()
         self._started = False
 
     # ------------------------------------------------------------------ ASGI
@@ -202,6 +220,9 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Any, send: Any) -> None:
         path: str = scope["path"]
         method: str = scope["method"]
+        ring = self.key_ring
+        if ring is not None and ring.stale():  # a key changed: catch up before answering
+            await ring.catch_up()
         handler = self.handlers.get(path)
         if handler is not None:
             if method != "POST":
@@ -238,6 +259,8 @@ class Gateway:
                 return await self._error(send, exc)
             body = orjson.dumps({"object": "list", "data": self.dispatcher.snapshot()})
             return await send_body(send, 200, body, JSON_HEADERS)
+        if path.startswith(ADMIN_PATHS):
+            return await self.admin_api(scope, receive, send)
         if path.startswith(ADMIN_PREFIXES) or path == "/ui":
             return await self.dashboard.serve(scope, send)
         if path == "/openapi.json" and method == "GET":
@@ -246,8 +269,11 @@ class Gateway:
             return await send_body(send, 200, b'{"status":"ok"}', JSON_HEADERS)
         if path == "/ready":
             ready = self.store.healthy()
-            status = "ready" if ready else "degraded"
-            body = orjson.dumps({"status": status, "store": ready, "traces": self.store.stats()})
+            report = {"store": ready, "traces": self.store.stats()}
+            if ring is not None:
+                report["keys"] = ring.stats()
+                ready = ready and ring.trusted()
+            body = orjson.dumps({"status": "ready" if ready else "degraded", **report})
             return await send_body(send, 200 if ready else 503, body, JSON_HEADERS)
         await self._error(send, UnsupportedRouteError(f"No route for {method} {path}."))
 
@@ -309,28 +335,44 @@ class Gateway:
         wanted = self._header_names
         for raw_name, raw_value in scope["headers"]:
             if raw_name == b"authorization" or raw_name == b"x-api-key":
-                if self.keys and not token:
+                if self._auth and not token:
                     value = raw_value.decode("latin-1").strip()
                     token = value[7:].strip() if value[:7].lower() == "bearer " else value
             elif wanted:
                 name = raw_name.decode("latin-1").lower()
                 if name in wanted:
                     headers[name] = raw_value.decode("latin-1")
-        if not self.keys:
+        if not self._auth:
             return Caller(headers=headers)
-        key = _find_key(self.keys, token)
-        if key is None:
-            raise Unauthorized(
-                "Missing or unknown API key: send 'Authorization: Bearer <key>' with a key "
-                "listed under server.api_keys."
+        presented = hashlib.sha256(token.encode()).digest()
+        key = _find_key(self.keys, presented) if self.keys else None
+        if key is not None:
+            team = self.teams.get(key.team) if key.team else None
+            return Caller(
+                key_name=key.name,
+                headers=headers,
+                team=key.team,
+                policy=key.policy,
+                team_policy=team.policy if team is not None else None,
             )
-        team = self.teams.get(key.team) if key.team else None
-        return Caller(
-            key_name=key.name,
-            headers=headers,
-            team=key.team,
-            policy=key.policy,
-            team_policy=team.policy if team is not None else None,
+        ring = self.key_ring
+        if ring is not None:
+            if not ring.trusted():  # a change may be unread: the key may have been revoked
+                raise KeyStoreUnavailable("The key store cannot be read right now; retry shortly.")
+            virtual = ring.find(presented)
+            if virtual is not None:
+                if virtual.expires_at is not None and time.time() >= virtual.expires_at:
+                    raise Unauthorized("This API key has expired: ask for a new one.")
+                return Caller(
+                    key_name=virtual.name,
+                    headers=headers,
+                    team=virtual.team,
+                    policy=virtual.policy,
+                    team_policy=ring.team_policy(virtual.team),
+                )
+        raise Unauthorized(
+            "Missing or unknown API key: send 'Authorization: Bearer <key>' with a key "
+            "listed under server.api_keys or made with crossroads keys create."
         )
 
     def _admin_on(self) -> None:
@@ -405,11 +447,10 @@ def _bound_caller_fields(trace: Trace) -> None:
         trace.error = bounded(trace.error, ERROR_CHARS)
 
 
-def _find_key(keys: dict[bytes, ApiKey], token: str) -> ApiKey | None:
-    """The key ``token`` is, comparing its digest with every key's in constant time (a dict
-    lookup would tell by its timing how much of a guess was right)."""
+def _find_key(keys: dict[bytes, ApiKey], presented: bytes) -> ApiKey | None:
+    """The configured key whose digest is ``presented`` (a key's SHA-256), comparing with
+    every key's in constant time."""
     found = None
-    presented = hashlib.sha256(token.encode()).digest()
     for digest, entry in keys.items():
         if hmac.compare_digest(presented, digest):
             found = entry
@@ -434,6 +475,18 @@ def _admin_key(cfg: Config) -> bytes | None:
     if not value:
         raise CrossroadsError(f"server.admin_key_env: environment variable {env} is not set")
     return hashlib.sha256(value.encode()).digest()
+
+
+def _key_ring(cfg: Config) -> KeyRing | None:
+    """The gateway's copy of the key store (``store.keys``), loaded; None when unset."""
+    if cfg.store.keys is None:
+        return None
+    from crossroads.keys import open_key_store
+    from crossroads.keys.ring import KeyRing
+
+    ring = KeyRing(open_key_store(cfg.store.keys), {t.name: t.policy for t in cfg.teams})
+    ring.start()
+    return ring
 
 
 def _api_keys(cfg: Config) -> dict[bytes, ApiKey]:

@@ -144,6 +144,7 @@ def build_document() -> dict[str, Any]:
         )
     }
     paths.update(_admin_paths())
+    paths.update(_key_admin_paths())
     schemas.update(_ADMIN_SCHEMAS)
     return {
         "openapi": "3.1.0",
@@ -499,3 +500,114 @@ _ADMIN_SCHEMAS: dict[str, Any] = {
         series={"type": "object"},
     ),
 }
+
+
+# ---------------------------------------------------------------------- keys, teams, spend
+
+_KEY_ERRORS = {
+    "400": "A field or parameter is wrong (the error names it), or store.keys is unset.",
+    "401": "Missing or wrong admin key.",
+    "403": "The admin API is off (server.admin_key_env is unset).",
+    "404": "No such key or team.",
+    "409": "An active key has the name, the key is revoked, or the team still has keys.",
+}
+_POLICY = {"type": "object", "description": "models, operations, rpm, tpm, budgets, metadata"}
+
+
+def _key_op(
+    op_id: str,
+    summary: str,
+    schema: str,
+    errors: str,
+    status: str = "200",
+    parameters: list[Any] | None = None,
+    body: str | None = None,
+) -> dict[str, Any]:
+    operation = _operation(
+        op_id,
+        summary,
+        {status: _json(summary, schema)},
+        {code: _json(_KEY_ERRORS[code], "OpenAIError") for code in errors.split()},
+    )
+    operation["security"] = [{"adminKey": []}]
+    operation["tags"] = ["admin"]
+    if parameters:
+        operation["parameters"] = parameters
+    if body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": _REF + body}}},
+        }
+    return operation
+
+
+def _key_admin_paths() -> dict[str, Any]:
+    """Virtual keys, teams and spend (crossroads.gateway.admin)."""
+    prefix = "/v1/crossroads/admin"
+    ref = [{"name": "ref", "in": "path", "required": True, "schema": _STR}]
+    name = [{"name": "name", "in": "path", "required": True, "schema": _STR}]
+    day = {"type": "string", "description": "a UTC day YYYY-MM-DD or unix seconds"}
+    spend = [
+        {"name": "by", "in": "query", "schema": _STR, "description": "some of key,team,model,day"},
+        {"name": "since", "in": "query", "schema": day},
+        {"name": "until", "in": "query", "schema": day},
+    ]
+    revoked = [{"name": "include_revoked", "in": "query", "schema": {"type": "boolean"}}]
+    return {
+        f"{prefix}/keys": {
+            "get": _key_op("listKeys", "Virtual keys (never their values)", "Object", "400 401 403", parameters=revoked),
+            "post": _key_op("createKey", "Create a key; its value is in key, once", "IssuedKey", "400 401 403 409", "201", body="KeyCreate"),
+        },
+        f"{prefix}/keys/{{ref}}": {
+            "get": _key_op("getKey", "One key, by id or name", "VirtualKey", "400 401 403 404", parameters=ref),
+            "delete": _key_op("revokeKey", "Revoke a key: it stops working at once", "VirtualKey", "400 401 403 404", parameters=ref),
+        },
+        f"{prefix}/keys/{{ref}}/rotate": {
+            "post": _key_op("rotateKey", "A new value; the old one stops working at once", "IssuedKey", "400 401 403 404 409", parameters=ref),
+        },
+        f"{prefix}/teams": {
+            "get": _key_op("listTeams", "The key store's teams", "Object", "400 401 403"),
+            "post": _key_op("setTeam", "Create a team or replace its policy", "Team", "400 401 403", body="TeamSet"),
+        },
+        f"{prefix}/teams/{{name}}": {
+            "get": _key_op("getTeam", "One team", "Team", "400 401 403 404", parameters=name),
+            "delete": _key_op("deleteTeam", "Delete a team no active key belongs to", "Object", "400 401 403 404 409", parameters=name),
+        },
+        f"{prefix}/spend": {
+            "get": _key_op("spend", "Requests, tokens and cost per key, team, model or day", "Object", "400 401 403", parameters=spend),
+        },
+    }  # fmt: skip
+
+
+_KEY = {
+    "id": _STR,
+    "object": {"const": "crossroads.key"},
+    "name": _STR,
+    "team": _STR_OR_NULL,
+    "policy": _POLICY,
+    "display": _STR,
+    "status": {"enum": ["active", "expired", "revoked"]},
+    "created_at": {"type": "number"},
+    "rotated_at": _NUM_OR_NULL,
+    "revoked_at": _NUM_OR_NULL,
+    "expires_at": _NUM_OR_NULL,
+}
+_ADMIN_SCHEMAS.update(
+    {
+        "VirtualKey": _object(list(_KEY), **_KEY),
+        "IssuedKey": _object([*_KEY, "key"], **_KEY, key=_STR),
+        "Team": _object(["name", "policy"], name=_STR, policy=_POLICY),
+        "KeyCreate": {
+            **_object(
+                ["name"],
+                name=_STR,
+                team=_STR_OR_NULL,
+                policy=_POLICY,
+                expires_at=_NUM_OR_NULL,
+                expires_in_days=_NUM_OR_NULL,
+            ),
+            "additionalProperties": False,
+        },
+        "TeamSet": {**_object(["name"], name=_STR, policy=_POLICY), "additionalProperties": False},
+    }
+)

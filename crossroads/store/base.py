@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -71,6 +72,13 @@ class TraceStore:
         """How many traces are stored."""
         raise NotImplementedError
 
+    def spend(
+        self, by: Sequence[str], since: float | None = None, until: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Requests, tokens and cost of the traces created in ``[since, until)`` (unix
+        seconds), grouped by ``by``: some of ``key``, ``team``, ``model``, ``day`` (UTC)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Flush and release resources."""
 
@@ -107,8 +115,8 @@ def open_trace_store(
     max_queue: int = 100_000,
     drain_timeout_s: float = 10.0,
 ) -> TraceStore:
-    """The store for a ``store.traces`` setting: ``sqlite``, ``sqlite:///path``, ``memory``,
-    ``none``, or a plugin's scheme (``STORES`` in :mod:`crossroads.registry`: the part of
+    """The store for a ``store.traces`` setting: ``sqlite``, ``sqlite:///path``,
+    ``postgresql://...``, ``memory``, ``none``, or a plugin's scheme (``STORES`` in :mod:`crossroads.registry`: the part of
     ``spec`` before its first ``:`` names the factory, which gets the whole spec)."""
     from crossroads.registry import STORES
 
@@ -138,12 +146,20 @@ def _sqlite(spec: str, **settings: Any) -> TraceStore:
     return SQLiteTraceStore(path, **settings)
 
 
+def _postgres(spec: str, **settings: Any) -> TraceStore:
+    from crossroads.store.postgres import PostgresTraceStore
+
+    return PostgresTraceStore(spec, **settings)
+
+
 def _register() -> None:
     from crossroads.registry import STORES
 
     STORES.register("memory")(_memory)
     STORES.register("none")(_memory)
     STORES.register("sqlite")(_sqlite)
+    STORES.register("postgresql")(_postgres)
+    STORES.register("postgres")(_postgres)
 
 
 _register()

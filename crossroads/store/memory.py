@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from crossroads.store.base import TraceQuery, TraceStore, matches, store_stats, summary
+from crossroads.store.spend import spend_of_traces
 from crossroads.types import Trace
 
 
@@ -39,6 +41,11 @@ class MemoryTraceStore(TraceStore):
 
     def count(self) -> int:
         return len(self._traces)
+
+    def spend(
+        self, by: Sequence[str], since: float | None = None, until: float | None = None
+    ) -> list[dict[str, Any]]:
+        return spend_of_traces(list(self._traces), by, since, until)
 
     def stats(self) -> dict[str, Any]:
         # Older traces past ``limit`` are forgotten as by retention, not dropped.

@@ -15,6 +15,7 @@ import pytest
 from crossroads.exceptions import StoreError
 from crossroads.gateway import create_app
 from crossroads.gateway.protocol import GatewayProtocol
+from crossroads.store import batched
 from crossroads.store import sqlite as sqlite_store
 from crossroads.store.memory import MemoryTraceStore
 from tests.conftest import routing_config
@@ -165,7 +166,7 @@ async def test_ready_is_503_when_the_trace_writer_died(
     def broken() -> None:
         raise RuntimeError("the writer cannot start")
 
-    monkeypatch.setattr(sqlite_store, "_lower_priority", broken)
+    monkeypatch.setattr(batched, "_lower_priority", broken)
     store = sqlite_store.SQLiteTraceStore(tmp_path / "t.db")
     app = create_app(routing_config(fake_upstream.base_url), store=store)
     await app.startup()

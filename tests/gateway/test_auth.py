@@ -35,9 +35,9 @@ async def test_model_card_needs_the_key(
 def test_key_lookup_compares_every_key() -> None:
     a, b = ApiKey(name="a", key_env="A"), ApiKey(name="b", key_env="B")
     keys = {hashlib.sha256(k.encode()).digest(): v for k, v in (("alpha-key", a), ("beta-key", b))}
-    assert _find_key(keys, "beta-key") is b
-    assert _find_key(keys, "beta-kez") is None
-    assert _find_key(keys, "") is None
+    assert _find_key(keys, hashlib.sha256(b"beta-key").digest()) is b
+    assert _find_key(keys, hashlib.sha256(b"beta-kez").digest()) is None
+    assert _find_key(keys, hashlib.sha256(b"").digest()) is None
 
 
 async def test_a_key_brings_its_policy_and_its_teams(

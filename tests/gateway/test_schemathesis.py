@@ -62,6 +62,16 @@ OPERATIONS = [
     ("GET", "/v1/crossroads/admin/eval", 5, 0),
     ("GET", "/v1/crossroads/admin/eval/{name}", 10, 0),
     ("GET", "/ui/{file}", 20, 0),
+    ("GET", "/v1/crossroads/admin/keys", 10, 10),
+    ("POST", "/v1/crossroads/admin/keys", 80, 60),
+    ("GET", "/v1/crossroads/admin/keys/{ref}", 20, 0),
+    ("DELETE", "/v1/crossroads/admin/keys/{ref}", 20, 0),
+    ("POST", "/v1/crossroads/admin/keys/{ref}/rotate", 20, 0),
+    ("GET", "/v1/crossroads/admin/teams", 5, 0),
+    ("POST", "/v1/crossroads/admin/teams", 60, 40),
+    ("GET", "/v1/crossroads/admin/teams/{name}", 20, 0),
+    ("DELETE", "/v1/crossroads/admin/teams/{name}", 20, 0),
+    ("GET", "/v1/crossroads/admin/spend", 40, 20),
 ]
 TIMEOUT_S = 5  # a request that takes longer counts as a hang
 
@@ -80,10 +90,12 @@ def whole_numbers(value: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def gateway_url() -> Iterator[str]:
+def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     mp = pytest.MonkeyPatch()
     mp.setenv("CROSSROADS_SCHEMATHESIS_KEY", API_KEY)
-    app = create_app(parse_config(copy.deepcopy(CONFIG)), store=MemoryTraceStore())
+    config = copy.deepcopy(CONFIG)
+    config["store"]["keys"] = f"sqlite:///{tmp_path_factory.mktemp('keys')}/keys.db"
+    app = create_app(parse_config(config), store=MemoryTraceStore())
     try:
         with BackgroundServer(app, http=GatewayProtocol, lifespan="on") as server:
             yield server.url

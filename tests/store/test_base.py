@@ -1,5 +1,5 @@
-"""The search contract every trace store keeps (memory and SQLite here; PostgreSQL and
-plugins run the same cases): filters, order, pages, bounds."""
+"""The search contract every trace store keeps (memory, SQLite and PostgreSQL here; plugins
+run the same cases): filters, order, pages, bounds."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from crossroads.exceptions import StoreError
 from crossroads.store.base import TraceQuery, TraceStore
 from crossroads.store.memory import MemoryTraceStore
+from crossroads.store.postgres import PostgresTraceStore
 from crossroads.store.sqlite import SQLiteTraceStore
 from crossroads.types import Candidate, RecordedCaller, Route, Trace, Usage
 
@@ -59,13 +60,19 @@ def expected(keep: object) -> list[str]:
     return [t.trace_id for t in sorted(TRACES, key=lambda t: -t.created_at) if keep(t)]  # type: ignore[operator]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+def new_store(kind: str, request: pytest.FixtureRequest, path: Path) -> TraceStore:
+    """An empty store of ``kind``: memory, a SQLite file at ``path``, or PostgreSQL in a
+    fresh schema."""
+    if kind == "memory":
+        return MemoryTraceStore()
+    if kind == "sqlite":
+        return SQLiteTraceStore(path, flush_interval_ms=5)
+    return PostgresTraceStore(request.getfixturevalue("postgres_url"), flush_interval_ms=5)
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TraceStore]:
-    made: TraceStore = (
-        MemoryTraceStore()
-        if request.param == "memory"
-        else SQLiteTraceStore(tmp_path / "t.db", flush_interval_ms=5)
-    )
+    made = new_store(request.param, request, tmp_path / "t.db")
     made.start()
     for t in reversed(TRACES):  # written out of order: the order comes from created_at
         made.record(t)
@@ -117,8 +124,11 @@ def test_rows_carry_the_caller_and_the_candidates(store: TraceStore) -> None:
     assert (row["key_name"], row["team"], row["candidates"]) == ("b", None, ["small", "big"])
 
 
-def test_pages_follow_each_other_without_gaps_even_on_equal_times(tmp_path: Path) -> None:
-    for made in (MemoryTraceStore(), SQLiteTraceStore(tmp_path / "ties.db", flush_interval_ms=5)):
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgresql"])
+def test_pages_follow_each_other_without_gaps_even_on_equal_times(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    for made in (new_store(kind, request, tmp_path / "ties.db"),):
         made.start()
         same = [trace(i, created_at=T0) for i in range(1, 8)] + [trace(8)]
         for t in same:
@@ -136,10 +146,13 @@ def test_pages_follow_each_other_without_gaps_even_on_equal_times(tmp_path: Path
         made.close()
 
 
-def test_a_search_past_its_time_bound_is_a_store_error(tmp_path: Path) -> None:
-    store = SQLiteTraceStore(tmp_path / "t.db", flush_interval_ms=5)
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_search_past_its_time_bound_is_a_store_error(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    store = new_store(kind, request, tmp_path / "t.db")
     store.start()
-    for i in range(2000):
+    for i in range(10_000):
         store.record(trace(i + 1000))
     store.flush()
     with pytest.raises(StoreError, match="took longer than"):
