@@ -1,0 +1,1 @@
+"""The semantic cache plan (placeholder until implemented)."""
