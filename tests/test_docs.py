@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from crossroads import config as cfg
+from crossroads.config import plans
 from crossroads.cli import _register_plugins, app
 
 DOCS = Path(__file__).parent.parent / "docs"
@@ -53,6 +54,14 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         cfg.RouterSelection,
         cfg.LocalUpstreamConfig,
         cfg.MockUpstreamConfig,
+        plans.Stage,
+        plans.CascadePlan,
+        plans.FanoutPlan,
+        plans.CachePlan,
+        plans.ChecksAccept,
+        plans.AgreementAccept,
+        plans.ConfidenceAccept,
+        plans.VerifierAccept,
     ]
     missing = {f"{m.__name__}.{s}" for m in models for s in _settings(m) if s not in documented}
     assert not missing, f"document these settings in docs/configuration.md: {sorted(missing)}"
