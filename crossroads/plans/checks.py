@@ -4,7 +4,8 @@
 ``empty`` (no text, no tool call), ``refusal`` (it opens by declining), ``truncated`` (cut
 at ``max_tokens``), ``json`` (JSON mode: it does not parse, or violates the request's
 schema; a tool call's arguments that do not parse or violate the tool's schema), ``code``
-(a fenced Python block that does not parse). Schemas are checked with ``jsonschema`` when
+(a fenced Python block that does not parse), and, only when listed, ``arithmetic`` (a
+written calculation such as ``16 - 3 = 12`` is wrong). Schemas are checked with ``jsonschema`` when
 it is installed, else only parsing and the top-level type are.
 """
 

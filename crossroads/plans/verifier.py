@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from crossroads.exceptions import ConfigError, NotFittedError
 from crossroads.plans.answers import _explicit
+from crossroads.plans.arithmetic import calculations
 from crossroads.plans.checks import _REFUSAL
 
 if TYPE_CHECKING:
@@ -54,6 +55,9 @@ FEATURES = (
     "questions",
     "mean_logprob",
     "has_logprob",
+    "calculations",
+    "wrong_calculations",
+    "wrong_share",
 )
 
 
@@ -65,6 +69,7 @@ def answer_features(
     final = _explicit(text)
     numbers = _NUMBERS.findall(text)
     last = (final or (numbers[-1] if numbers else "")).strip()
+    claims, wrong = calculations(text)
     return [
         math.log1p(len(text)),
         math.log1p(len(prompt)),
@@ -81,6 +86,9 @@ def answer_features(
         math.log1p(text.count("?")),
         mean_logprob if mean_logprob is not None else 0.0,
         float(mean_logprob is not None),
+        math.log1p(claims),
+        math.log1p(wrong),
+        wrong / claims if claims else 0.0,
     ]
 
 
