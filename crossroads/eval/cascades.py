@@ -77,6 +77,81 @@ def responses_for(path: str | Path, ds: RoutingDataset, models: list[str]) -> di
     return out
 
 
+def _with_responses(
+    data: str | Path, models: list[str], tasks: str | None
+) -> tuple[RoutingDataset, dict[str, list[str]]]:
+    """The rows of ``data`` where every model has a score and a stored response (and the
+    task starts with ``tasks``), restricted to ``models``, with those responses."""
+    full = load_dataset(data)
+    answers = responses_for(data, full, models)
+    idx = [full.outcomes.models.index(m) for m in models]
+    keep = np.isfinite(full.outcomes.quality[:, idx]).all(axis=1)
+    for m in models:
+        keep &= np.array([bool(a.strip()) for a in answers[m]])
+    if tasks:
+        keep &= np.char.startswith(full.tasks.astype(str), tasks)
+    rows = np.flatnonzero(keep)
+    if not len(rows):
+        raise ValueError(
+            f"no prompt of {data} has a score and a response from every one of {models}"
+        )
+    return _restrict(full, rows, models), {m: [answers[m][i] for i in rows] for m in models}
+
+
+def fit_verifier_artifact(
+    data: str | Path,
+    model: str,
+    strong: str,
+    out: str | Path,
+    *,
+    target: str = "quality:0.95",
+    good_at: float = 0.5,
+    seed: int = 0,
+    embed: bool = True,
+    tasks: str | None = None,
+) -> dict[str, Any]:
+    """Fit a verifier of ``model``'s stored answers on the train split, choose its threshold
+    on the validation split so that the cascade ``model → strong`` meets ``target``, and
+    save it to ``out``. Returns what calibration found (on validation)."""
+    from crossroads.embeddings import EmbeddingCache
+    from crossroads.eval.calibrate import _pick
+    from crossroads.plans.verifier import Verifier
+
+    goal = Target.parse(target)
+    ds, texts = _with_responses(data, [model, strong], tasks)
+    assert ds.prompts is not None and ds.outcomes.cost is not None
+    split = split_indices(ds, seed=seed)
+    train, val = split["train"], split["val"]
+    verifier = Verifier(embed=embed, good_at=good_at)
+    vectors = None
+    if embed:
+        vectors = (
+            EmbeddingCache(ds.name).encode(ds.prompts, progress=True),
+            EmbeddingCache(f"{ds.name}.responses.{model}").encode(
+                [t[:2000] for t in texts[model]], progress=True
+            ),
+        )
+    x = verifier.features(ds.prompts, texts[model], vectors=vectors)
+    q, c = ds.outcomes.quality, ds.outcomes.cost
+    verifier.fit(x[train], (q[train, 0] >= good_at).astype(int))
+    p = verifier.predict(x[val])
+    grid = np.unique(np.concatenate([np.quantile(p, np.linspace(0, 1, 201)), [1.01]]))
+    costs = np.array([(c[val, 0] + np.where(p >= t, 0.0, c[val, 1])).mean() for t in grid])
+    quals = np.array([np.where(p >= t, q[val, 0], q[val, 1]).mean() for t in grid])
+    best = metrics.best_single(q[val], c[val])
+    pick = _pick(costs, quals, goal, float(q[val, best].mean()), float(c[val, best].mean()))
+    verifier.threshold = float(grid[pick])
+    verifier.save(out)
+    return {
+        "threshold": verifier.threshold,
+        "target": target,
+        "val_quality_share": float(quals[pick] / q[val, best].mean()),
+        "val_cost_share": float(costs[pick] / c[val, best].mean()),
+        "val_accept_share": float((p >= verifier.threshold).mean()),
+        "train_rows": int(len(train)),
+    }
+
+
 def _restrict(ds: RoutingDataset, rows: np.ndarray, models: list[str]) -> RoutingDataset:
     cols = [ds.outcomes.models.index(m) for m in models]
     out = ds.outcomes
@@ -106,7 +181,9 @@ def _curve(
     c_range: tuple[float, float],
 ) -> CascadeCurve:
     """Accept where ``score`` >= t, for every t: the cascade's points."""
-    thresholds = np.unique(np.concatenate([[-np.inf, np.inf], np.quantile(score, np.linspace(0, 1, 101))]))
+    thresholds = np.unique(
+        np.concatenate([[-np.inf, np.inf], np.quantile(score, np.linspace(0, 1, 101))])
+    )
     pts, shares = [], []
     for t in thresholds:
         accept = score >= t
@@ -132,11 +209,20 @@ def _calibrated(
     """The threshold meeting ``target`` on validation, and what it gives on test."""
     from crossroads.eval.calibrate import _pick
 
-    grid = np.unique(np.concatenate([[-np.inf, np.inf], np.quantile(score_val, np.linspace(0, 1, 201))]))
+    grid = np.unique(
+        np.concatenate([[-np.inf, np.inf], np.quantile(score_val, np.linspace(0, 1, 201))])
+    )
 
-    def point(score: np.ndarray, q: tuple[np.ndarray, np.ndarray], c: tuple[np.ndarray, np.ndarray], t: float) -> tuple[float, float]:
+    def point(
+        score: np.ndarray,
+        q: tuple[np.ndarray, np.ndarray],
+        c: tuple[np.ndarray, np.ndarray],
+        t: float,
+    ) -> tuple[float, float]:
         accept = score >= t
-        return float((c[0] + np.where(accept, 0.0, c[1])).mean()), float(np.where(accept, q[0], q[1]).mean())
+        return float((c[0] + np.where(accept, 0.0, c[1])).mean()), float(
+            np.where(accept, q[0], q[1]).mean()
+        )
 
     val_pts = np.array([point(score_val, q_val, c_val, t) for t in grid])
     best = _pick(val_pts[:, 0], val_pts[:, 1], target, ref_val[1], ref_val[0])
@@ -164,10 +250,12 @@ def evaluate_cascades(
     embed: bool = True,
     n_boot: int = 50,
     tasks: str | None = None,
+    features: np.ndarray | None = None,
 ) -> CascadeReport:
     """Replay cascades ``cheap[0] (, cheap[1]) → strong`` on the stored responses of ``data``
     and fit prompt-only ``routers`` on the same rows (``tasks``: keep rows whose task starts
-    with this prefix)."""
+    with this prefix). ``features``: prompt vectors of the kept rows for the routers
+    (default: cached MiniLM embeddings)."""
     from crossroads.eval.runner import evaluate
     from crossroads.plans.answers import final_answer
     from crossroads.plans.checks import failed_check
@@ -175,19 +263,8 @@ def evaluate_cascades(
     from crossroads.types import Request
 
     goal = Target.parse(target)
-    full = load_dataset(data)
     models = [*cheap, strong]
-    answers = responses_for(data, full, models)
-    idx = [full.outcomes.models.index(m) for m in models]
-    q_all = full.outcomes.quality[:, idx]
-    keep = np.isfinite(q_all).all(axis=1)
-    for m in models:
-        keep &= np.array([bool(a.strip()) for a in answers[m]])
-    if tasks:
-        keep &= np.char.startswith(full.tasks.astype(str), tasks)
-    rows = np.flatnonzero(keep)
-    ds = _restrict(full, rows, models)
-    texts = {m: [answers[m][i] for i in rows] for m in models}
+    ds, texts = _with_responses(data, models, tasks)
     assert ds.prompts is not None
     split = split_indices(ds, seed=seed)
     train, val, test = split["train"], split["val"], split["test"]
@@ -196,9 +273,16 @@ def evaluate_cascades(
 
     from crossroads.embeddings import EmbeddingCache
 
-    prompt_vec = EmbeddingCache(ds.name).encode(ds.prompts, progress=True)
-    result = evaluate(ds, routers or ["mean", "knn", "mlp", "linear", "logistic"], seed=seed,
-                      n_boot=n_boot, features=prompt_vec)
+    prompt_vec = (
+        features if features is not None else EmbeddingCache(ds.name).encode(ds.prompts, progress=True)
+    )
+    result = evaluate(
+        ds,
+        routers or ["mean", "knn", "mlp", "linear", "logistic"],
+        seed=seed,
+        n_boot=n_boot,
+        features=prompt_vec,
+    )
     router_aiq = {r.name: r.metrics["aiq"] for r in result.results if r.kind != "single"}
     aucs = [r.metrics.get("subst_auc") for r in result.results if r.kind == "learned"]
     router_auc = max((a for a in aucs if a is not None and np.isfinite(a)), default=None)
@@ -206,18 +290,28 @@ def evaluate_cascades(
     q_s, c_s = quality[:, -1], cost[:, -1]
     single_c, single_q = cost[test].mean(0), quality[test].mean(0)
     c_range = (float(single_c.min()), float(single_c.max()))
-    best = metrics.best_single(quality[test], cost[test])
+    # The reference model (the best single) is chosen on train: test outcomes choose nothing.
+    best = metrics.best_single(quality[train], cost[train])
     ref_test = (float(single_c[best]), float(single_q[best]))
     ref_val = (float(cost[val, best].mean()), float(quality[val, best].mean()))
     curves: list[CascadeCurve] = []
     q0, c0 = quality[:, 0], cost[:, 0]
     good = (q0 >= good_at).astype(int)
 
-    def add(name: str, score: np.ndarray, paid: np.ndarray, served: np.ndarray, fit_free: bool = False) -> None:
+    def add(
+        name: str, score: np.ndarray, paid: np.ndarray, served: np.ndarray, fit_free: bool = False
+    ) -> None:
         curve = _curve(name, score[test], served[test], q_s[test], paid[test], c_s[test], c_range)
         curve.calibrated = _calibrated(
-            score[val], (served[val], q_s[val]), (paid[val], c_s[val]), ref_val,
-            score[test], (served[test], q_s[test]), (paid[test], c_s[test]), ref_test, goal,
+            score[val],
+            (served[val], q_s[val]),
+            (paid[val], c_s[val]),
+            ref_val,
+            score[test],
+            (served[test], q_s[test]),
+            (paid[test], c_s[test]),
+            ref_test,
+            goal,
         )
         labels = (served[test] >= good_at).astype(int)
         if 0 < labels.sum() < len(labels) and not fit_free:
@@ -228,38 +322,67 @@ def evaluate_cascades(
 
     empty_request = Request("chat", "-", "openai_chat")
     passed = np.array(
-        [failed_check(t, [], None, True, empty_request, ["empty", "refusal", "code"]) is None for t in texts[cheap[0]]],
+        [
+            failed_check(t, [], None, True, empty_request, ["empty", "refusal", "code"]) is None
+            for t in texts[cheap[0]]
+        ],
         dtype=np.float64,
     )
     add(f"cascade {cheap[0]}→{strong}: checks", passed, c0, q0, fit_free=True)
     sound = np.array(
-        [failed_check(t, [], None, True, empty_request, ["arithmetic"]) is None for t in texts[cheap[0]]],
+        [
+            failed_check(t, [], None, True, empty_request, ["arithmetic"]) is None
+            for t in texts[cheap[0]]
+        ],
         dtype=np.float64,
     )
     if (sound < 1).any():
-        add(f"cascade {cheap[0]}→{strong}: checks + arithmetic", passed * sound, c0, q0, fit_free=True)
+        add(
+            f"cascade {cheap[0]}→{strong}: checks + arithmetic",
+            passed * sound,
+            c0,
+            q0,
+            fit_free=True,
+        )
 
     verifier = Verifier(embed=embed, good_at=good_at)
     vectors = None
     if embed:
-        answer_vec = EmbeddingCache(f"{ds.name}.responses.{cheap[0]}").encode([t[:2000] for t in texts[cheap[0]]], progress=True)
+        answer_vec = EmbeddingCache(f"{ds.name}.responses.{cheap[0]}").encode(
+            [t[:2000] for t in texts[cheap[0]]], progress=True
+        )
         vectors = (prompt_vec, answer_vec)
     x = verifier.features(ds.prompts, texts[cheap[0]], vectors=vectors)
     verifier.fit(x[train], good[train])
     p = verifier.predict(x)
     add(f"cascade {cheap[0]}→{strong}: verifier", p, c0, q0)
     add(f"cascade {cheap[0]}→{strong}: checks + verifier", np.where(passed > 0, p, -1.0), c0, q0)
-    add(f"cascade {cheap[0]}→{strong}: oracle acceptance", (q0 >= q_s).astype(float) + 0.0, c0, q0, fit_free=True)
+    add(
+        f"cascade {cheap[0]}→{strong}: oracle acceptance",
+        (q0 >= q_s).astype(float) + 0.0,
+        c0,
+        q0,
+        fit_free=True,
+    )
 
     if len(cheap) > 1:
         c1 = cost[:, 1]
         keys = [[final_answer(t) for t in texts[m]] for m in cheap[:2]]
-        same = np.array([a is not None and a == b for a, b in zip(*keys, strict=True)], dtype=np.float64)
+        same = np.array(
+            [a is not None and a == b for a, b in zip(*keys, strict=True)], dtype=np.float64
+        )
         sim = same
         if embed:
-            vec = [EmbeddingCache(f"{ds.name}.responses.{m}").encode([t[:2000] for t in texts[m]], progress=True) for m in cheap[:2]]
+            vec = [
+                EmbeddingCache(f"{ds.name}.responses.{m}").encode(
+                    [t[:2000] for t in texts[m]], progress=True
+                )
+                for m in cheap[:2]
+            ]
             cosine = (vec[0] * vec[1]).sum(axis=1)
-            sim = np.where([a is not None and b is not None for a, b in zip(*keys, strict=True)], same, cosine)
+            sim = np.where(
+                [a is not None and b is not None for a, b in zip(*keys, strict=True)], same, cosine
+            )
         add(f"cascade {cheap[0]}+{cheap[1]}→{strong}: agreement", sim, c0 + c1, q0, fit_free=True)
 
     return CascadeReport(
@@ -308,6 +431,10 @@ def report_markdown(report: CascadeReport) -> str:
         lines.append(f"| {c.name} | {c.aiq:.4f} | {auc} | {point} |")
     for name, value in sorted(report.routers.items(), key=lambda kv: -kv[1]):
         tag = " (selected on val)" if name == report.selected_router else ""
-        auc = f"{report.router_auc:.3f} (best router)" if name == report.selected_router and report.router_auc else "–"
+        auc = (
+            f"{report.router_auc:.3f} (best router)"
+            if name == report.selected_router and report.router_auc
+            else "–"
+        )
         lines.append(f"| prompt-only: {name}{tag} | {value:.4f} | {auc} | – |")
     return "\n".join(lines) + "\n"

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from crossroads.plans.arithmetic import calculations
 from crossroads.types import Request, ToolCall
 
 _REFUSAL = re.compile(
@@ -99,12 +100,20 @@ def _code(
     return None
 
 
+def _arithmetic(
+    text: str, calls: list[ToolCall], finish: str | None, complete: bool, r: Request
+) -> str | None:
+    claims, wrong = calculations(text)
+    return f"{wrong} of its {claims} written calculations are wrong" if wrong else None
+
+
 _CHECKS = {
     "empty": _empty,
     "refusal": _refusal,
     "truncated": _truncated,
     "json": _json,
     "code": _code,
+    "arithmetic": _arithmetic,
 }
 
 
