@@ -98,6 +98,44 @@ def _with_responses(
     return _restrict(full, rows, models), {m: [answers[m][i] for i in rows] for m in models}
 
 
+VERIFIER_GRID = [{"embed": e, "C": c} for e in (False, True) for c in (0.01, 0.1, 1.0)]
+
+
+def choose_verifier(
+    prompts: list[str],
+    answers: list[str],
+    vectors: tuple[np.ndarray, np.ndarray] | None,
+    good: np.ndarray,
+    train: np.ndarray,
+    val: np.ndarray,
+    good_at: float,
+) -> tuple[Any, np.ndarray, dict[str, Any]]:
+    """The verifier (fitted on ``train``) whose settings (embeddings or not, C) give the best
+    AUC on ``val``, its feature matrix, and those settings with the validation AUC."""
+    from crossroads.eval.predictability import roc_auc
+    from crossroads.plans.verifier import Verifier
+
+    hand = Verifier(embed=False).features(prompts, answers)
+    full = Verifier(embed=True).features(prompts, answers, vectors=vectors) if vectors else None
+    best: tuple[float, Any, np.ndarray, dict[str, Any]] | None = None
+    for params in VERIFIER_GRID:
+        x = full if params["embed"] else hand
+        if x is None:
+            continue
+        verifier = Verifier(embed=params["embed"], C=params["C"], good_at=good_at).fit(
+            x[train], good[train]
+        )
+        auc = (
+            float(roc_auc(good[val], verifier.predict(x[val])))
+            if len(set(good[val].tolist())) > 1
+            else 0.0
+        )
+        if best is None or auc > best[0]:
+            best = (auc, verifier, x, {**params, "val_auc": round(auc, 4)})
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
 def fit_verifier_artifact(
     data: str | Path,
     model: str,
@@ -115,14 +153,13 @@ def fit_verifier_artifact(
     save it to ``out``. Returns what calibration found (on validation)."""
     from crossroads.embeddings import EmbeddingCache
     from crossroads.eval.calibrate import _pick
-    from crossroads.plans.verifier import Verifier
 
     goal = Target.parse(target)
     ds, texts = _with_responses(data, [model, strong], tasks)
     assert ds.prompts is not None and ds.outcomes.cost is not None
     split = split_indices(ds, seed=seed)
     train, val = split["train"], split["val"]
-    verifier = Verifier(embed=embed, good_at=good_at)
+    q, c = ds.outcomes.quality, ds.outcomes.cost
     vectors = None
     if embed:
         vectors = (
@@ -131,9 +168,9 @@ def fit_verifier_artifact(
                 [t[:2000] for t in texts[model]], progress=True
             ),
         )
-    x = verifier.features(ds.prompts, texts[model], vectors=vectors)
-    q, c = ds.outcomes.quality, ds.outcomes.cost
-    verifier.fit(x[train], (q[train, 0] >= good_at).astype(int))
+    verifier, x, params = choose_verifier(
+        ds.prompts, texts[model], vectors, (q[:, 0] >= good_at).astype(int), train, val, good_at
+    )
     p = verifier.predict(x[val])
     grid = np.unique(np.concatenate([np.quantile(p, np.linspace(0, 1, 201)), [1.01]]))
     costs = np.array([(c[val, 0] + np.where(p >= t, 0.0, c[val, 1])).mean() for t in grid])
@@ -149,6 +186,7 @@ def fit_verifier_artifact(
         "val_cost_share": float(costs[pick] / c[val, best].mean()),
         "val_accept_share": float((p >= verifier.threshold).mean()),
         "train_rows": int(len(train)),
+        **params,
     }
 
 
@@ -259,7 +297,6 @@ def evaluate_cascades(
     from crossroads.eval.runner import evaluate
     from crossroads.plans.answers import final_answer
     from crossroads.plans.checks import failed_check
-    from crossroads.plans.verifier import Verifier
     from crossroads.types import Request
 
     goal = Target.parse(target)
@@ -274,7 +311,9 @@ def evaluate_cascades(
     from crossroads.embeddings import EmbeddingCache
 
     prompt_vec = (
-        features if features is not None else EmbeddingCache(ds.name).encode(ds.prompts, progress=True)
+        features
+        if features is not None
+        else EmbeddingCache(ds.name).encode(ds.prompts, progress=True)
     )
     result = evaluate(
         ds,
@@ -345,17 +384,17 @@ def evaluate_cascades(
             fit_free=True,
         )
 
-    verifier = Verifier(embed=embed, good_at=good_at)
     vectors = None
     if embed:
         answer_vec = EmbeddingCache(f"{ds.name}.responses.{cheap[0]}").encode(
             [t[:2000] for t in texts[cheap[0]]], progress=True
         )
         vectors = (prompt_vec, answer_vec)
-    x = verifier.features(ds.prompts, texts[cheap[0]], vectors=vectors)
-    verifier.fit(x[train], good[train])
+    verifier, x, verifier_params = choose_verifier(
+        ds.prompts, texts[cheap[0]], vectors, good, train, val, good_at
+    )
     p = verifier.predict(x)
-    add(f"cascade {cheap[0]}→{strong}: verifier", p, c0, q0)
+    add(f"cascade {cheap[0]}→{strong}: verifier {verifier_params}", p, c0, q0)
     add(f"cascade {cheap[0]}→{strong}: checks + verifier", np.where(passed > 0, p, -1.0), c0, q0)
     add(
         f"cascade {cheap[0]}→{strong}: oracle acceptance",

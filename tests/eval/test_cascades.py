@@ -56,7 +56,7 @@ def run(path: Path):
 
 def test_a_verifier_that_reads_the_answer_beats_the_prompt(tmp_path: Path) -> None:
     report = run(make_dataset(tmp_path / "d"))
-    curves = {c.name.split(": ")[1]: c for c in report.curves}
+    curves = {c.name.split(": ")[1].split(" {")[0]: c for c in report.curves}
     assert {"checks", "checks + arithmetic", "verifier", "oracle acceptance"} <= set(curves)
     assert curves["verifier"].auc > 0.9  # the answer shows whether it is right
     assert curves["verifier"].aiq > report.routers["knn"]  # the prompts are noise
