@@ -30,9 +30,9 @@ AnswerKind = Literal["auto", "choice", "number", "short", "text"]
 
 class ChecksAccept(_Strict):
     """Accept unless a simple check fails: ``empty`` answer, ``refusal``, ``truncated`` at
-    ``max_tokens``, ``json`` that does not parse or violates the request's schema (and tool
-    call arguments that violate the tool's), ``code`` blocks that do not parse (Python); and
-when listed, ``arithmetic``: a written calculation (``16 - 3 = 12``) is wrong."""
+        ``max_tokens``, ``json`` that does not parse or violates the request's schema (and tool
+        call arguments that violate the tool's), ``code`` blocks that do not parse (Python); and
+    when listed, ``arithmetic``: a written calculation (``16 - 3 = 12``) is wrong."""
 
     rule: Literal["checks"]
     checks: list[Literal["empty", "refusal", "truncated", "json", "code", "arithmetic"]] = list(

@@ -172,6 +172,13 @@ def _plan_problems(cfg: Config, models: set[str]) -> list[tuple[str, str]]:
                 problems.append(
                     (f"{path}.plan.{where}", f"unknown model {name!r}; known: {_known(models)}")
                 )
+        if decision.name == "explicit":
+            problems.append(
+                (
+                    f"{path}.name",
+                    "'explicit' names requests for a configured model: rename the decision",
+                )
+            )
         seen = plans.setdefault(decision.name, decision.plan)
         if seen != decision.plan:
             problems.append(
