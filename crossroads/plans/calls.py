@@ -250,7 +250,7 @@ def record_failure(
             "cancelled" if cancelled else "error",
             round((time.perf_counter() - started) * 1000, 3),
             usage,
-            reason="a faster branch answered first"
+            reason="cancelled before it answered (another branch won, or the client left)"
             if cancelled
             else f"{type(exc).__name__}: {exc}"[:300],
         )
