@@ -8,8 +8,8 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from crossroads import config as cfg
-from crossroads.config import plans
 from crossroads.cli import _register_plugins, app
+from crossroads.config import plans
 
 DOCS = Path(__file__).parent.parent / "docs"
 README = Path(__file__).parent.parent / "README.md"

@@ -24,7 +24,8 @@ from pydantic import Field, model_validator
 
 from crossroads.config.base import _Strict, _tagged
 
-CHECKS = ("empty", "refusal", "truncated", "json", "code")
+CheckName = Literal["empty", "refusal", "truncated", "json", "code", "arithmetic"]
+CHECKS: tuple[CheckName, ...] = ("empty", "refusal", "truncated", "json", "code")
 AnswerKind = Literal["auto", "choice", "number", "short", "text"]
 
 
@@ -35,9 +36,7 @@ class ChecksAccept(_Strict):
     when listed, ``arithmetic``: a written calculation (``16 - 3 = 12``) is wrong."""
 
     rule: Literal["checks"]
-    checks: list[Literal["empty", "refusal", "truncated", "json", "code", "arithmetic"]] = list(
-        CHECKS
-    )
+    checks: list[CheckName] = list(CHECKS)
 
 
 class AgreementAccept(_Strict):

@@ -98,7 +98,7 @@ def _with_responses(
     return _restrict(full, rows, models), {m: [answers[m][i] for i in rows] for m in models}
 
 
-VERIFIER_GRID = [{"embed": e, "C": c} for e in (False, True) for c in (0.01, 0.1, 1.0)]
+VERIFIER_GRID: list[tuple[bool, float]] = [(e, c) for e in (False, True) for c in (0.01, 0.1, 1.0)]
 
 
 def choose_verifier(
@@ -118,13 +118,12 @@ def choose_verifier(
     hand = Verifier(embed=False).features(prompts, answers)
     full = Verifier(embed=True).features(prompts, answers, vectors=vectors) if vectors else None
     best: tuple[float, Any, np.ndarray, dict[str, Any]] | None = None
-    for params in VERIFIER_GRID:
-        x = full if params["embed"] else hand
+    for embed, c in VERIFIER_GRID:
+        x = full if embed else hand
         if x is None:
             continue
-        verifier = Verifier(embed=params["embed"], C=params["C"], good_at=good_at).fit(
-            x[train], good[train]
-        )
+        params: dict[str, Any] = {"embed": embed, "C": c}
+        verifier = Verifier(embed=embed, C=c, good_at=good_at).fit(x[train], good[train])
         auc = (
             float(roc_auc(good[val], verifier.predict(x[val])))
             if len(set(good[val].tolist())) > 1
@@ -202,7 +201,11 @@ def _restrict(ds: RoutingDataset, rows: np.ndarray, models: list[str]) -> Routin
         prompts=[ds.prompts[i] for i in rows] if ds.prompts is not None else None,
         tasks=ds.tasks[rows],
         splits=ds.splits[rows],
-        outcomes=Outcomes(models, out.quality[np.ix_(rows, cols)], out.cost[np.ix_(rows, cols)]),
+        outcomes=Outcomes(
+            models,
+            out.quality[np.ix_(rows, np.array(cols))],
+            out.cost[np.ix_(rows, np.array(cols))],
+        ),
         cost_unit=ds.cost_unit,
         cost_note=ds.cost_note,
         model_info={m: ds.model_info.get(m, {}) for m in models},

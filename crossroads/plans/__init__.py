@@ -52,6 +52,8 @@ def build_plan(config: Any) -> Plan:
 
 def build_plans(config: Config) -> dict[str, Plan]:
     """Every decision's plan, by decision name (empty when no decision has one)."""
-    owners = [*config.decisions, config.default_decision]
+    from crossroads.config import Decision, DefaultDecision
+
+    owners: list[Decision | DefaultDecision] = [*config.decisions, config.default_decision]
     owners += [e.default for e in config.entrypoints if e.default is not None]
     return {d.name: build_plan(d.plan) for d in owners if d.plan is not None}

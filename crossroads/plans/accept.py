@@ -90,7 +90,8 @@ class Acceptance:
                         dropped[i] = why
             elif isinstance(rule, ConfidenceAccept):
                 for i in alive:
-                    value = answers[i].logprobs.value(rule.metric) if answers[i].logprobs else None
+                    logprobs = answers[i].logprobs
+                    value = logprobs.value(rule.metric) if logprobs is not None else None
                     if value is None:
                         dropped[i] = "confidence: the upstream returned no logprobs"
                         continue

@@ -88,7 +88,7 @@ def _canonical_json(text: str) -> str:
 
 def _explicit(text: str) -> str | None:
     for pattern in (_BOXED, _HASHES):
-        found = pattern.findall(text)
+        found: list[str] = pattern.findall(text)
         if found:
             return found[-1].strip()
     found = _ANSWER_IS.findall(text)

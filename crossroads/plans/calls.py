@@ -186,8 +186,8 @@ async def _buffer(answer: Answer, opened: OpenStream, prefix_tokens: int | None)
                 return True
         return False
 
-    for batch in batches:
-        done = take(batch) or done
+    for head in batches:
+        done = take(head) or done
     while not done:
         if chars_wanted is not None and sum(map(len, pieces)) >= chars_wanted:
             break

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -38,7 +39,7 @@ def failed_check(
     finish_reason: str | None,
     complete: bool,
     request: Request,
-    checks: list[str],
+    checks: Sequence[str],
 ) -> str | None:
     """The first of ``checks`` the answer fails, with a few words of why; ``None`` if all pass.
     ``complete``: the whole answer was read (a streamed prefix skips the checks that need it)."""
@@ -150,7 +151,7 @@ def _against(text: str, schema: dict[str, Any] | None, what: str) -> str | None:
 def _validator(schema: bytes) -> Any:
     """A compiled validator for a schema (cached: the same tools come again and again)."""
     try:
-        import jsonschema
+        import jsonschema  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - jsonschema ships with the plans extra
         return None
     loaded = orjson.loads(schema)

@@ -146,7 +146,8 @@ class Verifier:
                 "This Verifier is not fitted yet. Call fit(...) or load an artifact with "
                 "crossroads.plans.verifier.load_verifier(...)"
             )
-        return self.model_.predict_proba(x)[:, 1]
+        proba: np.ndarray = self.model_.predict_proba(x)[:, 1]
+        return proba
 
     async def score(self, prompt: str, answer: Answer) -> float:
         """p(good) of one served-path answer (embeddings through the shared micro-batcher,
