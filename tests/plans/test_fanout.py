@@ -98,3 +98,14 @@ def test_every_branch_failing_is_the_clients_error(gateway_for) -> None:
     assert caught.value.status_code in (502, 503)
     trace = gw.trace(caught.value.response.headers["x-crossroads-trace-id"])
     assert [s["verdict"] for s in trace["stages"]] == ["error", "error"]
+
+
+def test_best_of_serves_the_answer_the_verifier_rates_highest(gateway_for, tmp_path) -> None:
+    from tests.plans.test_verifier import BAD, GOOD, fitted
+
+    plan = {"kind": "fanout", "models": ["cheap", "cheap2"], "merge": "best_of"}
+    gw = gateway_for({**plan, "verifier": str(fitted(tmp_path))})
+    raw, answer, trace = ask(gw, metadata=script(cheap={"reply": BAD}, cheap2={"reply": GOOD}))
+    assert answer.choices[0].message.content == GOOD
+    served = next(s for s in trace["stages"] if s["verdict"] == "accepted")
+    assert served["model"] == "cheap2" and served["score"] > 0.5
