@@ -53,7 +53,10 @@ class Logprobs:
                     self.tokens.append(float(value))
 
     def add_body(self, body: bytes) -> None:
-        """Add the logprobs of a complete answer's first choice."""
+        """Add the logprobs of a complete answer's first choice (or of one stream chunk's:
+        its ``data:`` payload)."""
+        if b'"logprobs"' not in body or body == b"[DONE]":
+            return
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -62,17 +65,7 @@ class Logprobs:
         if isinstance(choices, list) and choices:
             self.add_choice(choices[0])
 
-    def add_chunk(self, data: bytes) -> None:
-        """Add the logprobs of one stream chunk (its ``data:`` payload)."""
-        if data == b"[DONE]" or b'"logprobs"' not in data:
-            return
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return
-        choices = chunk.get("choices") if isinstance(chunk, dict) else None
-        if isinstance(choices, list) and choices:
-            self.add_choice(choices[0])
+    add_chunk = add_body
 
     def value(self, metric: str) -> float | None:
         """``mean_logprob``, ``min_logprob`` or ``first_token_entropy`` (nats; the top
