@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from crossroads.config import ModelConfig
 from crossroads.cost import actual_cost
@@ -21,6 +22,7 @@ from crossroads.dispatch.dispatcher import Dispatcher, OpenStream
 from crossroads.dispatch.sse import event_data, split_events
 from crossroads.exceptions import UpstreamProtocolError
 from crossroads.pipeline import Pipeline
+from crossroads.plans.settle import settle_stages
 from crossroads.prompts import routing_request
 from crossroads.tokens import count_tokens
 from crossroads.types import (
@@ -34,6 +36,9 @@ from crossroads.types import (
     Usage,
 )
 
+if TYPE_CHECKING:
+    from crossroads.plans import Plan
+
 
 @dataclass(slots=True)
 class SingleCall:
@@ -43,12 +48,21 @@ class SingleCall:
 
 
 class Engine:
-    """Serves canonical requests under one config's pipeline and dispatcher."""
+    """Serves canonical requests under one config's pipeline and dispatcher. ``plans``: the
+    multi-call plans (:mod:`crossroads.plans`) by decision name; a decision without one
+    makes a :class:`SingleCall`."""
 
-    def __init__(self, pipeline: Pipeline, dispatcher: Dispatcher, prefix_chars: int) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        dispatcher: Dispatcher,
+        prefix_chars: int,
+        plans: dict[str, Plan] | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.dispatcher = dispatcher
         self.prefix_chars = prefix_chars
+        self.plans = plans or None
 
     async def serve(
         self, request: Request, caller: Caller, trace: Trace, start: float
@@ -57,6 +71,10 @@ class Engine:
         :class:`EngineStream` whose first content has arrived (``start``: when the request
         arrived). Both are settled on ``trace``."""
         facts = await self.route(request, caller, trace)
+        if self.plans is not None:
+            plan = self.plans.get(trace.route.decision)  # type: ignore[union-attr]
+            if plan is not None:
+                return await plan.serve(self, request, facts, trace, start)
         if request.stream:
             return await self.open_stream(request, facts, trace, start)
         return await self.complete(request, facts, trace, start)
@@ -109,6 +127,8 @@ class Engine:
             return
         trace.usage = usage
         trace.cost = actual_cost(model, usage)
+        if trace.stages is not None:  # a multi-call plan: every call is paid for
+            settle_stages(trace, self.dispatcher.models_, usage)
 
 
 class EngineStream:

@@ -101,6 +101,8 @@ class Request:
     user: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     wire: dict[str, Any] | None = None  # the body as received, for same-format pass-through
+    logprobs: int | None = None  # ask the upstream for token logprobs, with this many top
+    # alternatives per token (set by a plan whose acceptance reads confidence)
 
 
 @dataclass(slots=True)
@@ -254,6 +256,28 @@ class Attempt:
 
 
 @dataclass(slots=True)
+class StageCall:
+    """One model call of a multi-call plan (a cascade stage's branch, a fan-out branch, a
+    judge): what it cost, how long it took, and what the plan made of its answer.
+
+    ``verdict``: ``accepted`` (its answer was served), ``rejected`` (an acceptance rule
+    said no: the plan went on), ``lost`` (another branch's answer was chosen), ``error``
+    (the call failed), ``cancelled`` (stopped before it answered: a faster branch won),
+    ``judge`` (it chose among the others); ``reason`` says why, ``score`` is the number
+    the rule compared (agreement share, confidence, verifier probability)."""
+
+    stage: int
+    model: str
+    verdict: Literal["accepted", "rejected", "lost", "error", "cancelled", "judge"]
+    latency_ms: float
+    usage: Usage | None = None
+    cost: float | None = None
+    reason: str | None = None
+    score: float | None = None
+    upstream: str | None = None
+
+
+@dataclass(slots=True)
 class Trace:
     """Everything the gateway knows about one request, stored off the request path."""
 
@@ -274,3 +298,6 @@ class Trace:
     error: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     caller: Caller | RecordedCaller | None = None
+    plan: str | None = None  # a multi-call plan's kind ("cascade", "fanout"), else one call
+    stages: list[StageCall] | None = None  # every call of that plan; usage and cost sum them
+    cache: str | None = None  # a semantic cache's outcome: "hit", "miss", "store"

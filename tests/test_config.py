@@ -212,3 +212,87 @@ def test_default_decision_falls_back_to_first_model() -> None:
     cfg = parse_config(BASE)
     assert cfg.default_decision.models == ["a"]
     assert cfg.default_decision.selection.method == "first"
+
+
+def _planned(plan: dict, name: str = "default") -> dict:
+    return {
+        "models": [{"name": "a", "upstream": "u"}, {"name": "b", "upstream": "u"}],
+        "default": {"name": name, "models": ["a"], "plan": plan},
+    }
+
+
+@pytest.mark.parametrize(
+    ("plan", "path", "fragment"),
+    [
+        (
+            {"kind": "cascade", "stages": [{"models": ["a"]}, {"models": ["b"]}]},
+            "default.plan",
+            "stages[0] has no 'accept' rules",
+        ),
+        (
+            {
+                "kind": "cascade",
+                "stages": [{"models": ["a"], "accept": [{"rule": "agreement"}]}, {"models": ["b"]}],
+            },
+            "default.plan",
+            "stages[0]: agreement needs 2 answers",
+        ),
+        (
+            {
+                "kind": "cascade",
+                "stages": [{"models": ["zz"], "accept": [{"rule": "checks"}]}, {"models": ["b"]}],
+            },
+            "default.plan.stages[0].models[0]",
+            "unknown model 'zz'",
+        ),
+        ({"kind": "cascade", "stages": [{"models": ["a"]}]}, "default.plan.stages", "at least 2"),
+        (
+            {"kind": "fanout", "models": ["a", "b"], "merge": "judge"},
+            "default.plan",
+            "needs 'judge'",
+        ),
+        (
+            {"kind": "fanout", "models": ["a", "b"], "merge": "best_of"},
+            "default.plan",
+            "needs 'verifier'",
+        ),
+        (
+            {
+                "kind": "cascade",
+                "stages": [{"models": ["a"], "accept": [{"rule": "psychic"}]}, {"models": ["b"]}],
+            },
+            "default.plan.stages[0].accept[0]",
+            "unknown rule 'psychic'",
+        ),
+        ({"kind": "teleport"}, "default.plan", "unknown kind 'teleport'"),
+        (
+            {"kind": "cache", "then": {"kind": "fanout", "models": ["a", "q"]}},
+            "default.plan.then.models[1]",
+            "unknown model",
+        ),
+    ],
+)
+def test_invalid_plans_name_the_field(plan: dict, path: str, fragment: str) -> None:
+    found = problems(_planned(plan))
+    assert any(p.startswith(path) and fragment in m for p, m in found), found
+
+
+def test_a_plan_on_a_decision_named_explicit_is_refused() -> None:
+    plan = {"kind": "fanout", "models": ["a", "b"]}
+    found = problems(_planned(plan, name="explicit"))
+    assert any("explicit" in m for _, m in found), found
+
+
+def test_a_valid_cascade_parses() -> None:
+    plan = {
+        "kind": "cascade",
+        "stages": [
+            {
+                "models": ["a", "b"],
+                "accept": [{"rule": "checks"}, {"rule": "agreement", "answer": "number"}],
+            },
+            {"models": ["b"]},
+        ],
+    }
+    cfg = parse_config({**BASE, **_planned(plan)})
+    assert cfg.default is not None and cfg.default.plan.stages[0].accept[1].answer == "number"

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from crossroads import config as cfg
 from crossroads.cli import _register_plugins, app
+from crossroads.config import plans
 
 DOCS = Path(__file__).parent.parent / "docs"
 README = Path(__file__).parent.parent / "README.md"
@@ -53,6 +54,14 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         cfg.RouterSelection,
         cfg.LocalUpstreamConfig,
         cfg.MockUpstreamConfig,
+        plans.Stage,
+        plans.CascadePlan,
+        plans.FanoutPlan,
+        plans.CachePlan,
+        plans.ChecksAccept,
+        plans.AgreementAccept,
+        plans.ConfidenceAccept,
+        plans.VerifierAccept,
     ]
     missing = {f"{m.__name__}.{s}" for m in models for s in _settings(m) if s not in documented}
     assert not missing, f"document these settings in docs/configuration.md: {sorted(missing)}"

@@ -13,6 +13,7 @@ from pydantic import (
 )
 
 from crossroads.config.base import _Strict, _tagged
+from crossroads.config.plans import PlanConfig
 
 
 class AllRule(_Strict):
@@ -138,6 +139,9 @@ class Decision(_Strict):
     priority: int = 0
     models: list[str] = Field(min_length=1)
     selection: SelectionConfig = FirstSelection(method="first")
+    plan: PlanConfig | None = (
+        None  # how to call: a cascade, a fan-out, a cache (one call if absent)
+    )
     description: str | None = None
 
     @field_validator("selection", mode="before")
@@ -152,6 +156,7 @@ class DefaultDecision(_Strict):
     name: str = "default"
     models: list[str] = Field(min_length=1)
     selection: SelectionConfig = FirstSelection(method="first")
+    plan: PlanConfig | None = None
 
     @field_validator("selection", mode="before")
     @classmethod

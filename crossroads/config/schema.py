@@ -9,6 +9,7 @@ from pydantic import (
 
 from crossroads.config.base import _Strict
 from crossroads.config.models import DispatchConfig, ModelConfig
+from crossroads.config.plans import plan_models
 from crossroads.config.rules import (
     AllRule,
     AnyRule,
@@ -146,6 +147,46 @@ def _reference_problems(cfg: Config) -> list[tuple[str, str]]:
         problems.append(
             ("ui.reference_model", f"unknown model {reference!r}; known: {_known(models)}")
         )
+    problems += _plan_problems(cfg, models)
+    return problems
+
+
+def _plan_problems(cfg: Config, models: set[str]) -> list[tuple[str, str]]:
+    """Plans call configured models, and a decision name has one plan (plans are found by
+    the routed decision's name, and entrypoint defaults may share one)."""
+    problems: list[tuple[str, str]] = []
+    owners: list[tuple[str, Decision | DefaultDecision]] = [
+        (f"decisions[{i}]", d) for i, d in enumerate(cfg.decisions)
+    ]
+    if cfg.default:
+        owners.append(("default", cfg.default))
+    owners += [
+        (f"entrypoints[{i}].default", e.default) for i, e in enumerate(cfg.entrypoints) if e.default
+    ]
+    plans: dict[str, object] = {}
+    for path, decision in owners:
+        if decision.plan is None:
+            continue
+        for where, name in plan_models(decision.plan):
+            if name not in models:
+                problems.append(
+                    (f"{path}.plan.{where}", f"unknown model {name!r}; known: {_known(models)}")
+                )
+        if decision.name == "explicit":
+            problems.append(
+                (
+                    f"{path}.name",
+                    "'explicit' names requests for a configured model: rename the decision",
+                )
+            )
+        seen = plans.setdefault(decision.name, decision.plan)
+        if seen != decision.plan:
+            problems.append(
+                (
+                    f"{path}.plan",
+                    f"another decision named {decision.name!r} has another plan: rename one",
+                )
+            )
     return problems
 
 

@@ -157,6 +157,95 @@ def register(app: typer.Typer) -> None:
         )
         typer.echo(f"wrote {path}")
 
+    @app.command("fit-verifier")
+    def fit_verifier_command(
+        data: Annotated[
+            Path, typer.Option("--data", help="Dataset folder with responses.parquet.")
+        ],
+        model: Annotated[str, typer.Option(help="The cheap model whose answers it judges.")],
+        strong: Annotated[str, typer.Option(help="The model a rejected answer escalates to.")],
+        out: Annotated[Path, typer.Option(help="Artifact file to write.")],
+        target: Annotated[
+            str,
+            typer.Option(
+                help="Calibration target of the cascade: quality:0.95 | quality-abs:0.8 | cost-share:0.3"
+            ),
+        ] = "quality:0.95",
+        good_at: Annotated[
+            float, typer.Option(help="Score at which an answer counts as good.")
+        ] = 0.5,
+        tasks: Annotated[
+            str | None, typer.Option(help="Only prompts whose task starts with this.")
+        ] = None,
+        embed: Annotated[
+            bool, typer.Option(help="Add MiniLM embeddings of prompt and answer.")
+        ] = True,
+        seed: Annotated[int, typer.Option(help="Seed of the train/val/test split.")] = 0,
+    ) -> None:
+        """Fit a cascade verifier on stored answers (train split) and calibrate its threshold
+        to TARGET on the validation split; use it with {rule: verifier, verifier: OUT}."""
+        import json
+
+        from crossroads.eval.cascades import fit_verifier_artifact
+
+        try:
+            found = fit_verifier_artifact(
+                data,
+                model,
+                strong,
+                out,
+                target=target,
+                good_at=good_at,
+                seed=seed,
+                embed=embed,
+                tasks=tasks,
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        typer.echo(json.dumps(found, indent=2))
+        typer.echo(f"wrote {out}")
+
+    @app.command("eval-cascades")
+    def eval_cascades_command(
+        data: Annotated[
+            Path, typer.Option("--data", help="Dataset folder with responses.parquet.")
+        ],
+        cheap: Annotated[
+            str, typer.Option(help="Cheap model key(s), comma-separated (two: agreement).")
+        ],
+        strong: Annotated[str, typer.Option(help="The model rejected answers escalate to.")],
+        target: Annotated[
+            str, typer.Option(help="Calibration target (chosen on val).")
+        ] = "quality:0.95",
+        tasks: Annotated[
+            str | None, typer.Option(help="Only prompts whose task starts with this.")
+        ] = None,
+        good_at: Annotated[
+            float, typer.Option(help="Score at which an answer counts as good.")
+        ] = 0.5,
+        seed: Annotated[int, typer.Option(help="Seed of the train/val/test split.")] = 0,
+        out: Annotated[
+            Path | None, typer.Option(help="Write the markdown report here too.")
+        ] = None,
+    ) -> None:
+        """Replay cascades on stored responses and compare them, on the test split, with
+        prompt-only routers fitted on the same rows."""
+        from crossroads.eval.cascades import evaluate_cascades, report_markdown
+
+        report = evaluate_cascades(
+            data,
+            _split_names(cheap),
+            strong,
+            seed=seed,
+            good_at=good_at,
+            target=target,
+            tasks=tasks,
+        )
+        text = report_markdown(report)
+        if out is not None:
+            out.write_text(text)
+        typer.echo(text)
+
     @app.command("calibrate")
     def calibrate_command(
         artifact: Annotated[Path, typer.Argument(help="Router artifact from `crossroads fit`.")],

@@ -342,6 +342,9 @@ def _build(request: Request, model_id: str, limit: int | None) -> dict[str, Any]
             out[key] = value
     if request.stop:
         out["stop"] = request.stop
+    if request.logprobs is not None:
+        out["logprobs"] = True
+        out["top_logprobs"] = request.logprobs
     if request.tools:
         out["tools"] = [
             {

@@ -43,6 +43,7 @@ from crossroads.gateway.errors import render, too_large
 from crossroads.gateway.handlers import FormatHandler, routing_headers, send_body
 from crossroads.gateway.openapi import openapi_json
 from crossroads.pipeline import Pipeline
+from crossroads.plans import build_plans
 from crossroads.redact import bounded, recorded_caller
 from crossroads.store import TraceStore, open_trace_store
 from crossroads.types import Caller, Trace
@@ -135,7 +136,9 @@ class Gateway:
             }
             self.dispatcher = Dispatcher(cfg, self.upstreams).prepare()
             self.pipeline = Pipeline(cfg, availability=self.dispatcher.unavailable).prepare()
-            self.engine = Engine(self.pipeline, self.dispatcher, cfg.dispatch.prefix_chars)
+            self.engine = Engine(
+                self.pipeline, self.dispatcher, cfg.dispatch.prefix_chars, build_plans(cfg)
+            )
             self.handlers: dict[str, FormatHandler] = {}
             for path, name in FORMAT_ROUTES.items():
                 handler = FormatHandler(get_format(name), self.engine)

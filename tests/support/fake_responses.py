@@ -161,8 +161,71 @@ def usage(reply: Reply) -> dict[str, int]:
     }
 
 
+def scripted(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """The script for ``model`` in ``metadata.script`` (a JSON object text, by model id),
+    or ``{}``. A script may set ``reply`` (the text, whatever the request asks),
+    ``tool_arguments`` (a forced tool call's arguments text), ``finish`` (the finish
+    reason), ``logprob`` (every token's logprob when logprobs are asked for; default -0.05),
+    ``first_top`` (the first token's top alternatives' logprobs), ``delay`` (seconds before
+    answering) and ``fault`` (a fault name, for this model only)."""
+    metadata = body.get("metadata")
+    raw = metadata.get("script") if isinstance(metadata, dict) else None
+    if not raw:
+        return {}
+    scripts = orjson.loads(raw)
+    found = scripts.get(model) if isinstance(scripts, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def apply_script(reply: Reply, body: dict[str, Any], script: dict[str, Any]) -> Reply:
+    """``reply`` as ``script`` rewrites it (see :func:`scripted`)."""
+    if "reply" in script and not reply.tool_calls:
+        reply.text = str(script["reply"])
+        reply.text, cut = limit_words(
+            reply.text, body.get("max_completion_tokens") or body.get("max_tokens")
+        )
+        reply.finish_reason = "length" if cut else "stop"
+        reply.completion_tokens = count_tokens(reply.text)
+    if "tool_arguments" in script and reply.tool_calls:
+        reply.tool_calls[0]["function"]["arguments"] = str(script["tool_arguments"])
+    if "finish" in script:
+        reply.finish_reason = str(script["finish"])
+    return reply
+
+
+def logprobs_of(
+    reply: Reply, body: dict[str, Any], script: dict[str, Any]
+) -> dict[str, Any] | None:
+    """OpenAI chat ``logprobs`` for a reply when the request asks for them: one token per
+    word, each at the script's ``logprob``."""
+    if not body.get("logprobs"):
+        return None
+    words = (reply.text or "").split(" ") if reply.text else []
+    value = float(script.get("logprob", -0.05))
+    top_n = int(body.get("top_logprobs") or 0)
+    first_top = script.get("first_top")
+    content = []
+    for i, word in enumerate(words):
+        if i == 0 and first_top is not None:
+            tops = [
+                {"token": f"t{j}", "logprob": float(v), "bytes": None}
+                for j, v in enumerate(first_top)
+            ]
+        else:
+            tops = [{"token": word, "logprob": value, "bytes": None}][:top_n]
+        content.append(
+            {"token": word, "logprob": value, "bytes": None, "top_logprobs": tops[:top_n]}
+        )
+    return {"content": content, "refusal": None}
+
+
 def chat_completion(
-    reply: Reply, rid: str, model: str, created: int, fingerprint: str
+    reply: Reply,
+    rid: str,
+    model: str,
+    created: int,
+    fingerprint: str,
+    logprobs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A ``chat.completion`` object."""
     message: dict[str, Any] = {"role": "assistant", "content": reply.text}
@@ -175,7 +238,12 @@ def chat_completion(
         "model": model,
         "system_fingerprint": fingerprint,
         "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}
+            {
+                "index": 0,
+                "message": message,
+                "logprobs": logprobs,
+                "finish_reason": reply.finish_reason,
+            }
         ],
         "usage": usage(reply),
     }
@@ -218,11 +286,13 @@ def chat_chunks(
     fingerprint: str,
     chunks: int,
     include_usage: bool,
+    logprobs: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The ``chat.completion.chunk`` events of a streamed reply, in order (without ``[DONE]``).
 
     Role delta first, then ``chunks`` content (or tool-argument) deltas, then the
-    ``finish_reason`` chunk, then a usage chunk with empty ``choices`` if asked.
+    ``finish_reason`` chunk, then a usage chunk with empty ``choices`` if asked. Logprobs,
+    when asked for, ride on the first content delta.
     """
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -246,6 +316,8 @@ def chat_chunks(
     else:
         for piece in split_text(reply.text or "", chunks):
             events.append(chunk({"content": piece}))
+        if logprobs is not None and len(events) > 1:
+            events[1]["choices"][0]["logprobs"] = logprobs
     events.append(chunk({}, reply.finish_reason))
     if include_usage:
         last = chunk({})

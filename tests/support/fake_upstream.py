@@ -15,6 +15,11 @@ A request's fault comes from, in order: the ``x-fake-fault`` header, ``metadata.
 in the body, then the server-wide schedule (construction, CLI or ``/_control``). Fault
 names are listed in :mod:`tests.support.faults`.
 
+Answers can be scripted per model (for plans that call several): ``metadata.script`` is
+the JSON text of ``{model id: {reply, tool_arguments, finish, logprob, first_top, delay,
+fault}}`` (see :func:`tests.support.fake_responses.scripted`), else ``scripts`` in the
+config. Chat answers carry token logprobs when the request asks for them.
+
 In a test::
 
     with FakeUpstream(models=["small", "large"], chunks=3) as upstream:
@@ -67,6 +72,8 @@ class FakeUpstreamConfig:
     name: str = "fake"  # appears in ids and ``system_fingerprint``
     reply: str | None = None  # fixed reply text instead of the echo
     hang_timeout: float = 300.0  # a "hang" ends after this, so nothing runs forever
+    scripts: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model id, when a
+    # request's ``metadata.script`` does not say (see fake_responses.scripted)
 
 
 class FakeUpstreamApp:
@@ -218,11 +225,15 @@ class FakeUpstreamApp:
             message = f"model {model!r} not served here; models: {', '.join(self.config.models)}"
             await _send_error(send, 404, message, "invalid_request_error", "model_not_found")
             return
+        script = bodies.scripted(body, model) or self.config.scripts.get(model, {})
+        if script.get("fault"):
+            fault = parse_fault(str(script["fault"]))
+        self.stats[f"model {model}"] += 1
         if fault is not None:
             self.stats[f"fault {fault.kind}"] += 1
             if await self._early_fault(fault, receive, send):
                 return
-        await self._sleep(self.config.delay)
+        await self._sleep(float(script.get("delay", self.config.delay)))
         n = next(self._ids)
         created = int(time.time())
         fingerprint = f"fp_{self.config.name}"
@@ -231,16 +242,26 @@ class FakeUpstreamApp:
             reply = bodies.chat_reply(body, f"call_{self.config.name}_{n}", self.config.reply)
         else:
             reply = bodies.completion_reply(body, self.config.reply)
+        reply = bodies.apply_script(reply, body, script)
+        logprobs = bodies.logprobs_of(reply, body, script) if chat else None
         rid = f"{'chatcmpl' if chat else 'cmpl'}-{self.config.name}-{n}"
         if not stream:
-            build = bodies.chat_completion if chat else bodies.text_completion
-            payload = orjson.dumps(build(reply, rid, model, created, fingerprint))
-            await self._send_body(send, payload, fault)
+            if chat:
+                answer = bodies.chat_completion(reply, rid, model, created, fingerprint, logprobs)
+            else:
+                answer = bodies.text_completion(reply, rid, model, created, fingerprint)
+            await self._send_body(send, orjson.dumps(answer), fault)
             return
         self.stats["streams"] += 1
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        make = bodies.chat_chunks if chat else bodies.completion_chunks
-        events = make(reply, rid, model, created, fingerprint, self.config.chunks, include_usage)
+        if chat:
+            events = bodies.chat_chunks(
+                reply, rid, model, created, fingerprint, self.config.chunks, include_usage, logprobs
+            )
+        else:
+            events = bodies.completion_chunks(
+                reply, rid, model, created, fingerprint, self.config.chunks, include_usage
+            )
         await self._send_stream(send, events, fault)
 
     def _fault_for(self, scope: Scope, body: dict[str, Any]) -> Fault | None:
