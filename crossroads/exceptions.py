@@ -13,7 +13,11 @@
     │   ├── NoCandidateError        400: no candidate fits the request (context, capabilities)
     │   ├── RequestEncodingError    400: the body cannot be encoded for the upstream
     │   ├── NotFoundError           404: no such API key or team (key store, admin API)
-    │   └── ConflictError           409: the name is taken, or the team still has keys
+    │   ├── ConflictError           409: the name is taken, or the team still has keys
+    │   ├── PolicyDeniedError       403: the key's policy does not allow this model or operation
+    │   ├── RateLimitError          429: a key's or team's rpm/tpm is used up (Retry-After)
+    │   │   └── BudgetExceededError 429: the request's cost does not fit a budget
+    │   └── LimitsUnavailableError  503: the state backend is down and the policy is closed
     ├── UpstreamError               an upstream failed (mapped to 502/503/504 or its own 4xx)
     │   ├── UpstreamConnectError    could not connect
     │   ├── UpstreamTimeoutError    connect/read/total timeout
@@ -22,6 +26,7 @@
     ├── ClientGoneError             the client disconnected before its answer was written
     ├── NotFittedError              a router was used before fit/load
     ├── StoreError                  the trace/state store failed
+    │   └── StateUnavailableError   the state backend did not answer (in time)
     └── LocalModelError             a bundled local model is missing or its server failed to start
 
 Foreign errors (aiohttp, sqlite3, yaml, ...) are translated once, at the boundary,
@@ -54,6 +59,7 @@ class RequestError(CrossroadsError):
     status = 400
     error_type = "invalid_request_error"
     code: str | None = None
+    headers: dict[str, str] = {}  # extra response headers (an instance sets its own)
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -144,6 +150,44 @@ class ConflictError(RequestError):
 
     status = 409
     code = "conflict"
+class PolicyDeniedError(RequestError):
+    """403: the caller's policy (``policy.models`` / ``policy.operations``) forbids this."""
+
+    status = 403
+    error_type = "permission_error"
+    code = "not_allowed"
+
+
+class RateLimitError(RequestError):
+    """429: a rate limit of the caller's key or team is used up; ``headers`` carries
+    ``Retry-After`` and the ``x-ratelimit-*`` headers."""
+
+    status = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, headers: dict[str, str], code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.headers = headers
+
+
+class BudgetExceededError(RateLimitError):
+    """429: the request's estimated cost does not fit the remaining budget it names."""
+
+    error_type = "insufficient_quota"
+    code = "budget_exceeded"
+
+
+class LimitsUnavailableError(RequestError):
+    """503: the state backend cannot be reached and the feature's policy is ``closed``."""
+
+    status = 503
+    error_type = "server_error"
+    code = "limits_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.headers = {"retry-after": str(max(1, round(retry_after)))}
 
 
 class UpstreamError(CrossroadsError):
@@ -213,6 +257,10 @@ class NotFittedError(CrossroadsError, ValueError):
 
 class StoreError(CrossroadsError):
     """The trace or state store failed."""
+
+
+class StateUnavailableError(StoreError):
+    """The state backend failed or did not answer within ``state.timeout_ms``."""
 
 
 class LocalModelError(CrossroadsError):

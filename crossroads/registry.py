@@ -9,6 +9,7 @@ registry       entry-point group           what a name gives
 ``UPSTREAMS``  ``crossroads.upstreams``    a :class:`~crossroads.dispatch.base.Upstream`
 ``ROUTERS``    ``crossroads.routers``      a learned router class (:mod:`crossroads.routers`)
 ``STORES``     ``crossroads.stores``       a trace store factory ``(spec, settings) -> store``
+``STATES``     ``crossroads.states``       a state backend factory ``(spec, settings) -> state``
 =============  ==========================  ==========================================
 
 A plugin's implementation class carries its config
@@ -108,6 +109,12 @@ SELECTORS: Registry[type[Any]] = Registry("crossroads.selectors", "selection met
 UPSTREAMS: Registry[type[Any]] = Registry("crossroads.upstreams", "upstream kind")
 ROUTERS: Registry[type[Any]] = Registry("crossroads.routers", "router")
 STORES: Registry[Callable[..., Any]] = Registry("crossroads.stores", "trace store")
+STATES: Registry[Callable[..., Any]] = Registry("crossroads.states", "state backend")
+STATES.register_lazy("memory", "crossroads.state.memory:open_memory")
+STATES.register_lazy("sqlite", "crossroads.state.sqlite:open_sqlite")
+STATES.register_lazy("redis", "crossroads.state.redis:open_redis")
+STATES.register_lazy("rediss", "crossroads.state.redis:open_redis")
+STATES.register_lazy("unix", "crossroads.state.redis:open_redis")
 UPSTREAMS.register_lazy("openai", "crossroads.dispatch.openai:OpenAIUpstream")
 UPSTREAMS.register_lazy("local", "crossroads.dispatch.openai:OpenAIUpstream")
 UPSTREAMS.register_lazy("anthropic", "crossroads.dispatch.anthropic:AnthropicUpstream")

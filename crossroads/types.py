@@ -178,6 +178,7 @@ class RoutingRequest:
     prompt_tokens: int = 0
     max_output_tokens: int | None = None
     needs: frozenset[str] = frozenset()  # capabilities the request uses: tools, vision, json
+    budget_remaining: float | None = None  # of the caller's tightest budget (budget signals)
 
 
 @dataclass(slots=True)
@@ -278,6 +279,37 @@ class StageCall:
 
 
 @dataclass(slots=True)
+class RateWindow:
+    """One rate limit of the caller as it stood after the request was counted."""
+
+    scope: str  # "key:ci" or "team:search"
+    unit: Literal["requests", "tokens"]
+    limit: int
+    remaining: int
+    reset_s: float  # until the window ends
+
+
+@dataclass(slots=True)
+class Reservation:
+    """The request's estimated cost held against the caller's budgets before dispatch, and
+    the actual cost settled after (``settled_usd``). ``budgets`` name them, e.g.
+    ``team:search/day``; ``keys`` are their state keys; ``token_keys`` the tpm windows that
+    counted ``tokens`` at admission."""
+
+    hold_id: str
+    model: str
+    reserved_usd: float
+    budgets: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    remaining_usd: float | None = None  # of the tightest budget, once this hold is taken
+    downgraded_from: str | None = None  # on_budget: downgrade chose a cheaper model
+    tokens: int = 0
+    token_keys: list[str] = field(default_factory=list)
+    settled_usd: float | None = None
+    error: str | None = None  # the state backend failed and the request went on (fail-open)
+
+
+@dataclass(slots=True)
 class Trace:
     """Everything the gateway knows about one request, stored off the request path."""
 
@@ -301,3 +333,5 @@ class Trace:
     plan: str | None = None  # a multi-call plan's kind ("cascade", "fanout"), else one call
     stages: list[StageCall] | None = None  # every call of that plan; usage and cost sum them
     cache: str | None = None  # a semantic cache's outcome: "hit", "miss", "store"
+    reservation: Reservation | None = None
+    rate_limits: list[RateWindow] | None = None

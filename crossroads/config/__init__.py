@@ -47,6 +47,7 @@ from crossroads.config.rules import (
 from crossroads.config.schema import Config
 from crossroads.config.server import ApiKey, ServerConfig, StoreConfig
 from crossroads.config.signals import (
+    BudgetSignal,
     EmbeddingSignal,
     HasCodeSignal,
     KeywordSignal,
@@ -55,6 +56,7 @@ from crossroads.config.signals import (
     SignalConfig,
     TokensSignal,
 )
+from crossroads.config.state import StateConfig, StateFailurePolicy
 from crossroads.config.tenants import BudgetConfig, PolicyConfig, TeamConfig
 from crossroads.config.ui import UiConfig
 from crossroads.config.upstreams import (
@@ -74,6 +76,8 @@ __all__ = [
     "UiConfig",
     "ServerConfig",
     "StoreConfig",
+    "StateConfig",
+    "StateFailurePolicy",
     "Timeouts",
     "OpenAIUpstreamConfig",
     "AnthropicUpstreamConfig",
@@ -92,6 +96,7 @@ __all__ = [
     "MetadataSignal",
     "HasCodeSignal",
     "EmbeddingSignal",
+    "BudgetSignal",
     "SignalConfig",
     "AllRule",
     "AnyRule",

@@ -127,6 +127,12 @@ else:
     )
 
 
+OnBudget = Literal["refuse", "downgrade"]
+"""When the chosen model's estimated cost does not fit the caller's budget: refuse the
+request (429 ``budget_exceeded``), or take the most expensive cheaper eligible candidate
+that fits."""
+
+
 def _selection_shorthand(value: Any) -> Any:
     return {"method": value} if isinstance(value, str) else value
 
@@ -142,6 +148,7 @@ class Decision(_Strict):
     plan: PlanConfig | None = (
         None  # how to call: a cascade, a fan-out, a cache (one call if absent)
     )
+    on_budget: OnBudget = "refuse"
     description: str | None = None
 
     @field_validator("selection", mode="before")
@@ -157,6 +164,7 @@ class DefaultDecision(_Strict):
     models: list[str] = Field(min_length=1)
     selection: SelectionConfig = FirstSelection(method="first")
     plan: PlanConfig | None = None
+    on_budget: OnBudget = "refuse"
 
     @field_validator("selection", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from crossroads.config.rules import (
 )
 from crossroads.config.server import ServerConfig, StoreConfig
 from crossroads.config.signals import SignalConfig
+from crossroads.config.state import StateConfig
 from crossroads.config.tenants import TeamConfig
 from crossroads.config.ui import UiConfig
 from crossroads.config.upstreams import Upstream
@@ -40,6 +41,7 @@ class Config(_Strict):
     entrypoints: list[Entrypoint] = [Entrypoint(name="auto")]
     teams: list[TeamConfig] = []
     ui: UiConfig = UiConfig()
+    state: StateConfig | None = None
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -107,6 +107,14 @@ class EmbeddingSignal(_SignalBase):
     scope: Literal["all", "last_user"] = "last_user"
 
 
+class BudgetSignal(_SignalBase):
+    """Matches when the caller's tightest budget (its key's or its team's) has less than
+    ``below`` of its amount left; the value is the remaining fraction (1 without budgets)."""
+
+    kind: Literal["budget"]
+    below: float = Field(gt=0, le=1)
+
+
 if TYPE_CHECKING:
     SignalConfig = (
         KeywordSignal
@@ -115,6 +123,7 @@ if TYPE_CHECKING:
         | MetadataSignal
         | HasCodeSignal
         | EmbeddingSignal
+        | BudgetSignal
     )
 else:
     from crossroads.registry import SIGNALS
@@ -128,5 +137,6 @@ else:
         MetadataSignal,
         HasCodeSignal,
         EmbeddingSignal,
+        BudgetSignal,
         plugins=SIGNALS,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from crossroads.config.base import _Strict
 
@@ -36,6 +36,26 @@ class PolicyConfig(_Strict):
     metadata: dict[str, str] = Field(
         {}, description="facts about the key that metadata signals can read"
     )
+
+    @field_validator("budgets")
+    @classmethod
+    def _one_budget_per_period(cls, budgets: list[BudgetConfig]) -> list[BudgetConfig]:
+        periods = [b.period for b in budgets]
+        for period in dict.fromkeys(periods):
+            if periods.count(period) > 1:
+                raise ValueError(f"period {period!r} has more than one budget: keep one")
+        return budgets
+
+    @property
+    def limited(self) -> bool:
+        """Whether this policy limits anything (an empty policy costs a request nothing)."""
+        return bool(
+            self.rpm
+            or self.tpm
+            or self.budgets
+            or self.models is not None
+            or self.operations is not None
+        )
 
 
 class TeamConfig(_Strict):

@@ -37,7 +37,8 @@ def render(
         err = orjson.loads(payload)["error"]
         return status, body(status, err["message"], err["type"], err["code"], err["param"]), headers
     if isinstance(exc, RequestError):
-        return exc.status, error_body(exc.message, exc.error_type, exc.code, exc.param), {}
+        body = error_body(exc.message, exc.error_type, exc.code, exc.param)
+        return exc.status, body, exc.headers
     if isinstance(exc, UpstreamError):
         headers = {}
         if exc.retry_after is not None:

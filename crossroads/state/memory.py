@@ -1,0 +1,141 @@
+"""State in the process's memory: exact and fast, but each worker process has its own, and a
+restart forgets it. For tests and a single worker that may lose its counts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from crossroads.state.base import Admission, Budget, Settlement, StateBackend, Window
+
+FOREVER = float("inf")
+
+
+@dataclass(slots=True)
+class _Budget:
+    spent: int = 0
+    holds: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (amount, until)
+    expires: float = FOREVER
+
+    def used(self, now: float) -> int:
+        expired = [h for h, (_, until) in self.holds.items() if until <= now]
+        for h in expired:
+            del self.holds[h]
+        return self.spent + sum(amount for amount, _ in self.holds.values())
+
+
+class MemoryState(StateBackend):
+    """Every operation runs to completion without awaiting, so each is atomic."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._windows: dict[str, list[float]] = {}  # key -> [used, expires]
+        self._budgets: dict[str, _Budget] = {}
+        self._records: dict[str, tuple[str, float]] = {}
+        self._counters: dict[str, tuple[dict[str, int], float]] = {}
+
+    def _window(self, key: str, now: float) -> list[float] | None:
+        entry = self._windows.get(key)
+        if entry is not None and entry[1] <= now:
+            del self._windows[key]
+            return None
+        return entry
+
+    def _budget(self, key: str, now: float) -> _Budget:
+        entry = self._budgets.get(key)
+        if entry is None or entry.expires <= now:
+            entry = self._budgets[key] = _Budget()
+        return entry
+
+    async def admit(
+        self,
+        windows: Sequence[Window],
+        budgets: Sequence[Budget],
+        costs: Sequence[int],
+        hold: str,
+        hold_until: float,
+        now: float,
+    ) -> Admission:
+        used = []
+        for i, w in enumerate(windows):
+            entry = self._window(w.key, now)
+            count = int(entry[0]) if entry else 0
+            if count + w.cost > w.limit:
+                return Admission("window", window=i, window_used=[*used, count])
+            used.append(count)
+        states = [self._budget(b.key, now) for b in budgets]
+        spent = [s.used(now) for s in states]
+        choice = 0
+        if budgets:
+            choice = next(
+                (
+                    c
+                    for c, cost in enumerate(costs)
+                    if all(u + cost <= b.limit for u, b in zip(spent, budgets, strict=True))
+                ),
+                -1,
+            )
+            if choice < 0:
+                return Admission("budget", window_used=used, budget_used=spent)
+        after = []
+        for w, count in zip(windows, used, strict=True):
+            entry = self._window(w.key, now)
+            if entry is None:
+                entry = self._windows[w.key] = [0, now + w.ttl_s]
+            entry[0] += w.cost
+            after.append(count + w.cost)
+        for b, state in zip(budgets, states, strict=True):
+            state.holds[hold] = (costs[choice], hold_until)
+            state.expires = FOREVER if b.ttl_s is None else now + b.ttl_s
+        return Admission(None, choice=choice, window_used=after, budget_used=spent)
+
+    async def settle(self, settlements: Sequence[Settlement], now: float) -> None:
+        for s in settlements:
+            for b in s.budgets:
+                state = self._budget(b.key, now)
+                state.holds.pop(s.hold, None)
+                state.spent += s.amount
+                state.expires = FOREVER if b.ttl_s is None else now + b.ttl_s
+            for key, delta in s.windows:
+                entry = self._window(key, now)
+                if entry is not None:
+                    entry[0] += delta
+
+    async def budget_used(self, keys: Sequence[str], now: float) -> list[int]:
+        return [self._budget(key, now).used(now) for key in keys]
+
+    async def put_record(self, key: str, value: str, ttl_s: float) -> None:
+        self._records[key] = (value, time.time() + ttl_s)
+
+    async def get_records(self, keys: Sequence[str]) -> list[str | None]:
+        now = time.time()
+        out: list[str | None] = []
+        for key in keys:
+            entry = self._records.get(key)
+            out.append(entry[0] if entry is not None and entry[1] > now else None)
+        return out
+
+    async def add_counters(self, updates: dict[str, dict[str, int]], ttl_s: float) -> None:
+        now = time.time()
+        for key, deltas in updates.items():
+            entry = self._counters.get(key)
+            counters = entry[0] if entry is not None and entry[1] > now else {}
+            for name, delta in deltas.items():
+                counters[name] = counters.get(name, 0) + delta
+            self._counters[key] = (counters, now + ttl_s)
+
+    async def read_counters(self, keys: Sequence[str]) -> list[dict[str, int]]:
+        now = time.time()
+        out = []
+        for key in keys:
+            entry = self._counters.get(key)
+            out.append(dict(entry[0]) if entry is not None and entry[1] > now else {})
+        return out
+
+
+def open_memory(spec: str, **settings: Any) -> MemoryState:
+    """``state.backend: memory``."""
+    return MemoryState()

@@ -1,0 +1,265 @@
+"""State in Redis, shared by every replica. What must be atomic (admission, settlement) is a
+Lua script, so one round trip decides and nobody sees a half-applied change.
+
+A budget is a hash (``spent``, ``held`` and one ``r:<hold>`` field per live hold) and a
+sorted set of its holds by expiry (``<key>:holds``); a rate window is a counter with a TTL.
+Amounts are integer nano-USD. With Redis Cluster, give ``state.key_prefix`` a hash tag
+(``{crossroads}:``) so that every key a script touches is in one slot.
+
+Needs the ``redis`` package (``pip install "crossroads[redis]"``), imported on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from crossroads.state.base import Admission, Budget, Settlement, StateBackend, Window
+
+# Releases holds that expired (at most 100 a call) on budget j: KEYS[h], KEYS[z].
+_PURGE = """
+local function purge(h, z, now)
+  local expired = redis.call('ZRANGEBYSCORE', z, '-inf', now, 'LIMIT', 0, 100)
+  for _, id in ipairs(expired) do
+    local amount = redis.call('HGET', h, 'r:' .. id)
+    if amount then
+      redis.call('HINCRBY', h, 'held', '-' .. amount)
+      redis.call('HDEL', h, 'r:' .. id)
+    end
+    redis.call('ZREM', z, id)
+  end
+  local v = redis.call('HMGET', h, 'spent', 'held')
+  return tonumber(v[1] or '0') + tonumber(v[2] or '0')
+end
+"""
+
+# KEYS: windows..., then (hash, holds) per budget.
+# ARGV: nw, nb, nc, now, hold, hold_until, (cost, limit, ttl) per window,
+#       (limit, ttl) per budget, the candidate costs.
+ADMIT = (
+    _PURGE
+    + """
+local nw, nb, nc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, hold, hold_until = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local used = {}
+for i = 1, nw do
+  local a = 4 + 3 * i
+  local count = tonumber(redis.call('GET', KEYS[i]) or '0')
+  used[i] = count
+  if count + tonumber(ARGV[a]) > tonumber(ARGV[a + 1]) then
+    return {0, i - 1, used, {}}
+  end
+end
+local b0 = 7 + 3 * nw
+local c0 = b0 + 2 * nb
+local spent = {}
+for j = 1, nb do
+  spent[j] = purge(KEYS[nw + 2 * j - 1], KEYS[nw + 2 * j], now)
+end
+local choice = 0
+if nb > 0 then
+  choice = -1
+  for c = 1, nc do
+    local cost = tonumber(ARGV[c0 + c - 1])
+    local fits = true
+    for j = 1, nb do
+      if spent[j] + cost > tonumber(ARGV[b0 + 2 * (j - 1)]) then
+        fits = false
+        break
+      end
+    end
+    if fits then
+      choice = c - 1
+      break
+    end
+  end
+  if choice < 0 then
+    return {-1, -1, used, spent}
+  end
+end
+for i = 1, nw do
+  local a = 4 + 3 * i
+  redis.call('SET', KEYS[i], 0, 'EX', ARGV[a + 2], 'NX')
+  used[i] = redis.call('INCRBY', KEYS[i], ARGV[a])
+end
+if nb > 0 then
+  local cost = ARGV[c0 + choice]
+  for j = 1, nb do
+    local h, z = KEYS[nw + 2 * j - 1], KEYS[nw + 2 * j]
+    redis.call('HINCRBY', h, 'held', cost)
+    redis.call('HSET', h, 'r:' .. hold, cost)
+    redis.call('ZADD', z, hold_until, hold)
+    local ttl = tonumber(ARGV[b0 + 2 * (j - 1) + 1])
+    if ttl > 0 then
+      redis.call('EXPIRE', h, ttl)
+      redis.call('EXPIRE', z, ttl)
+    end
+  end
+end
+return {1, choice, used, spent}
+"""
+)
+
+# KEYS: (hash, holds) per budget, then windows. ARGV: nb, nw, hold, amount, ttl per budget,
+# delta per window.
+SETTLE = """
+local nb, nw = tonumber(ARGV[1]), tonumber(ARGV[2])
+local hold, amount = ARGV[3], ARGV[4]
+for j = 1, nb do
+  local h, z = KEYS[2 * j - 1], KEYS[2 * j]
+  local held = redis.call('HGET', h, 'r:' .. hold)
+  if held then
+    redis.call('HINCRBY', h, 'held', '-' .. held)
+    redis.call('HDEL', h, 'r:' .. hold)
+  end
+  redis.call('ZREM', z, hold)
+  redis.call('HINCRBY', h, 'spent', amount)
+  local ttl = tonumber(ARGV[4 + j])
+  if ttl > 0 then
+    redis.call('EXPIRE', h, ttl)
+    redis.call('EXPIRE', z, ttl)
+  end
+end
+for i = 1, nw do
+  local k = KEYS[2 * nb + i]
+  if redis.call('EXISTS', k) == 1 then
+    redis.call('INCRBY', k, ARGV[4 + nb + i])
+  end
+end
+return 1
+"""
+
+# KEYS: (hash, holds) per budget. ARGV: now.
+USED = (
+    _PURGE
+    + """
+local out = {}
+for j = 1, #KEYS / 2 do
+  out[j] = purge(KEYS[2 * j - 1], KEYS[2 * j], tonumber(ARGV[1]))
+end
+return out
+"""
+)
+
+
+class RedisState(StateBackend):
+    """A lazily connected ``redis.asyncio`` client over a bounded connection pool; the
+    scripts are sent once and then called by their SHA."""
+
+    name = "redis"
+
+    def __init__(self, url: str, timeout_s: float = 0.1, max_connections: int = 64) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.max_connections = max_connections
+        self._client: Any = None
+
+    def _redis(self) -> Any:
+        if self._client is None:
+            try:
+                import redis.asyncio as aioredis
+                from redis.backoff import NoBackoff
+                from redis.asyncio.retry import Retry
+            except ImportError as exc:
+                from crossroads.exceptions import StateUnavailableError
+
+                raise StateUnavailableError(
+                    'the redis state backend needs the redis package: pip install "crossroads[redis]"'
+                ) from exc
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=self.max_connections,
+                timeout=self.timeout_s,
+                socket_timeout=self.timeout_s,
+                socket_connect_timeout=self.timeout_s,
+                retry=Retry(NoBackoff(), 0),
+            )
+            client = aioredis.Redis(connection_pool=pool)
+            self._admit = client.register_script(ADMIT)
+            self._settle = client.register_script(SETTLE)
+            self._used = client.register_script(USED)
+            self._client = client
+        return self._client
+
+    async def admit(
+        self,
+        windows: Sequence[Window],
+        budgets: Sequence[Budget],
+        costs: Sequence[int],
+        hold: str,
+        hold_until: float,
+        now: float,
+    ) -> Admission:
+        self._redis()
+        keys = [w.key for w in windows]
+        args: list[Any] = [len(windows), len(budgets), len(costs), now, hold, hold_until]
+        for w in windows:
+            args += (w.cost, w.limit, w.ttl_s)
+        for b in budgets:
+            keys += (b.key, b.key + ":holds")
+            args += (b.limit, b.ttl_s or 0)
+        args += costs
+        status, index, used, spent = await self._admit(keys, args)
+        used = [int(u) for u in used]
+        spent = [int(s) for s in spent]
+        if status == 1:
+            return Admission(None, choice=int(index), window_used=used, budget_used=spent)
+        if status == 0:
+            return Admission("window", window=int(index), window_used=used)
+        return Admission("budget", window_used=used, budget_used=spent)
+
+    async def settle(self, settlements: Sequence[Settlement], now: float) -> None:
+        client = self._redis()
+        async with client.pipeline(transaction=False) as pipe:
+            for s in settlements:
+                keys = [k for b in s.budgets for k in (b.key, b.key + ":holds")]
+                keys += [key for key, _ in s.windows]
+                args: list[Any] = [len(s.budgets), len(s.windows), s.hold, s.amount]
+                args += [b.ttl_s or 0 for b in s.budgets]
+                args += [delta for _, delta in s.windows]
+                await self._settle(keys, args, client=pipe)
+            await pipe.execute()
+
+    async def budget_used(self, keys: Sequence[str], now: float) -> list[int]:
+        self._redis()
+        pairs = [k for key in keys for k in (key, key + ":holds")]
+        return [int(v) for v in await self._used(pairs, [now])]
+
+    async def put_record(self, key: str, value: str, ttl_s: float) -> None:
+        await self._redis().set(key, value, px=max(1, int(ttl_s * 1000)))
+
+    async def get_records(self, keys: Sequence[str]) -> list[str | None]:
+        if not keys:
+            return []
+        values = await self._redis().mget(list(keys))
+        return [None if v is None else v.decode() for v in values]
+
+    async def add_counters(self, updates: dict[str, dict[str, int]], ttl_s: float) -> None:
+        if not updates:
+            return
+        async with self._redis().pipeline(transaction=True) as pipe:
+            for key, deltas in updates.items():
+                for name, delta in deltas.items():
+                    pipe.hincrby(key, name, delta)
+                pipe.pexpire(key, max(1, int(ttl_s * 1000)))
+            await pipe.execute()
+
+    async def read_counters(self, keys: Sequence[str]) -> list[dict[str, int]]:
+        if not keys:
+            return []
+        async with self._redis().pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            rows = await pipe.execute()
+        return [{k.decode(): int(v) for k, v in row.items()} for row in rows]
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.aclose()
+            await client.connection_pool.disconnect()
+
+
+def open_redis(spec: str, **settings: Any) -> RedisState:
+    """``state.backend: redis://host:6379/0`` (also ``rediss://`` and ``unix://``)."""
+    return RedisState(spec, **settings)
