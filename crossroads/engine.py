@@ -38,6 +38,7 @@ from crossroads.types import (
 
 if TYPE_CHECKING:
     from crossroads.plans import Plan
+    from crossroads.limits import Limits
 
 
 @dataclass(slots=True)
@@ -58,11 +59,13 @@ class Engine:
         dispatcher: Dispatcher,
         prefix_chars: int,
         plans: dict[str, Plan] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.dispatcher = dispatcher
         self.prefix_chars = prefix_chars
         self.plans = plans or None
+        self.limits = limits
 
     async def serve(
         self, request: Request, caller: Caller, trace: Trace, start: float
@@ -80,9 +83,17 @@ class Engine:
         return await self.complete(request, facts, trace, start)
 
     async def route(self, request: Request, caller: Caller, trace: Trace) -> RoutingRequest:
-        """Route ``request``; the route is on the trace, the signals' view is returned."""
+        """Route ``request``; the route is on the trace, the signals' view is returned.
+        A caller with a policy is checked before routing and admitted after it (rate
+        windows counted, the estimated cost held against its budgets)."""
         facts = routing_request(request, request.operation, caller)
+        limits = self.limits
+        if limits is None or not limits.governs(caller):
+            trace.route = await self.pipeline.route(facts, request.model)
+            return facts
+        await limits.before_route(request, facts)
         trace.route = await self.pipeline.route(facts, request.model)
+        await limits.admit(facts, trace)
         return facts
 
     def plan(self, route: Route) -> SingleCall:
@@ -129,6 +140,12 @@ class Engine:
         trace.cost = actual_cost(model, usage)
         if trace.stages is not None:  # a multi-call plan: every call is paid for
             settle_stages(trace, self.dispatcher.models_, usage)
+
+    def finish(self, trace: Trace) -> None:
+        """The request is over, however it ended: settle its reservation (the actual cost
+        on the trace, nothing if no answer came)."""
+        if trace.reservation is not None and self.limits is not None:
+            self.limits.settle(trace)
 
 
 class EngineStream:
@@ -242,6 +259,8 @@ class EngineStream:
     async def aclose(self, ok: bool, failure: str | None = None) -> None:
         """End the upstream call and record its outcome on the endpoint (``failure``: the
         failure's category)."""
+        if not self.done and self.trace.cost is None:
+            self._settle()  # cut short (client gone, upstream failed): what was streamed
         await self.stream.aclose(ok, failure)
         trace = self.trace
         if ok and trace.usage and trace.usage.completion_tokens > 1 and trace.ttft_ms is not None:

@@ -74,6 +74,10 @@ class Pipeline:
         }
         return self
 
+    def uses_signal(self, kind: str) -> bool:
+        """Whether some rule reads a signal of ``kind``."""
+        return any(s.kind == kind for s in self.signals_.values())
+
     def knows(self, model: str) -> bool:
         """Whether ``model`` is a configured model or a routed entrypoint."""
         return model in self.models_ or model in self.entrypoints_

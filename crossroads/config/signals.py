@@ -109,7 +109,7 @@ class EmbeddingSignal(_SignalBase):
 
 class BudgetSignal(_SignalBase):
     """Matches when the caller's tightest budget (its key's or its team's) has less than
-    ``below`` of its amount left; the value is the remaining fraction (1 without budgets)."""
+    ``below`` of its amount left; the value is the remaining fraction (none without budgets)."""
 
     kind: Literal["budget"]
     below: float = Field(gt=0, le=1)

@@ -40,6 +40,9 @@ class CircuitBreaker:
         self.probes = 0
         self.reason = ""
         self._streak: dict[str, None] = {}  # categories of the current consecutive failures
+        # Told of each failure ("failure", category) and each opening ("open", reason): the
+        # hook that shares breakers across replicas (crossroads.dispatch.fleet).
+        self.listener: Callable[[str, str], None] | None = None
         self._window: deque[tuple[float, str | None]] = deque()  # (time, failure category)
 
     def _prune(self, now: float) -> None:
@@ -87,6 +90,8 @@ class CircuitBreaker:
         """A call failed (``category``: see ``failure_category``; anything else counts as
         ``error``): maybe open the breaker."""
         category = _category(category)
+        if self.listener is not None:
+            self.listener("failure", category)
         now = self.clock()
         self.consecutive += 1
         self._streak[category] = None
@@ -117,6 +122,15 @@ class CircuitBreaker:
 
     def _open(self, now: float, reason: str) -> None:
         self.state, self.opened_at, self.probes, self.reason = "open", now, 0, reason
+        if self.listener is not None:
+            self.listener("open", reason)
+
+    def open_for(self, seconds: float, reason: str) -> None:
+        """Open now for ``seconds`` (at most ``open_s``) because the fleet says so: another
+        replica opened it, or the fleet's calls failed too often. Not told to the listener."""
+        seconds = min(max(0.0, seconds), self.config.open_s)
+        self.state, self.probes, self.reason = "open", 0, reason
+        self.opened_at = self.clock() - (self.config.open_s - seconds)
 
     def retry_after(self) -> float:
         """Seconds until the breaker lets a probe through (0 if it would now)."""

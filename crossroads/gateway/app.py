@@ -27,6 +27,7 @@ from crossroads.config import ApiKey, Config
 from crossroads.dashboard.api import Dashboard
 from crossroads.dispatch.base import Upstream
 from crossroads.dispatch.dispatcher import Dispatcher
+from crossroads.dispatch.fleet import Fleet
 from crossroads.engine import Engine
 from crossroads.exceptions import (
     ClientGoneError,
@@ -42,6 +43,7 @@ from crossroads.gateway.admin import ADMIN_PATHS, AdminAPI
 from crossroads.gateway.errors import render, too_large
 from crossroads.gateway.handlers import FormatHandler, routing_headers, send_body
 from crossroads.gateway.openapi import openapi_json
+from crossroads.limits import Limits
 from crossroads.pipeline import Pipeline
 from crossroads.plans import build_plans
 from crossroads.redact import bounded, recorded_caller
@@ -136,8 +138,14 @@ class Gateway:
             }
             self.dispatcher = Dispatcher(cfg, self.upstreams).prepare()
             self.pipeline = Pipeline(cfg, availability=self.dispatcher.unavailable).prepare()
+            self.limits = Limits(cfg, budget_signal=self.pipeline.uses_signal("budget"))
+            self.fleet = Fleet.start_for(cfg, self.dispatcher, self.limits.state)
             self.engine = Engine(
-                self.pipeline, self.dispatcher, cfg.dispatch.prefix_chars, build_plans(cfg)
+                self.pipeline,
+                self.dispatcher,
+                cfg.dispatch.prefix_chars,
+                build_plans(cfg),
+                self.limits,
             )
             self.handlers: dict[str, FormatHandler] = {}
             for path, name in FORMAT_ROUTES.items():
@@ -189,6 +197,9 @@ class Gateway:
                 await upstream.aclose()
             except Exception:  # closing must not stop the others from closing
                 log.exception("closing upstream %s failed", upstream.name)
+        if self.fleet is not None:
+            await self.fleet.aclose()
+        await self.limits.aclose(self.config.server.shutdown_timeout_s / 2)
         self.store.close()
         if self.key_ring is not None:
             self.key_ring.close()
@@ -276,6 +287,8 @@ class Gateway:
             if ring is not None:
                 report["keys"] = ring.stats()
                 ready = ready and ring.trusted()
+            if self.limits.used or self.fleet is not None:
+                report["state"] = self.limits.stats()
             body = orjson.dumps({"status": "ready" if ready else "degraded", **report})
             return await send_body(send, 200 if ready else 503, body, JSON_HEADERS)
         await self._error(send, UnsupportedRouteError(f"No route for {method} {path}."))
@@ -327,6 +340,7 @@ class Gateway:
                 if gone.watcher is not None:
                     gone.watcher.cancel()
             trace.latency_ms = (time.perf_counter() - start) * 1000
+            self.engine.finish(trace)
             _bound_caller_fields(trace)
             self.store.record(trace)
 

@@ -10,6 +10,7 @@ from crossroads.dispatch.errors import failure_category
 from crossroads.engine import Engine, EngineStream
 from crossroads.exceptions import ClientGoneError
 from crossroads.gateway.errors import render
+from crossroads.limits import ratelimit_headers
 from crossroads.types import Caller, Request, Trace
 
 log = logging.getLogger("crossroads.gateway")
@@ -31,6 +32,8 @@ def routing_headers(trace: Trace) -> list[tuple[bytes, bytes]]:
         headers.append((b"x-crossroads-model", (trace.model or trace.route.model).encode()))
     if len(trace.attempts) > 1:
         headers.append((b"x-crossroads-attempts", str(len(trace.attempts)).encode()))
+    if trace.rate_limits:
+        headers += ratelimit_headers(trace.rate_limits)
     return headers
 
 

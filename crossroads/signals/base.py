@@ -57,6 +57,7 @@ def signal_kinds() -> list[str]:
 
 def _load_builtin() -> None:
     # Built-in kinds register on import, through the same registry plugins use.
+    import crossroads.signals.budget  # noqa: F401
     import crossroads.signals.code  # noqa: F401
     import crossroads.signals.embedding  # noqa: F401
     import crossroads.signals.keyword  # noqa: F401

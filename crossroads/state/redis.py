@@ -158,8 +158,8 @@ class RedisState(StateBackend):
         if self._client is None:
             try:
                 import redis.asyncio as aioredis
-                from redis.backoff import NoBackoff
                 from redis.asyncio.retry import Retry
+                from redis.backoff import NoBackoff
             except ImportError as exc:
                 from crossroads.exceptions import StateUnavailableError
 

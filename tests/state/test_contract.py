@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from crossroads.exceptions import StateUnavailableError
 from crossroads.state import Budget, Settlement, StateBackend, Window, open_state
 from crossroads.state.base import GuardedState
-from crossroads.exceptions import StateUnavailableError
 
 REDIS_URL = os.environ.get("CROSSROADS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -140,7 +140,9 @@ async def test_settling_adjusts_token_windows_that_still_exist(state: StateBacke
     await state.admit([w], [], [], "r", now + 60, now)
     await state.settle([Settlement([], "r", 0, [(w.key, -60), (key("gone"), 5)])], now)
     assert (await state.admit([w], [], [], "r2", now + 60, now)).window_used == [140]
-    assert (await state.admit([Window(key("gone"), 1, 10, 60)], [], [], "r3", now + 60, now)).window_used == [1]
+    assert (
+        await state.admit([Window(key("gone"), 1, 10, 60)], [], [], "r3", now + 60, now)
+    ).window_used == [1]
 
 
 async def test_concurrent_admissions_never_pass_a_budget(state: StateBackend) -> None:

@@ -1,0 +1,22 @@
+"""Budget signal: matches when the caller's tightest budget is running down, so that rules
+can route cheaper before the budget refuses anything."""
+
+from __future__ import annotations
+
+from crossroads.signals.base import SIGNALS, Signal
+from crossroads.types import RoutingRequest, SignalResult
+
+
+@SIGNALS.register("budget")
+class BudgetSignal(Signal):
+    """The fraction left of the caller's tightest budget (key or team) is under ``below``.
+    Its value is that fraction; without a budget (or with the state backend down) it has
+    none and does not match. The fraction is read once per request, before routing."""
+
+    kind = "budget"
+
+    def compute(self, request: RoutingRequest) -> SignalResult:
+        left = request.budget_remaining
+        if left is None:
+            return SignalResult(self.name, False, None)
+        return SignalResult(self.name, left < self.config.below, round(left, 4))
