@@ -278,6 +278,7 @@ async def test_a_dead_state_backend_gets_the_declared_policy(
     state = {
         "backend": "redis://127.0.0.1:1/0",  # nothing listens on port 1
         "timeout_ms": 200,
+        "retry_after_s": 60,
         "on_error": {"budgets": policy},
         "share_dispatch": False,
     }

@@ -26,14 +26,14 @@ class StateConfig(_Strict):
     backend: str = "sqlite"
     key_prefix: str = Field("crossroads:", max_length=200)
     timeout_ms: float = Field(
-        100, gt=0, le=60_000, description="one state operation at most; slower counts as down"
+        500, gt=0, le=60_000, description="one state operation at most; slower counts as failed"
     )
     retry_after_s: float = Field(
         2,
         ge=0,
         le=3600,
-        description="after a failure, the backend is not asked again for this long "
-        "(requests get the failure policy at once)",
+        description="after an error (or 3 timeouts in a row), the backend is not asked "
+        "again for this long (requests get the failure policy at once)",
     )
     on_error: StateFailurePolicy = StateFailurePolicy()
     hold_ttl_s: float = Field(

@@ -33,6 +33,7 @@ from crossroads.exceptions import StateUnavailableError
 log = logging.getLogger("crossroads.state")
 T = TypeVar("T")
 NANO = 1_000_000_000  # state amounts are integer nano-USD
+TIMEOUTS_TO_BACK_OFF = 3
 
 
 @dataclass(slots=True)
@@ -141,8 +142,9 @@ def open_state(spec: str, **settings: Any) -> StateBackend:
 
 class GuardedState:
     """A backend whose calls end within ``timeout_s`` and raise
-    :class:`StateUnavailableError` on any failure; after one, calls fail at once for
-    ``retry_after_s`` so a dead backend costs requests nothing but the policy."""
+    :class:`StateUnavailableError` on any failure. After an error (or three timeouts in a
+    row) calls fail at once for ``retry_after_s``, so a dead backend costs requests nothing
+    but the policy."""
 
     def __init__(self, backend: StateBackend, timeout_s: float, retry_after_s: float) -> None:
         self.backend = backend
@@ -150,6 +152,7 @@ class GuardedState:
         self.retry_after_s = retry_after_s
         self.down_until = 0.0
         self.failures = 0
+        self.consecutive = 0
         self.last_error: str | None = None
         self._logged = 0.0
 
@@ -171,17 +174,24 @@ class GuardedState:
             )
         try:
             async with asyncio.timeout(self.timeout_s):
-                return await operation()
+                result = await operation()
         except Exception as exc:  # any failure of the backend: the same policy applies
             self._down(exc)
             raise StateUnavailableError(
                 f"state backend {self.backend.name} failed: {self.last_error}"
             ) from exc
+        self.consecutive = 0
+        return result
 
     def _down(self, exc: BaseException) -> None:
         self.failures += 1
+        self.consecutive += 1
         if isinstance(exc, TimeoutError):
             self.last_error = f"no answer within {self.timeout_s * 1000:g} ms"
+            # One slow answer (a busy event loop) fails its call only; several in a row
+            # mean the backend is gone.
+            if self.consecutive < TIMEOUTS_TO_BACK_OFF:
+                return
         else:
             self.last_error = f"{type(exc).__name__}: {exc}"[:300]
         self.down_until = time.monotonic() + self.retry_after_s

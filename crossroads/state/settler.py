@@ -76,12 +76,12 @@ class Settler:
                     await asyncio.sleep(max(0.05, self.state.retry_in()))
 
     async def drain(self, timeout_s: float) -> None:
-        """Write what is queued for at most ``timeout_s`` (not at all while the backend is
-        down), then stop; what is left is dropped and counted."""
+        """Write what is queued for at most ``timeout_s``, then stop; what is left is
+        dropped and counted."""
         deadline = time.monotonic() + timeout_s
         while (self._queue or self._busy) and time.monotonic() < deadline:
-            if not self._busy and not self.state.available:
-                break  # the backend is down: waiting would only delay the shutdown
+            if not self._busy and time.monotonic() + self.state.retry_in() >= deadline:
+                break  # the backend is down past the deadline: waiting only delays shutdown
             await asyncio.sleep(0.02)
         if self._queue:
             self.dropped += len(self._queue)
