@@ -18,7 +18,7 @@ import math
 import time
 from typing import Any
 
-from crossroads.config import Config, PolicyConfig, StateConfig
+from crossroads.config import Config, Decision, DefaultDecision, PolicyConfig, StateConfig
 from crossroads.exceptions import (
     BudgetExceededError,
     LimitsUnavailableError,
@@ -273,9 +273,9 @@ class Limits:
         if reset is not None:
             headers["retry-after"] = str(math.ceil(reset))
         return BudgetExceededError(
-            f"Budget exceeded: the {_label(scope)} has ${used[index] / NANO:.6f} of its "
-            f"${budget.limit / NANO:.2f} {_PERIODS[period]} budget spent or held by requests in "
-            f"flight{when}; this request needs up to ${costs[0] / NANO:.6f} on model "
+            f"Budget exceeded: the {_label(scope)} has {_usd(used[index])} of its "
+            f"{_usd(budget.limit)} {_PERIODS[period]} budget spent or held by requests in "
+            f"flight{when}; this request needs up to {_usd(costs[0])} on model "
             f"{models[0]!r}{also}. Use a cheaper model, lower max_tokens, or raise the budget.",
             headers=headers,
         )
@@ -358,6 +358,13 @@ def _ttl_of(key: str) -> int | None:
     return None if tag == "total" else DAY_TTL_S if tag.startswith("d") else MONTH_TTL_S
 
 
+def _usd(nano: int) -> str:
+    """Dollars to the cent, or every significant digit under a cent: ``$4.98``,
+    ``$0.0000325``."""
+    usd = nano / NANO
+    return f"${usd:,.2f}" if usd >= 0.01 or usd == 0 else f"${usd:.9f}".rstrip("0")
+
+
 def _duration(seconds: float) -> str:
     minutes = math.ceil(seconds / 60)
     if minutes < 60:
@@ -396,11 +403,12 @@ def _downgrade(trace: Trace, model: str, cost: float) -> None:
 def _downgrading(config: Config) -> set[tuple[str, str]]:
     """(entrypoint, decision) pairs whose decision says ``on_budget: downgrade``."""
     by_name = {d.name: d for d in config.decisions}
-    out = set()
+    out: set[tuple[str, str]] = set()
     for entry in config.entrypoints:
         decisions = [by_name[n] for n in entry.decisions] if entry.decisions else config.decisions
         default = entry.default or config.default_decision
-        for d in (*decisions, default):
+        candidates: list[Decision | DefaultDecision] = [*decisions, default]
+        for d in candidates:
             if d.on_budget == "downgrade":
                 out.add((entry.name, d.name))
     return out

@@ -148,8 +148,8 @@ async def test_a_budget_holds_then_settles_and_refuses_what_would_overspend(
     assert int(refused.headers["retry-after"]) <= 86400
     error = refused.json()["error"]
     assert error["code"] == "budget_exceeded" and error["type"] == "insufficient_quota"
-    assert "the key 'ci' has $0.0000" in error["message"]
-    assert "$0.00 daily (UTC) budget" in error["message"]
+    assert "the key 'ci' has $0.00000" in error["message"]
+    assert "of its $0.00001 daily (UTC) budget spent or held" in error["message"]
     assert "on model 'small'" in error["message"]
     first = answered[0]["reservation"]
     assert first["budgets"] == ["key:ci/day"] and first["model"] == "small"

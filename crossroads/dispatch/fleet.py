@@ -24,6 +24,7 @@ import os
 import socket
 import time
 from collections import Counter
+from functools import partial
 from typing import Any
 
 import orjson
@@ -120,9 +121,7 @@ class Fleet:
                 ttl = record["until"] - now
                 if ttl > 0:
                     value = orjson.dumps(record).decode()
-                    await state.call(
-                        lambda k=key, v=value, t=ttl: backend.put_record(self._record(k), v, t)
-                    )  # type: ignore[misc]
+                    await state.call(partial(backend.put_record, self._record(key), value, ttl))
                     self._applied[key] = record["opened"]
         except StateUnavailableError:
             self._opened = {**opened, **self._opened}

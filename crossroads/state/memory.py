@@ -59,7 +59,7 @@ class MemoryState(StateBackend):
         hold_until: float,
         now: float,
     ) -> Admission:
-        used = []
+        used: list[int] = []
         for i, w in enumerate(windows):
             entry = self._window(w.key, now)
             count = int(entry[0]) if entry else 0

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from functools import partial
 from typing import Any
 
 from crossroads.exceptions import StateUnavailableError
@@ -62,7 +63,7 @@ class Settler:
                 self._busy = True
                 failed = False
                 try:
-                    await self.state.call(lambda b=batch: self.state.backend.settle(b, time.time()))  # type: ignore[misc]
+                    await self.state.call(partial(self.state.backend.settle, batch, time.time()))
                     self.written += len(batch)
                 except StateUnavailableError:
                     self._queue.extendleft(reversed(batch))

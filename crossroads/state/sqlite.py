@@ -96,7 +96,7 @@ class SQLiteState(StateBackend):
         now: float,
     ) -> Admission:
         def run(conn: sqlite3.Connection) -> Admission:
-            used = []
+            used: list[int] = []
             for i, w in enumerate(windows):
                 count = _window(conn, w.key, now)
                 if count + w.cost > w.limit:
