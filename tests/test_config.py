@@ -296,3 +296,15 @@ def test_a_valid_cascade_parses() -> None:
     }
     cfg = parse_config({**BASE, **_planned(plan)})
     assert cfg.default is not None and cfg.default.plan.stages[0].accept[1].answer == "number"
+def test_state_backends_and_budget_periods_are_checked() -> None:
+    from crossroads.config import StateConfig
+
+    assert StateConfig(backend="redis://10.0.0.5:6379/0").backend.startswith("redis://")
+    assert StateConfig(backend="sqlite:////tmp/state.db").backend.endswith("state.db")
+    with pytest.raises(ValueError, match="unknown state backend 'mongo://x'"):
+        StateConfig(backend="mongo://x")
+    from crossroads.config import PolicyConfig
+
+    with pytest.raises(ValueError, match="period 'day' has more than one budget"):
+        PolicyConfig(budgets=[{"usd": 1, "period": "day"}, {"usd": 2, "period": "day"}])
+    assert not PolicyConfig().limited and PolicyConfig(rpm=5).limited

@@ -1,0 +1,65 @@
+"""Settlements are written in batches, kept while the backend is down, written when it is
+back, and dropped (counted) only past the queue's bound or the shutdown deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from crossroads.state import Budget, GuardedState, Settlement
+from crossroads.state.memory import MemoryState
+from crossroads.state.settler import Settler
+
+
+class Flaky(MemoryState):
+    """A memory backend that refuses connections while ``down``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.batches: list[int] = []
+
+    async def settle(self, settlements: Sequence[Settlement], now: float) -> None:
+        if self.down:
+            raise ConnectionRefusedError("down")
+        self.batches.append(len(settlements))
+        await super().settle(settlements, now)
+
+
+BUDGET = Budget("b", 10**9, None)
+
+
+async def until(condition: object) -> None:
+    async with asyncio.timeout(5):
+        while not condition():  # type: ignore[operator]
+            await asyncio.sleep(0.01)
+
+
+async def test_settlements_wait_for_the_backend_and_are_all_written() -> None:
+    backend = Flaky()
+    settler = Settler(GuardedState(backend, 1.0, 0.05), max_pending=1000)
+    backend.down = True
+    for i in range(300):
+        settler.put(Settlement([BUDGET], f"h{i}", 2))
+    await asyncio.sleep(0.1)
+    assert settler.pending == 300 and settler.written == 0
+    backend.down = False
+    await until(lambda: settler.written == 300)
+    assert backend.batches == [256, 44]  # batched
+    assert await backend.budget_used(["b"], time.time()) == [600]
+    assert settler.stats() == {"pending": 0, "written": 300, "dropped": 0}
+    await settler.drain(1)
+
+
+async def test_past_the_bound_and_at_shutdown_settlements_are_dropped_and_counted() -> None:
+    backend = Flaky()
+    backend.down = True
+    settler = Settler(GuardedState(backend, 1.0, 60), max_pending=5)
+    for i in range(8):
+        settler.put(Settlement([BUDGET], f"h{i}", 1))
+    assert settler.dropped == 3
+    started = time.monotonic()
+    await settler.drain(10)  # the backend is down for longer than the deadline: no wait
+    assert time.monotonic() - started < 2
+    assert settler.dropped == 8 and settler.pending == 0
