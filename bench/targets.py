@@ -48,6 +48,7 @@ def crossroads_service(config: str, upstream: str, cpus: str | None, workers: in
         "FAKE_UPSTREAM_BASE": upstream,
         "CROSSROADS_BENCH_TRACES": traces,
         "CROSSROADS_BENCH_HTTP": http or "crossroads",
+        "CROSSROADS_BENCH_KEY": "bench",  # the load generator's key (crossroads-limits)
     }
     base = f"http://127.0.0.1:{port}"
     return Service(f"crossroads-{name}", cmd, base + "/v1", base + "/health", env=env)
