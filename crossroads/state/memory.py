@@ -3,6 +3,7 @@ restart forgets it. For tests and a single worker that may lose its counts."""
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,14 +17,30 @@ FOREVER = float("inf")
 @dataclass(slots=True)
 class _Budget:
     spent: int = 0
+    held: int = 0
     holds: dict[str, tuple[int, float]] = field(default_factory=dict)  # id -> (amount, until)
+    expiry: list[tuple[float, str]] = field(default_factory=list)  # a heap of (until, id)
     expires: float = FOREVER
 
     def used(self, now: float) -> int:
-        expired = [h for h, (_, until) in self.holds.items() if until <= now]
-        for h in expired:
-            del self.holds[h]
-        return self.spent + sum(amount for amount, _ in self.holds.values())
+        expiry = self.expiry
+        while expiry and expiry[0][0] <= now:
+            until, hold = heapq.heappop(expiry)
+            entry = self.holds.get(hold)
+            if entry is not None and entry[1] == until:
+                self.release(hold)
+        return self.spent + self.held
+
+    def hold(self, hold: str, amount: int, until: float) -> None:
+        self.release(hold)
+        self.holds[hold] = (amount, until)
+        self.held += amount
+        heapq.heappush(self.expiry, (until, hold))
+
+    def release(self, hold: str) -> None:
+        entry = self.holds.pop(hold, None)
+        if entry is not None:
+            self.held -= entry[0]
 
 
 class MemoryState(StateBackend):
@@ -88,7 +105,7 @@ class MemoryState(StateBackend):
             entry[0] += w.cost
             after.append(count + w.cost)
         for b, state in zip(budgets, states, strict=True):
-            state.holds[hold] = (costs[choice], hold_until)
+            state.hold(hold, costs[choice], hold_until)
             state.expires = FOREVER if b.ttl_s is None else now + b.ttl_s
         return Admission(None, choice=choice, window_used=after, budget_used=spent)
 
@@ -96,7 +113,7 @@ class MemoryState(StateBackend):
         for s in settlements:
             for b in s.budgets:
                 state = self._budget(b.key, now)
-                state.holds.pop(s.hold, None)
+                state.release(s.hold)
                 state.spent += s.amount
                 state.expires = FOREVER if b.ttl_s is None else now + b.ttl_s
             for key, delta in s.windows:

@@ -34,19 +34,24 @@ end
 """
 
 # KEYS: windows..., then (hash, holds) per budget.
-# ARGV: nw, nb, nc, now, hold, hold_until, (cost, limit, ttl) per window,
+# ARGV[1], comma-separated (one argument costs the client far less than twenty):
+# nw, nb, nc, now, hold, hold_until, (cost, limit, ttl) per window,
 #       (limit, ttl) per budget, the candidate costs.
 ADMIT = (
     _PURGE
     + """
-local nw, nb, nc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local now, hold, hold_until = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local A = {}
+for v in string.gmatch(ARGV[1], '[^,]+') do
+  A[#A + 1] = v
+end
+local nw, nb, nc = tonumber(A[1]), tonumber(A[2]), tonumber(A[3])
+local now, hold, hold_until = tonumber(A[4]), A[5], A[6]
 local used = {}
 for i = 1, nw do
   local a = 4 + 3 * i
   local count = tonumber(redis.call('GET', KEYS[i]) or '0')
   used[i] = count
-  if count + tonumber(ARGV[a]) > tonumber(ARGV[a + 1]) then
+  if count + tonumber(A[a]) > tonumber(A[a + 1]) then
     return {0, i - 1, used, {}}
   end
 end
@@ -60,10 +65,10 @@ local choice = 0
 if nb > 0 then
   choice = -1
   for c = 1, nc do
-    local cost = tonumber(ARGV[c0 + c - 1])
+    local cost = tonumber(A[c0 + c - 1])
     local fits = true
     for j = 1, nb do
-      if spent[j] + cost > tonumber(ARGV[b0 + 2 * (j - 1)]) then
+      if spent[j] + cost > tonumber(A[b0 + 2 * (j - 1)]) then
         fits = false
         break
       end
@@ -79,17 +84,17 @@ if nb > 0 then
 end
 for i = 1, nw do
   local a = 4 + 3 * i
-  redis.call('SET', KEYS[i], 0, 'EX', ARGV[a + 2], 'NX')
-  used[i] = redis.call('INCRBY', KEYS[i], ARGV[a])
+  redis.call('SET', KEYS[i], 0, 'EX', A[a + 2], 'NX')
+  used[i] = redis.call('INCRBY', KEYS[i], A[a])
 end
 if nb > 0 then
-  local cost = ARGV[c0 + choice]
+  local cost = A[c0 + choice]
   for j = 1, nb do
     local h, z = KEYS[nw + 2 * j - 1], KEYS[nw + 2 * j]
     redis.call('HINCRBY', h, 'held', cost)
     redis.call('HSET', h, 'r:' .. hold, cost)
     redis.call('ZADD', z, hold_until, hold)
-    local ttl = tonumber(ARGV[b0 + 2 * (j - 1) + 1])
+    local ttl = tonumber(A[b0 + 2 * (j - 1) + 1])
     if ttl > 0 then
       redis.call('EXPIRE', h, ttl)
       redis.call('EXPIRE', z, ttl)
@@ -100,11 +105,15 @@ return {1, choice, used, spent}
 """
 )
 
-# KEYS: (hash, holds) per budget, then windows. ARGV: nb, nw, hold, amount, ttl per budget,
+# KEYS: (hash, holds) per budget, then windows. ARGV[1], comma-separated: nb, nw, hold, amount, ttl per budget,
 # delta per window.
 SETTLE = """
-local nb, nw = tonumber(ARGV[1]), tonumber(ARGV[2])
-local hold, amount = ARGV[3], ARGV[4]
+local A = {}
+for v in string.gmatch(ARGV[1], '[^,]+') do
+  A[#A + 1] = v
+end
+local nb, nw = tonumber(A[1]), tonumber(A[2])
+local hold, amount = A[3], A[4]
 for j = 1, nb do
   local h, z = KEYS[2 * j - 1], KEYS[2 * j]
   local held = redis.call('HGET', h, 'r:' .. hold)
@@ -114,7 +123,7 @@ for j = 1, nb do
   end
   redis.call('ZREM', z, hold)
   redis.call('HINCRBY', h, 'spent', amount)
-  local ttl = tonumber(ARGV[4 + j])
+  local ttl = tonumber(A[4 + j])
   if ttl > 0 then
     redis.call('EXPIRE', h, ttl)
     redis.call('EXPIRE', z, ttl)
@@ -123,7 +132,7 @@ end
 for i = 1, nw do
   local k = KEYS[2 * nb + i]
   if redis.call('EXISTS', k) == 1 then
-    redis.call('INCRBY', k, ARGV[4 + nb + i])
+    redis.call('INCRBY', k, A[4 + nb + i])
   end
 end
 return 1
@@ -153,6 +162,7 @@ class RedisState(StateBackend):
         self.timeout_s = timeout_s
         self.max_connections = max_connections
         self._client: Any = None
+        self._shas: dict[str, str] = {}
 
     def _redis(self) -> Any:
         if self._client is None:
@@ -166,20 +176,39 @@ class RedisState(StateBackend):
                 raise StateUnavailableError(
                     'the redis state backend needs the redis package: pip install "crossroads[redis]"'
                 ) from exc
+            # No socket timeout: GuardedState bounds every call (one timer, not one per read).
             pool = aioredis.BlockingConnectionPool.from_url(
                 self.url,
                 max_connections=self.max_connections,
                 timeout=self.timeout_s,
-                socket_timeout=self.timeout_s,
                 socket_connect_timeout=self.timeout_s,
                 retry=Retry(NoBackoff(), 0),
             )
-            client = aioredis.Redis(connection_pool=pool)
-            self._admit = client.register_script(ADMIT)
-            self._settle = client.register_script(SETTLE)
-            self._used = client.register_script(USED)
-            self._client = client
+            self._client = aioredis.Redis(connection_pool=pool)
         return self._client
+
+    async def _load(self, client: Any) -> None:
+        for script in (ADMIT, SETTLE, USED):
+            sha = await client.script_load(script)
+            self._shas[script] = sha.decode() if isinstance(sha, bytes) else sha
+
+    async def _eval(self, client: Any, script: str, keys: list[str], args: list[Any]) -> Any:
+        """``EVALSHA`` of ``script`` with ``args`` packed in one argument (or plain, for
+        USED); the scripts are loaded on first use and again after a server restart."""
+        from redis.exceptions import NoScriptError
+
+        packed = [_pack(args)] if script is not USED else args
+        if script not in self._shas:
+            await self._load(client)
+        try:
+            return await client.execute_command(
+                "EVALSHA", self._shas[script], len(keys), *keys, *packed
+            )
+        except NoScriptError:
+            await self._load(client)
+            return await client.execute_command(
+                "EVALSHA", self._shas[script], len(keys), *keys, *packed
+            )
 
     async def admit(
         self,
@@ -199,7 +228,7 @@ class RedisState(StateBackend):
             keys += (b.key, b.key + ":holds")
             args += (b.limit, b.ttl_s or 0)
         args += costs
-        status, index, used, spent = await self._admit(keys, args)
+        status, index, used, spent = await self._eval(self._redis(), ADMIT, keys, args)
         used = [int(u) for u in used]
         spent = [int(s) for s in spent]
         if status == 1:
@@ -209,7 +238,11 @@ class RedisState(StateBackend):
         return Admission("budget", window_used=used, budget_used=spent)
 
     async def settle(self, settlements: Sequence[Settlement], now: float) -> None:
+        from redis.exceptions import NoScriptError
+
         client = self._redis()
+        if SETTLE not in self._shas:
+            await self._load(client)
         async with client.pipeline(transaction=False) as pipe:
             for s in settlements:
                 keys = [k for b in s.budgets for k in (b.key, b.key + ":holds")]
@@ -217,13 +250,17 @@ class RedisState(StateBackend):
                 args: list[Any] = [len(s.budgets), len(s.windows), s.hold, s.amount]
                 args += [b.ttl_s or 0 for b in s.budgets]
                 args += [delta for _, delta in s.windows]
-                await self._settle(keys, args, client=pipe)
-            await pipe.execute()
+                pipe.execute_command("EVALSHA", self._shas[SETTLE], len(keys), *keys, _pack(args))
+            try:
+                await pipe.execute()
+            except NoScriptError:  # the server restarted: load the scripts and redo
+                await self._load(client)
+                await self.settle(settlements, now)
 
     async def budget_used(self, keys: Sequence[str], now: float) -> list[int]:
         self._redis()
         pairs = [k for key in keys for k in (key, key + ":holds")]
-        return [int(v) for v in await self._used(pairs, [now])]
+        return [int(v) for v in await self._eval(self._redis(), USED, pairs, [now])]
 
     async def put_record(self, key: str, value: str, ttl_s: float) -> None:
         await self._redis().set(key, value, px=max(1, int(ttl_s * 1000)))
@@ -258,6 +295,10 @@ class RedisState(StateBackend):
             client, self._client = self._client, None
             await client.aclose()
             await client.connection_pool.disconnect()
+
+
+def _pack(args: list[Any]) -> str:
+    return ",".join(map(str, args))
 
 
 def open_redis(spec: str, **settings: Any) -> RedisState:

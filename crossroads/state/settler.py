@@ -3,7 +3,7 @@
 A settlement only ever lowers what a budget holds, so writing it a moment later never lets a
 budget be overspent; what matters is that it is not lost. Settlements wait in a bounded
 queue (``state.max_pending_settlements``; beyond it they are dropped and counted), are
-written together, and on a failure wait for the backend's back-off and are tried again.
+written together (those of the same 50 ms in one round trip), and on a failure wait for the backend's back-off and are tried again.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from crossroads.state.base import GuardedState, Settlement
 
 log = logging.getLogger("crossroads.state")
 BATCH = 256
+LINGER_S = 0.05
 
 
 class Settler:
@@ -57,6 +58,8 @@ class Settler:
         assert self._wake is not None
         while True:
             await self._wake.wait()
+            if len(self._queue) < BATCH:
+                await asyncio.sleep(LINGER_S)  # let more arrive: one round trip for many
             self._wake.clear()
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
