@@ -37,8 +37,8 @@ from crossroads.types import (
 )
 
 if TYPE_CHECKING:
-    from crossroads.plans import Plan
     from crossroads.limits import Limits
+    from crossroads.plans import Plan
 
 
 @dataclass(slots=True)

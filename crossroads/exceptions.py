@@ -150,6 +150,8 @@ class ConflictError(RequestError):
 
     status = 409
     code = "conflict"
+
+
 class PolicyDeniedError(RequestError):
     """403: the caller's policy (``policy.models`` / ``policy.operations``) forbids this."""
 
