@@ -312,3 +312,33 @@ async def test_a_caller_without_a_policy_never_touches_state(fake_upstream: Fake
     assert app.limits.state.stats()["failures"] == 0 and not app.limits.used
     await client.aclose()
     await app.shutdown()
+
+
+async def test_a_virtual_key_from_the_key_store_is_limited_like_a_configured_one(
+    fake_upstream: FakeUpstream, tmp_path: Any
+) -> None:
+    from crossroads.keys import open_key_store
+
+    spec = f"sqlite:///{tmp_path}/keys.db"
+    store = open_key_store(spec)
+    store.start()
+    issued = store.create_key("virtual", policy={"rpm": 2, "models": ["auto"]})
+    store.close()
+    cfg = routing_config(
+        fake_upstream.base_url,
+        store={"traces": "memory", "keys": spec},
+        state={"backend": "memory"},
+    )
+    app, client, _ = await serve(cfg)
+    headers = {"authorization": f"Bearer {issued.secret}"}
+    codes = [
+        (await client.post("/v1/chat/completions", json=CHAT, headers=headers)).status_code
+        for _ in range(3)
+    ]
+    assert codes == [200, 200, 429]
+    small = await client.post(
+        "/v1/chat/completions", json={**CHAT, "model": "small"}, headers=headers
+    )
+    assert small.status_code == 403 and "key 'virtual'" in small.json()["error"]["message"]
+    await client.aclose()
+    await app.shutdown()
