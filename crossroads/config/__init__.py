@@ -30,6 +30,7 @@ from crossroads.config.models import (
     Price,
     RetryConfig,
 )
+from crossroads.config.observe import MetricsConfig, OpenTelemetryConfig
 from crossroads.config.rules import (
     AllRule,
     AnyRule,
@@ -74,6 +75,8 @@ __all__ = [
     "UiConfig",
     "ServerConfig",
     "StoreConfig",
+    "MetricsConfig",
+    "OpenTelemetryConfig",
     "Timeouts",
     "OpenAIUpstreamConfig",
     "AnthropicUpstreamConfig",
