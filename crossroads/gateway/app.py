@@ -50,6 +50,8 @@ from crossroads.types import Caller, Trace
 
 if TYPE_CHECKING:
     from crossroads.keys.ring import KeyRing
+    from crossroads.observe.otel import SpanExport
+    from crossroads.observe.workers import WorkerMetrics
 
 log = logging.getLogger("crossroads.gateway")
 
@@ -183,7 +185,7 @@ class Gateway:
                 gc.collect()
                 gc.freeze()
 
-    def _metrics(self) -> Any:
+    def _metrics(self) -> WorkerMetrics:
         from crossroads.observe.workers import DIR_ENV, WorkerMetrics
 
         names = frozenset(self.pipeline.model_names())
@@ -193,7 +195,7 @@ class Gateway:
         metrics.start()
         return metrics
 
-    def _spans(self) -> Any:
+    def _spans(self) -> SpanExport:
         from crossroads.observe.otel import SpanExport
 
         concurrent = frozenset(n for n, s in self.pipeline.signals_.items() if s.is_async)
@@ -368,6 +370,7 @@ class Gateway:
                 self._admin(scope)
         except RequestError as exc:
             return await self._error(send, exc)
+        assert self.metrics is not None
         accept = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"accept"), None)
         body, content_type = await self.metrics.exposition(accept)
         await send_body(send, 200, body, [(b"content-type", content_type.encode())])

@@ -61,7 +61,7 @@ def render(merged: Merged, accept: str | None = None) -> tuple[bytes, str]:
     from prometheus_client.exposition import choose_encoder
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(merged))  # type: ignore[arg-type]
+    registry.register(_Collector(merged))
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type
 
@@ -81,11 +81,12 @@ class _Collector:
         from prometheus_client.utils import floatToGoString
 
         out: list[Any] = []
+        metric: Any
         for name, family in FAMILIES.items():
             table = self.merged.get(name, {})
             if family.kind == "histogram":
                 metric = HistogramMetricFamily(name, family.help, labels=family.labels)
-                bounds = [floatToGoString(b) for b in family.buckets] + ["+Inf"]
+                bounds = [floatToGoString(b) for b in family.buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
                 for labels, values in sorted(table.items()):
                     running, buckets = 0.0, []
                     for bound, count in zip(bounds, values, strict=False):

@@ -226,7 +226,7 @@ class RequestMetrics:
         code = str(status)
         labels = (entry, decision, model, endpoint)
         counter = self._request
-        key = (*labels, trace.format, code)
+        key: tuple[str, ...] = (*labels, trace.format, code)
         counter[key] = counter.get(key, 0) + 1
         if status >= 400:
             key = (*labels, code, trace.error_code or "")
@@ -247,13 +247,12 @@ class RequestMetrics:
         usage = trace.usage
         if usage is not None and model:
             caller = trace.caller
+            who = (model, "", "")
             if self.by_key and caller is not None:
-                key = (model, caller.key_name or "", caller.team or "")
-            else:
-                key = (model, "", "")
-            totals = self._usage.get(key)
+                who = (model, caller.key_name or "", caller.team or "")
+            totals = self._usage.get(who)
             if totals is None:
-                totals = self._usage[key] = [0, 0, 0.0]
+                totals = self._usage[who] = [0, 0, 0.0]
             totals[0] += usage.prompt_tokens
             totals[1] += usage.completion_tokens
             totals[2] += trace.cost or 0.0
@@ -264,7 +263,7 @@ class RequestMetrics:
             where = (attempt.model, attempt.upstream)
             self._upstream((*where, attempt.outcome), attempt.latency_ms)
             if attempt.outcome == "error":
-                key = (*where, attempt.category or "error")
+                key: tuple[str, ...] = (*where, attempt.category or "error")
                 self._upstream_errors[key] = self._upstream_errors.get(key, 0) + 1
             if previous is not None:
                 self._retries[where] = self._retries.get(where, 0) + 1

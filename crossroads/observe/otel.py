@@ -217,7 +217,7 @@ class SpanExport:
     def _route_spans(self, route: Route, context: TraceContext, parent: int) -> list[Any]:
         route_id = _span_id()
         start = route.started_at
-        attributes = {
+        attributes: dict[str, Any] = {
             "crossroads.decision": route.decision,
             "crossroads.selection": route.selection,
             "crossroads.model": route.model,
@@ -238,11 +238,11 @@ class SpanExport:
         # Cheap signals run one after another, then the asynchronous ones together.
         at = start
         for signal in route.signals.values():
-            attributes = {"crossroads.signal.matched": signal.matched}
+            facts: dict[str, Any] = {"crossroads.signal.matched": signal.matched}
             if isinstance(signal.value, bool | int | float | str):
-                attributes["crossroads.signal.value"] = signal.value
+                facts["crossroads.signal.value"] = signal.value
             if signal.error is not None:
-                attributes["error.type"] = "timeout" if signal.timed_out else "signal_error"
+                facts["error.type"] = "timeout" if signal.timed_out else "signal_error"
             took = signal.elapsed_ms / 1000
             spans.append(
                 self._span(
@@ -252,7 +252,7 @@ class SpanExport:
                     route_id,
                     at,
                     at + took,
-                    attributes,
+                    facts,
                     error=signal.error is not None,
                 )
             )
