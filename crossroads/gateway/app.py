@@ -5,6 +5,7 @@ Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/mess
 ``GET /v1/models``,
 ``GET /v1/models/{id}``, ``GET /health``, ``GET /ready`` (the ``/v1`` prefix is optional),
 ``GET /v1/crossroads/endpoints``: live endpoint state (load, latency, circuit),
+``GET /metrics`` (Prometheus, at ``metrics.path``),
 ``GET /openapi.json``: the OpenAPI 3.1 document of all of these (no API key needed), and,
 behind the admin key, the dashboard at ``/ui`` and its API under ``/v1/crossroads/admin/``
 (keys, teams and spend: :mod:`crossroads.gateway.admin`).
