@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from crossroads.types import Trace
+from crossroads.types import Route, Trace
 
 REQUEST_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 ROUTING_BUCKETS_S = (
@@ -170,121 +169,276 @@ STREAM = {True: "true", False: "false"}
 BREAKER_STATES = ("closed", "open", "half_open")
 
 Histogram = list[float]  # bucket counts (one per bound, then +Inf), then the sum in seconds
+# (while aggregating, the sum is in ms; :meth:`RequestMetrics.tables` gives seconds)
+
+
+def _bounds_ms(name: str) -> tuple[float, ...]:
+    return tuple(b * 1000 for b in FAMILIES[name].buckets)
+
+
+REQUEST_MS = _bounds_ms("crossroads_request_duration_seconds")
+ROUTING_MS = _bounds_ms("crossroads_routing_duration_seconds")
+
+
+def _histogram(bounds: tuple[float, ...]) -> Histogram:
+    return [0.0] * (len(bounds) + 2)
+
+
+def _seconds(h: Histogram) -> Histogram:
+    """A copy of ``h`` with its sum in seconds (aggregated in ms)."""
+    out = list(h)
+    out[-1] /= 1000
+    return out
+
+
+class _Requests:
+    """What the requests of one full label combination add up to."""
+
+    __slots__ = ("count", "duration", "ttft", "routing", "prompt", "completion", "cost")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.duration = _histogram(REQUEST_MS)
+        self.ttft = _histogram(REQUEST_MS)
+        self.routing = _histogram(ROUTING_MS)
+        self.prompt = self.completion = 0
+        self.cost = 0.0
+
+
+class _Attempts:
+    """What the attempts of one model on one endpoint add up to."""
+
+    __slots__ = ("ok", "failed", "retries", "errors")
+
+    def __init__(self) -> None:
+        self.ok = _histogram(REQUEST_MS)
+        self.failed = _histogram(REQUEST_MS)
+        self.retries = 0
+        self.errors: dict[str, int] = {}  # by failure category
+
+
+class _Signal:
+    __slots__ = ("duration", "timeouts", "errors")
+
+    def __init__(self) -> None:
+        self.duration = _histogram(ROUTING_MS)
+        self.timeouts = self.errors = 0
+
+
+# Requests are folded in batches: the aggregates and their code stay in the CPU's caches
+# through a batch, which costs less than half of folding each request as it ends
+# (bench/RESULTS.md, "Metrics"). 256 traces take about half a millisecond to fold.
+FOLD_EVERY = 256
 
 
 class RequestMetrics:
     """The counters and histograms of one worker. ``names``: entrypoints and models, the
-    only requested names kept as labels (any other is ``unknown``)."""
+    only requested names kept as labels (any other is ``unknown``).
+
+    A request costs an append to a list; folding it in, one dictionary lookup by its whole
+    label combination (entrypoint,
+    decision, model, endpoint, format, status, error code, stream, key, team); the families
+    with fewer labels are sums of those records, made when a snapshot is taken."""
 
     def __init__(self, names: frozenset[str], by_key: bool = True) -> None:
         self.names = names
         self.by_key = by_key
-        self.counters: dict[str, dict[tuple[str, ...], float]] = {
-            f.name: {} for f in FAMILIES.values() if f.kind == "counter"
-        }
-        self.histograms: dict[str, dict[tuple[str, ...], Histogram]] = {
-            f.name: {} for f in FAMILIES.values() if f.kind == "histogram"
-        }
-        self._request = self.counters["crossroads_requests"]
-        self._errors = self.counters["crossroads_errors"]
-        self._upstream_errors = self.counters["crossroads_upstream_errors"]
-        self._retries = self.counters["crossroads_retries"]
-        self._fallbacks = self.counters["crossroads_fallbacks"]
-        self._signal_errors = self.counters["crossroads_signal_errors"]
-        self._usage: dict[tuple[str, str, str], list[float]] = {}  # prompt, completion, cost
-        self._duration = self._histogram("crossroads_request_duration_seconds")
-        self._ttft = self._histogram("crossroads_time_to_first_token_seconds")
-        self._routing = self._histogram("crossroads_routing_duration_seconds")
-        self._upstream = self._histogram("crossroads_upstream_duration_seconds")
-        self._signal = self._histogram("crossroads_signal_duration_seconds")
-
-    def _histogram(self, name: str) -> Callable[[tuple[str, ...], float], None]:
-        """An ``observe(labels, ms)`` for histogram ``name`` (bounds compared in ms)."""
-        table = self.histograms[name]
-        bounds = tuple(b * 1000 for b in FAMILIES[name].buckets)
-        size = len(bounds) + 1
-
-        def observe(labels: tuple[str, ...], ms: float) -> None:
-            h = table.get(labels)
-            if h is None:
-                h = table[labels] = [0.0] * (size + 1)
-            h[bisect_left(bounds, ms)] += 1
-            h[size] += ms / 1000
-
-        return observe
+        self.requests: dict[tuple[Any, ...], _Requests] = {}
+        self.attempts: dict[tuple[str, str], _Attempts] = {}
+        self.signals: dict[str, _Signal] = {}
+        self.fallbacks: dict[tuple[str, str], int] = {}
+        self.pending: list[Trace] = []
 
     def observe(self, trace: Trace) -> None:
-        """Fold one finished request into the metrics."""
+        """Count one finished request: queued, and folded in with the next
+        :data:`FOLD_EVERY` (or at the next snapshot)."""
+        pending = self.pending
+        pending.append(trace)
+        if len(pending) >= FOLD_EVERY:
+            self.fold()
+
+    def fold(self) -> None:
+        """Fold the queued requests into the counters and histograms."""
+        add = self._add
+        for trace in self.pending:
+            add(trace)
+        self.pending.clear()
+
+    def _add(self, trace: Trace) -> None:
         requested = trace.requested_model
         entry = requested if requested in self.names else ("unknown" if requested else "")
         route = trace.route
         decision = model = ""
         if route is not None:
             decision, model = route.decision, trace.model or route.model
-        endpoint = trace.upstream or ""
-        status = trace.status
-        code = str(status)
-        labels = (entry, decision, model, endpoint)
-        counter = self._request
-        key: tuple[str, ...] = (*labels, trace.format, code)
-        counter[key] = counter.get(key, 0) + 1
-        if status >= 400:
-            key = (*labels, code, trace.error_code or "")
-            self._errors[key] = self._errors.get(key, 0) + 1
-        if trace.latency_ms is not None:
-            self._duration((*labels, STATUS_CLASS.get(status // 100, "")), trace.latency_ms)
-        if trace.ttft_ms is not None:
-            self._ttft((*labels, STREAM[trace.stream]), trace.ttft_ms)
+        key_name = team = ""
+        caller = trace.caller
+        if caller is not None and self.by_key:
+            key_name, team = caller.key_name or "", caller.team or ""
+        key = (
+            entry,
+            decision,
+            model,
+            trace.upstream or "",
+            trace.format,
+            trace.status,
+            trace.error_code or "",
+            trace.stream,
+            key_name,
+            team,
+        )
+        series = self.requests.get(key)
+        if series is None:
+            series = self.requests[key] = _Requests()
+        series.count += 1
+        # Histograms inline (no call per observation): a bucket count and the sum in ms.
+        ms = trace.latency_ms
+        if ms is not None:
+            h = series.duration
+            h[bisect_left(REQUEST_MS, ms)] += 1
+            h[-1] += ms
+        ms = trace.ttft_ms
+        if ms is not None:
+            h = series.ttft
+            h[bisect_left(REQUEST_MS, ms)] += 1
+            h[-1] += ms
+        usage = trace.usage
+        if usage is not None:
+            series.prompt += usage.prompt_tokens
+            series.completion += usage.completion_tokens
+            series.cost += trace.cost or 0.0
         if route is not None:
-            self._routing((entry, decision), route.routing_ms)
-            for signal in route.signals.values():
-                self._signal((signal.name,), signal.elapsed_ms)
-                if signal.error is not None:
-                    key = (signal.name, "timeout" if signal.timed_out else "error")
-                    self._signal_errors[key] = self._signal_errors.get(key, 0) + 1
+            h = series.routing
+            ms = route.routing_ms
+            h[bisect_left(ROUTING_MS, ms)] += 1
+            h[-1] += ms
+            if route.signals:
+                self._signals(route)
         if trace.attempts:
             self._attempts(trace)
-        usage = trace.usage
-        if usage is not None and model:
-            caller = trace.caller
-            who = (model, "", "")
-            if self.by_key and caller is not None:
-                who = (model, caller.key_name or "", caller.team or "")
-            totals = self._usage.get(who)
-            if totals is None:
-                totals = self._usage[who] = [0, 0, 0.0]
-            totals[0] += usage.prompt_tokens
-            totals[1] += usage.completion_tokens
-            totals[2] += trace.cost or 0.0
+
+    def _signals(self, route: Route) -> None:
+        signals = self.signals
+        for result in route.signals.values():
+            signal = signals.get(result.name)
+            if signal is None:
+                signal = signals[result.name] = _Signal()
+            h = signal.duration
+            ms = result.elapsed_ms
+            h[bisect_left(ROUTING_MS, ms)] += 1
+            h[-1] += ms
+            if result.error is not None:
+                if result.timed_out:
+                    signal.timeouts += 1
+                else:
+                    signal.errors += 1
 
     def _attempts(self, trace: Trace) -> None:
         previous = None
         for attempt in trace.attempts:
             where = (attempt.model, attempt.upstream)
-            self._upstream((*where, attempt.outcome), attempt.latency_ms)
-            if attempt.outcome == "error":
-                key: tuple[str, ...] = (*where, attempt.category or "error")
-                self._upstream_errors[key] = self._upstream_errors.get(key, 0) + 1
+            record = self.attempts.get(where)
+            if record is None:
+                record = self.attempts[where] = _Attempts()
+            ms = attempt.latency_ms
+            h = record.ok if attempt.outcome == "ok" else record.failed
+            h[bisect_left(REQUEST_MS, ms)] += 1
+            h[-1] += ms
+            if h is record.failed:
+                category = attempt.category or "error"
+                record.errors[category] = record.errors.get(category, 0) + 1
             if previous is not None:
-                self._retries[where] = self._retries.get(where, 0) + 1
+                record.retries += 1
                 if attempt.model != previous:
-                    key = (previous, attempt.model)
-                    self._fallbacks[key] = self._fallbacks.get(key, 0) + 1
+                    step = (previous, attempt.model)
+                    self.fallbacks[step] = self.fallbacks.get(step, 0) + 1
             previous = attempt.model
+
+    def tables(
+        self,
+    ) -> tuple[
+        dict[str, dict[tuple[str, ...], float]], dict[str, dict[tuple[str, ...], Histogram]]
+    ]:
+        """Counters and histograms by family and labels, summed from the records."""
+        self.fold()
+        counters: dict[str, dict[tuple[str, ...], float]] = {
+            f.name: {} for f in FAMILIES.values() if f.kind == "counter"
+        }
+        histograms: dict[str, dict[tuple[str, ...], Histogram]] = {
+            f.name: {} for f in FAMILIES.values() if f.kind == "histogram"
+        }
+
+        def add(table: dict[tuple[str, ...], float], labels: tuple[str, ...], n: float) -> None:
+            table[labels] = table.get(labels, 0) + n
+
+        def merge(
+            table: dict[tuple[str, ...], Histogram], labels: tuple[str, ...], h: Histogram
+        ) -> None:
+            have = table.get(labels)
+            if have is None:
+                table[labels] = _seconds(h)
+            else:
+                for i, n in enumerate(_seconds(h)):
+                    have[i] += n
+
+        for key, series in self.requests.items():
+            entry, decision, model, endpoint, fmt, status, code, stream, key_name, team = key
+            where = (entry, decision, model, endpoint)
+            add(counters["crossroads_requests"], (*where, fmt, str(status)), series.count)
+            if status >= 400:
+                add(counters["crossroads_errors"], (*where, str(status), code), series.count)
+            status_class = STATUS_CLASS.get(status // 100, "")
+            merge(
+                histograms["crossroads_request_duration_seconds"],
+                (*where, status_class),
+                series.duration,
+            )
+            if any(series.ttft):
+                merge(
+                    histograms["crossroads_time_to_first_token_seconds"],
+                    (*where, STREAM[stream]),
+                    series.ttft,
+                )
+            if decision:
+                merge(
+                    histograms["crossroads_routing_duration_seconds"],
+                    (entry, decision),
+                    series.routing,
+                )
+            if series.prompt or series.completion or series.cost:
+                who = (model, key_name, team)
+                add(counters["crossroads_tokens"], (*who, "prompt"), series.prompt)
+                add(counters["crossroads_tokens"], (*who, "completion"), series.completion)
+                add(counters["crossroads_cost_usd"], who, series.cost)
+        for (model, endpoint), record in self.attempts.items():
+            where2 = (model, endpoint)
+            upstream = histograms["crossroads_upstream_duration_seconds"]
+            if any(record.ok):
+                upstream[(*where2, "ok")] = _seconds(record.ok)
+            if any(record.failed):
+                upstream[(*where2, "error")] = _seconds(record.failed)
+            if record.retries:
+                counters["crossroads_retries"][where2] = record.retries
+            for category, n in record.errors.items():
+                counters["crossroads_upstream_errors"][(*where2, category)] = n
+        for name, signal in self.signals.items():
+            histograms["crossroads_signal_duration_seconds"][(name,)] = _seconds(signal.duration)
+            if signal.timeouts:
+                counters["crossroads_signal_errors"][(name, "timeout")] = signal.timeouts
+            if signal.errors:
+                counters["crossroads_signal_errors"][(name, "error")] = signal.errors
+        counters["crossroads_fallbacks"].update(self.fallbacks)
+        return counters, histograms
 
     def snapshot(self, live: dict[str, dict[tuple[str, ...], float]]) -> dict[str, Any]:
         """This worker's state as JSON-able data, stamped with the time: its counters and
         histograms, and ``live`` values read at this moment (``{family: {labels: value}}``:
         gauges, and counters kept elsewhere, such as the trace writer's)."""
+        counter_tables, histogram_tables = self.tables()
         counters: dict[str, list[Any]] = {
             name: [[list(labels), value] for labels, value in table.items()]
-            for name, table in self.counters.items()
+            for name, table in counter_tables.items()
         }
-        tokens, cost = counters["crossroads_tokens"], counters["crossroads_cost_usd"]
-        for (model, key, team), (prompt, completion, usd) in self._usage.items():
-            tokens.append([[model, key, team, "prompt"], prompt])
-            tokens.append([[model, key, team, "completion"], completion])
-            cost.append([[model, key, team], usd])
         gauges: dict[str, list[Any]] = {}
         for name, table in live.items():
             rows = counters if FAMILIES[name].kind == "counter" else gauges
@@ -293,8 +447,8 @@ class RequestMetrics:
             "written_at": time.time(),
             "counters": counters,
             "histograms": {
-                name: [[list(labels), list(h)] for labels, h in table.items()]
-                for name, table in self.histograms.items()
+                name: [[list(labels), h] for labels, h in table.items()]
+                for name, table in histogram_tables.items()
             },
             "gauges": gauges,
         }
