@@ -9,8 +9,8 @@ from pydantic import (
 
 from crossroads.config.base import _Strict
 from crossroads.config.models import DispatchConfig, ModelConfig
-from crossroads.config.plans import plan_models
 from crossroads.config.observe import MetricsConfig, OpenTelemetryConfig
+from crossroads.config.plans import plan_models
 from crossroads.config.rules import (
     AllRule,
     AnyRule,

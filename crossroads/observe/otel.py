@@ -284,7 +284,8 @@ class SpanExport:
         if address:
             attributes["server.address"] = address
             attributes["server.port"] = port
-        end = attempt.started_at + attempt.latency_ms / 1000
+        start = trace.created_at + (attempt.at_ms or 0.0) / 1000
+        end = start + attempt.latency_ms / 1000
         ok = attempt.outcome == "ok"
         if ok and last:
             if trace.stream:  # the call went on until the stream's end
@@ -302,7 +303,7 @@ class SpanExport:
             context,
             span_id,
             parent,
-            attempt.started_at,
+            start,
             end,
             attributes,
             SpanKind.CLIENT,
