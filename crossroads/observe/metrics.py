@@ -113,6 +113,12 @@ FAMILIES = {
             ("from_model", "to_model"),
         ),
         Family(
+            "crossroads_cache_lookups",
+            "counter",
+            "Semantic cache lookups, by outcome (hit, miss, store).",
+            ("entrypoint", "decision", "outcome"),
+        ),
+        Family(
             "crossroads_tokens",
             "counter",
             "Tokens of settled answers (upstream usage, or counted when it reports none).",
@@ -247,6 +253,7 @@ class RequestMetrics:
         self.attempts: dict[tuple[str, str], _Attempts] = {}
         self.signals: dict[str, _Signal] = {}
         self.fallbacks: dict[tuple[str, str], int] = {}
+        self.cache: dict[tuple[str, str, str], int] = {}
         self.pending: list[Trace] = []
 
     def observe(self, trace: Trace) -> None:
@@ -316,6 +323,9 @@ class RequestMetrics:
                 self._signals(route)
         if trace.attempts:
             self._attempts(trace)
+        if trace.cache is not None:
+            lookup = (entry, decision, trace.cache)
+            self.cache[lookup] = self.cache.get(lookup, 0) + 1
 
     def _signals(self, route: Route) -> None:
         signals = self.signals
@@ -428,6 +438,7 @@ class RequestMetrics:
             if signal.errors:
                 counters["crossroads_signal_errors"][(name, "error")] = signal.errors
         counters["crossroads_fallbacks"].update(self.fallbacks)
+        counters["crossroads_cache_lookups"].update(self.cache)
         return counters, histograms
 
     def snapshot(self, live: dict[str, dict[tuple[str, ...], float]]) -> dict[str, Any]:

@@ -260,6 +260,20 @@ def test_tokens_without_key_labels_when_by_key_is_off() -> None:
     assert counters["crossroads_cost_usd"] == [[["m", "", ""], 0.5]]
 
 
+def test_cache_lookups_by_outcome() -> None:
+    metrics = RequestMetrics(frozenset({"auto"}))
+    for outcome in ("hit", "hit", "miss", "store"):
+        trace = Trace("t", 0.0, "auto", "chat", False, latency_ms=1.0, cache=outcome)
+        trace.route = Route(model="m", decision="d", selection="first")
+        metrics.observe(trace)
+    counters = metrics.snapshot({})["counters"]["crossroads_cache_lookups"]
+    assert {tuple(k): v for k, v in counters} == {
+        ("auto", "d", "hit"): 2,
+        ("auto", "d", "miss"): 1,
+        ("auto", "d", "store"): 1,
+    }
+
+
 def test_histogram_buckets_and_signal_timeouts() -> None:
     metrics = RequestMetrics(frozenset({"auto"}))
     trace = Trace("t", 0.0, "auto", "chat", False, latency_ms=30.0)
