@@ -2,7 +2,7 @@
 so two checkouts (or a commit and its baseline) compare on a busy machine where CPU time
 cannot. User-space instructions only: system calls and the kernel's share are not counted.
 
-    python -m bench.instructions [--requests 300] [--stream]   # in process, no sockets
+    python -m bench.instructions [--requests 300] [--stream] [--metrics off]   # in process
     python -m bench.instructions --wire [--traces none]        # crossroads serve over loopback
 
 In process, the request path of ``bench.request_path`` (parsing, routing, format conversion,
@@ -54,20 +54,22 @@ def _toggle(pid: int, on: bool) -> None:
     )
 
 
-def in_process(requests: int, stream: bool) -> float:
+def in_process(requests: int, stream: bool, metrics: bool = True) -> float:
     """Instructions per request of the in-process request path."""
     cmd = [sys.executable, "-m", "bench.instructions", "--child", str(requests)]
-    child = _callgrind(cmd + (["--stream"] if stream else []), cwd=os.getcwd())
+    cmd += ["--stream"] if stream else []
+    cmd += [] if metrics else ["--metrics", "off"]
+    child = _callgrind(cmd, cwd=os.getcwd())
     _, err = child.communicate(timeout=1800)
     if child.returncode != 0:
         raise SystemExit(err.decode()[-2000:])
     return _collected(err) / requests
 
 
-async def _child(requests: int, stream: bool) -> None:
+async def _child(requests: int, stream: bool, metrics: bool) -> None:
     from bench.request_path import app_and_request
 
-    app, call = await app_and_request(stream)
+    app, call = await app_and_request(stream, metrics)
     for _ in range(WARM):
         await call()
     _toggle(os.getpid(), True)
@@ -125,17 +127,24 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--wire", action="store_true", help="crossroads serve over loopback")
     parser.add_argument("--traces", default="sqlite:///bench/out/instructions-traces.db")
+    parser.add_argument(
+        "--metrics",
+        choices=["on", "off"],
+        default="on",
+        help="in process: the metrics section (over the wire: CROSSROADS_BENCH_METRICS)",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        asyncio.run(_child(args.child, args.stream))
+        asyncio.run(_child(args.child, args.stream, args.metrics == "on"))
         return
     if args.wire:
         n = over_the_wire(args.requests, args.traces)
         print(f"wire ({args.traces}): {n:,.0f} instructions per request")
     else:
-        n = in_process(args.requests, args.stream)
-        print(f"{'stream' if args.stream else 'json'}: {n:,.0f} instructions per request")
+        n = in_process(args.requests, args.stream, args.metrics == "on")
+        kind = "stream" if args.stream else "json"
+        print(f"{kind}, metrics {args.metrics}: {n:,.0f} instructions per request")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 with an in-memory upstream, so what is measured is parsing, routing, format conversion,
 dispatch bookkeeping, settlement and trace assembly.
 
-    python -m bench.request_path [--requests 20000] [--stream]
+    python -m bench.request_path [--requests 20000] [--stream] [--metrics on|off|both]
 
 Prints CPU µs per request (process time, best of 5 rounds). Compare two checkouts by running
 it in each, alternating, in one session; the numbers are comparable only on one machine.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -86,9 +87,12 @@ CONFIG = {
 }
 
 
-async def app_and_request(stream: bool) -> tuple[Any, Callable[[], Awaitable[None]]]:
+async def app_and_request(
+    stream: bool, metrics: bool = True
+) -> tuple[Any, Callable[[], Awaitable[None]]]:
     """The started app and a call that sends it one chat request (JSON or a stream)."""
-    app = create_app(parse_config(CONFIG), store=MemoryTraceStore(), upstreams={"mem": InMemory()})
+    config = parse_config({**CONFIG, "metrics": {"enabled": metrics}})
+    app = create_app(config, store=MemoryTraceStore(), upstreams={"mem": InMemory()})
     await app.startup()
     body = orjson.dumps(
         {
@@ -123,27 +127,64 @@ async def app_and_request(stream: bool) -> tuple[Any, Callable[[], Awaitable[Non
     return app, call
 
 
-async def run(n: int, stream: bool) -> float:
-    app, call = await app_and_request(stream)
-    best = float("inf")
-    for _ in range(5):
-        app.store = MemoryTraceStore()
-        gc.collect()
-        t0 = time.process_time()
-        for _ in range(n):
-            await call()
-        best = min(best, (time.process_time() - t0) / n * 1e6)
-    await app.shutdown()
+async def run(n: int, stream: bool, variants: dict[str, bool], rounds: int = 5) -> dict[str, float]:
+    """Best CPU µs per request of each variant (name -> metrics on), their rounds
+    interleaved in one process so that load on the machine weighs on all alike; with two
+    variants also ``paired difference``: the median difference of batches of 200 requests,
+    the variants taking turns."""
+    calls = {}
+    for name, metrics in variants.items():
+        calls[name] = await app_and_request(stream, metrics)
+    best = dict.fromkeys(calls, float("inf"))
+    for _ in range(rounds):
+        for name, (app, call) in calls.items():
+            app.store = MemoryTraceStore()
+            gc.collect()
+            t0 = time.process_time()
+            for _ in range(n):
+                await call()
+            best[name] = min(best[name], (time.process_time() - t0) / n * 1e6)
+    if len(calls) == 2:
+        diffs = []
+        for _ in range(max(1, rounds * n // 200)):
+            took = []
+            for _, call in calls.values():
+                t0 = time.process_time()
+                for _ in range(200):
+                    await call()
+                took.append((time.process_time() - t0) / 200 * 1e6)
+            diffs.append(took[0] - took[1])
+        best["paired difference"] = statistics.median(diffs)
+    for app, _ in calls.values():
+        await app.shutdown()
     return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.request_path")
     parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--stream", action="store_true")
+    parser.add_argument(
+        "--metrics",
+        choices=["on", "off", "both"],
+        default="on",
+        help="both: metrics on and off, rounds interleaved, and the difference",
+    )
     args = parser.parse_args()
-    us = asyncio.run(run(args.requests, args.stream))
-    print(f"{'stream' if args.stream else 'json'}: {us:.1f} us CPU per request")
+    variants = {"on": True, "off": False}
+    if args.metrics != "both":
+        variants = {args.metrics: variants[args.metrics]}
+    best = asyncio.run(run(args.requests, args.stream, variants, args.rounds))
+    kind = "stream" if args.stream else "json"
+    paired = best.pop("paired difference", None)
+    for name, us in best.items():
+        print(f"{kind}, metrics {name}: {us:.1f} us CPU per request (best round)")
+    if paired is not None:
+        print(
+            f"{kind}, on - off: {best['on'] - best['off']:+.1f} us (best rounds), "
+            f"{paired:+.1f} us (median of paired batches)"
+        )
 
 
 if __name__ == "__main__":

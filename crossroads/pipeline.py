@@ -105,6 +105,7 @@ class Pipeline:
 
     async def route(self, request: RoutingRequest, model: str) -> Route:
         """Choose the model for ``request`` sent to ``model`` (an entrypoint or a model)."""
+        started_at = time.time()
         start = time.perf_counter()
         if model in self.models_:
             route = self._explicit(request, model)
@@ -116,6 +117,7 @@ class Pipeline:
                 param="model",
             )
         route.routing_ms = (time.perf_counter() - start) * 1000
+        route.started_at = started_at
         return route
 
     def _explicit(self, request: RoutingRequest, model: str) -> Route:
@@ -224,7 +226,9 @@ async def _bounded(signal: Signal, request: RoutingRequest) -> SignalResult:
         async with asyncio.timeout(signal.timeout_ms / 1000):
             (result,) = await signal.evaluate([request])
     except TimeoutError:
-        result = SignalResult(signal.name, False, error=f"timed out after {signal.timeout_ms:g} ms")
+        result = SignalResult(
+            signal.name, False, error=f"timed out after {signal.timeout_ms:g} ms", timed_out=True
+        )
     except Exception as exc:
         result = SignalResult(signal.name, False, error=_error_text(exc))
     result.elapsed_ms = (time.perf_counter() - t0) * 1000

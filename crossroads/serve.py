@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +156,30 @@ def pool_lines(pool: Any) -> list[str]:
     ]
 
 
+@contextlib.contextmanager
+def _metrics_dir(cfg: Config) -> Iterator[None]:
+    """Where the workers of one ``serve`` publish their metrics to each other
+    (``$CROSSROADS_METRICS_DIR``): a fresh directory, removed at exit; or the one the
+    environment names, emptied of an earlier run's snapshots."""
+    from crossroads.observe.workers import DIR_ENV, clear
+
+    if not cfg.metrics.enabled:
+        yield
+        return
+    given = os.environ.get(DIR_ENV)
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        clear(Path(given))
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="crossroads-metrics-") as path:
+        os.environ[DIR_ENV] = path
+        try:
+            yield
+        finally:
+            del os.environ[DIR_ENV]
+
+
 def _run(
     cfg: Config,
     *,
@@ -173,7 +200,8 @@ def _run(
             raise CrossroadsError("--workers > 1 needs a config file (-c): workers load it by path")
         os.environ["CROSSROADS_CONFIG"] = str(Path(config_path).resolve())
         print(banner(cfg, options["host"], options["port"], n), flush=True)
-        uvicorn.run("crossroads.gateway.app:app_from_env", factory=True, workers=n, **options)
+        with _metrics_dir(cfg):
+            uvicorn.run("crossroads.gateway.app:app_from_env", factory=True, workers=n, **options)
         return
     server = uvicorn.Server(uvicorn.Config(create_app(cfg, freeze_gc=True), **options))
     text = banner(cfg, options["host"], options["port"], 1)

@@ -191,6 +191,7 @@ class SignalResult:
     detail: str | None = None
     elapsed_ms: float = 0.0
     error: str | None = None
+    timed_out: bool = False  # an asynchronous signal that ran past its ``timeout_ms``
 
 
 @dataclass(slots=True)
@@ -217,6 +218,7 @@ class Route:
     estimated_cost: float = 0.0
     prompt_tokens_estimate: int = 0
     routing_ms: float = 0.0
+    started_at: float = 0.0  # wall-clock time (epoch s) routing started
 
 
 @dataclass(slots=True)
@@ -254,6 +256,8 @@ class Attempt:
     error: str | None = None
     status: int | None = None
     at_ms: float | None = None
+    category: str | None = None  # of a failure: timeout, connect, protocol, http_<status>, error
+    span_id: str | None = None  # its OpenTelemetry span, sent upstream in ``traceparent``
 
 
 @dataclass(slots=True)
@@ -328,6 +332,7 @@ class Trace:
     latency_ms: float | None = None
     status: int = 200
     error: str | None = None
+    error_code: str | None = None  # the error's ``code`` as the client read it
     attempts: list[Attempt] = field(default_factory=list)
     caller: Caller | RecordedCaller | None = None
     plan: str | None = None  # a multi-call plan's kind ("cascade", "fanout"), else one call

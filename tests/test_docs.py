@@ -32,6 +32,8 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         cfg.ApiKey,
         cfg.StoreConfig,
         cfg.UiConfig,
+        cfg.MetricsConfig,
+        cfg.OpenTelemetryConfig,
         cfg.Timeouts,
         cfg.OpenAIUpstreamConfig,
         cfg.AnthropicUpstreamConfig,

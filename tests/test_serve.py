@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+from pathlib import Path
+
+import pytest
 
 from crossroads.serve import banner
 from tests.conftest import routing_config
@@ -59,3 +63,27 @@ def test_sigterm_waits_for_open_requests_only_as_long_as_configured(
         proc.wait(20)
         took = time.monotonic() - began
     assert took < 10, f"shutdown took {took:.1f} s with shutdown_timeout_s = 1"
+
+
+def test_workers_share_a_fresh_metrics_dir_removed_at_exit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crossroads.config import parse_config
+    from crossroads.observe.workers import DIR_ENV
+    from crossroads.serve import _metrics_dir
+
+    cfg = parse_config(
+        {"upstreams": [{"name": "u", "kind": "mock"}], "models": [{"name": "m", "upstream": "u"}]}
+    )
+    monkeypatch.delenv(DIR_ENV, raising=False)
+    with _metrics_dir(cfg):
+        made = Path(os.environ[DIR_ENV])
+        assert made.is_dir()
+    assert not made.exists() and DIR_ENV not in os.environ
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "worker-123.json").write_text("{}")  # an earlier run's counts
+    monkeypatch.setenv(DIR_ENV, str(given))
+    with _metrics_dir(cfg):
+        assert list(given.iterdir()) == []
+    assert given.is_dir()

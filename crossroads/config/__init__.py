@@ -30,6 +30,7 @@ from crossroads.config.models import (
     Price,
     RetryConfig,
 )
+from crossroads.config.observe import MetricsConfig, OpenTelemetryConfig
 from crossroads.config.rules import (
     AllRule,
     AnyRule,
@@ -78,6 +79,8 @@ __all__ = [
     "StoreConfig",
     "StateConfig",
     "StateFailurePolicy",
+    "MetricsConfig",
+    "OpenTelemetryConfig",
     "Timeouts",
     "OpenAIUpstreamConfig",
     "AnthropicUpstreamConfig",

@@ -9,6 +9,7 @@ from pydantic import (
 
 from crossroads.config.base import _Strict
 from crossroads.config.models import DispatchConfig, ModelConfig
+from crossroads.config.observe import MetricsConfig, OpenTelemetryConfig
 from crossroads.config.plans import plan_models
 from crossroads.config.rules import (
     AllRule,
@@ -32,6 +33,8 @@ class Config(_Strict):
 
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    opentelemetry: OpenTelemetryConfig = OpenTelemetryConfig()
     dispatch: DispatchConfig = DispatchConfig()
     upstreams: list[Upstream] = Field(min_length=1)
     models: list[ModelConfig] = Field(min_length=1)

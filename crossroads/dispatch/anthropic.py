@@ -10,7 +10,7 @@ from typing import Any
 
 from crossroads.dispatch.base import Completion
 from crossroads.dispatch.errors import is_success, status_error, translate
-from crossroads.dispatch.http import HTTPUpstream
+from crossroads.dispatch.http import HTTPUpstream, trace_headers
 from crossroads.dispatch.sse import frames
 from crossroads.exceptions import UpstreamStatusError
 from crossroads.formats.anthropic_messages import usage_from
@@ -42,7 +42,10 @@ class AnthropicUpstream(HTTPUpstream):
         session = self._client()
         try:
             async with session.post(
-                self.config.base_url + MESSAGES_PATH, data=payload, allow_redirects=False
+                self.config.base_url + MESSAGES_PATH,
+                data=payload,
+                headers=trace_headers(),
+                allow_redirects=False,
             ) as resp:
                 raw = await self.read_body(resp)
                 if not is_success(resp.status):
@@ -59,7 +62,10 @@ class AnthropicUpstream(HTTPUpstream):
         session = self._client()
         try:
             async with session.post(
-                self.config.base_url + MESSAGES_PATH, data=payload, allow_redirects=False
+                self.config.base_url + MESSAGES_PATH,
+                data=payload,
+                headers=trace_headers(),
+                allow_redirects=False,
             ) as resp:
                 if not is_success(resp.status):
                     raise anthropic_status_error(

@@ -32,6 +32,7 @@ from crossroads.exceptions import (
     UpstreamTimeoutError,
 )
 from crossroads.formats import get_format
+from crossroads.observe.context import enter_attempt
 from crossroads.types import Attempt, Operation, Request, Route, Trace
 
 T = TypeVar("T")
@@ -92,6 +93,9 @@ class Dispatcher:
             for m in cfg.models
         }
         self.budget = RetryBudget(cfg.dispatch.retries)
+        otel = cfg.opentelemetry
+        # With tracing on, each attempt gets a span id, sent upstream in ``traceparent``.
+        self._sample_ratio = otel.sample_ratio if otel.enabled and otel.propagate else None
         return self
 
     # ------------------------------------------------------------------ what selection sees
@@ -225,6 +229,9 @@ class Dispatcher:
                         upstream=e.upstream.name,
                     )
                 e.in_flight += 1
+                span_id = None
+                if self._sample_ratio is not None:
+                    span_id = enter_attempt(trace, self._sample_ratio)
                 start = time.perf_counter()
                 try:
                     if left >= e.total_timeout_s:  # the upstream's own total timeout ends first
@@ -241,7 +248,7 @@ class Dispatcher:
                 except BaseException as exc:
                     e.in_flight -= 1
                     err = _as_upstream_error(exc, e, left)
-                    _record(trace, model.name, e, start, err)
+                    _record(trace, model.name, e, start, err, span_id)
                     if not isinstance(err, UpstreamError):
                         # Not the endpoint's failure: the request could not be sent (the
                         # client's 400) or we failed. No verdict, no retry, no fallback.
@@ -257,7 +264,7 @@ class Dispatcher:
                 ms = (time.perf_counter() - start) * 1000
                 e.observe_ttft(ms)
                 e.served += 1
-                _record(trace, model.name, e, start, None)
+                _record(trace, model.name, e, start, None, span_id)
                 if keep_open:
                     e.breaker.confirm()
                 else:
@@ -352,19 +359,25 @@ def _as_upstream_error(exc: BaseException, e: EndpointState, left: float) -> Bas
 
 
 def _record(
-    trace: Trace, model: str, e: EndpointState, start: float, error: BaseException | None
+    trace: Trace,
+    model: str,
+    e: EndpointState,
+    start: float,
+    error: BaseException | None,
+    span_id: str | None,
 ) -> None:
     latency_ms = (time.perf_counter() - start) * 1000
-    trace.attempts.append(
-        Attempt(
-            model=model,
-            upstream=e.key,
-            outcome="ok" if error is None else "error",
-            latency_ms=round(latency_ms, 3),
-            error=None if error is None else f"{type(error).__name__}: {error}",
-            status=getattr(error, "upstream_status", getattr(error, "status", None))
-            if error
-            else None,
-            at_ms=round((time.time() - trace.created_at) * 1000 - latency_ms, 3),
-        )
+    attempt = Attempt(
+        model=model,
+        upstream=e.key,
+        outcome="ok",
+        latency_ms=round(latency_ms, 3),
+        at_ms=round((time.time() - trace.created_at) * 1000 - latency_ms, 3),
+        span_id=span_id,
     )
+    if error is not None:
+        attempt.outcome = "error"
+        attempt.error = f"{type(error).__name__}: {error}"
+        attempt.status = getattr(error, "upstream_status", getattr(error, "status", None))
+        attempt.category = failure_category(error)
+    trace.attempts.append(attempt)

@@ -19,8 +19,25 @@ from crossroads.dispatch.base import Upstream
 from crossroads.dispatch.errors import body_too_large, compressed, is_compressed
 from crossroads.dispatch.rawhttp import ConnectionPool
 from crossroads.exceptions import RequestEncodingError, UpstreamProtocolError
+from crossroads.observe.context import TRACEPARENT
 
 IDENTITY = {"accept-encoding": "identity"}  # no compression: bodies are bounded as they come
+CONTENT_LENGTH = b"content-length: "  # how a raw request head ends
+
+
+def traced_head(head: bytes) -> bytes:
+    """A raw request head with the current attempt's ``traceparent`` (tracing on), else as is."""
+    parent = TRACEPARENT.get()
+    if parent is None:
+        return head
+    cut = len(head) - len(CONTENT_LENGTH)
+    return b"%straceparent: %s\r\n%s" % (head[:cut], parent.encode(), CONTENT_LENGTH)
+
+
+def trace_headers() -> dict[str, str] | None:
+    """Per-call headers for aiohttp: the current attempt's ``traceparent``, if tracing is on."""
+    parent = TRACEPARENT.get()
+    return None if parent is None else {"traceparent": parent}
 
 
 # "aiohttp" switches the raw client off (for comparison, or an upstream it mishandles).

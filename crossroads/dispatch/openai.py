@@ -13,7 +13,7 @@ from urllib.parse import urlencode, urlsplit
 from crossroads.config import OpenAIUpstreamConfig
 from crossroads.dispatch.base import Completion
 from crossroads.dispatch.errors import is_success, status_error, translate
-from crossroads.dispatch.http import HTTPUpstream
+from crossroads.dispatch.http import HTTPUpstream, trace_headers, traced_head
 from crossroads.dispatch.sse import DONE, frames
 from crossroads.exceptions import UpstreamError, UpstreamProtocolError, UpstreamTimeoutError
 from crossroads.formats.openai_chat import usage_from
@@ -97,7 +97,8 @@ class OpenAIUpstream(HTTPUpstream):
         pool = self._pool or self._raw_pool()
         payload = self.encode(body)
         try:
-            status, headers, raw = await pool.fetch(self._heads()[operation], payload, within)
+            head = traced_head(self._heads()[operation])
+            status, headers, raw = await pool.fetch(head, payload, within)
         except (asyncio.CancelledError, UpstreamError):
             raise
         except Exception as exc:
@@ -126,6 +127,7 @@ class OpenAIUpstream(HTTPUpstream):
                     self._url(operation),
                     data=payload,
                     params=self.config.query or None,
+                    headers=trace_headers(),
                     allow_redirects=False,
                 ) as resp,
             ):
@@ -152,7 +154,7 @@ class OpenAIUpstream(HTTPUpstream):
         # The pool's first_byte timer runs until the first body byte, then read and total.
         payload = self.encode(body)
         try:
-            response = await pool.open(self._heads()[operation], payload)
+            response = await pool.open(traced_head(self._heads()[operation]), payload)
         except (asyncio.CancelledError, UpstreamError):
             raise
         except Exception as exc:

@@ -5,6 +5,7 @@ Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/mess
 ``GET /v1/models``,
 ``GET /v1/models/{id}``, ``GET /health``, ``GET /ready`` (the ``/v1`` prefix is optional),
 ``GET /v1/crossroads/endpoints``: live endpoint state (load, latency, circuit),
+``GET /metrics`` (Prometheus, at ``metrics.path``),
 ``GET /openapi.json``: the OpenAPI 3.1 document of all of these (no API key needed), and,
 behind the admin key, the dashboard at ``/ui`` and its API under ``/v1/crossroads/admin/``
 (keys, teams and spend: :mod:`crossroads.gateway.admin`).
@@ -40,7 +41,7 @@ from crossroads.exceptions import (
 )
 from crossroads.formats import get_format
 from crossroads.gateway.admin import ADMIN_PATHS, AdminAPI
-from crossroads.gateway.errors import render, too_large
+from crossroads.gateway.errors import error_code, render, too_large
 from crossroads.gateway.handlers import FormatHandler, routing_headers, send_body
 from crossroads.gateway.openapi import openapi_json
 from crossroads.limits import Limits
@@ -52,6 +53,8 @@ from crossroads.types import Caller, Trace
 
 if TYPE_CHECKING:
     from crossroads.keys.ring import KeyRing
+    from crossroads.observe.otel import SpanExport
+    from crossroads.observe.workers import WorkerMetrics
 
 log = logging.getLogger("crossroads.gateway")
 
@@ -160,6 +163,9 @@ class Gateway:
                 drain_timeout_s=cfg.store.drain_timeout_s,
             )
             self.store.start()
+            self.metrics = self._metrics() if cfg.metrics.enabled else None
+            self.spans = self._spans() if cfg.opentelemetry.enabled else None
+            self._observers = tuple(o.observe for o in (self.metrics, self.spans) if o is not None)
             self.keys = _api_keys(cfg)
             self._watchers = _Watchers()
             self.teams = {team.name: team for team in cfg.teams}
@@ -172,7 +178,7 @@ class Gateway:
                 s.header.lower()
                 for s in cfg.signals
                 if s.kind == "metadata" and s.source == "header" and s.header
-            )
+            ) | ({"traceparent"} if cfg.opentelemetry.enabled else set())
             created = int(time.time())
             self._model_cards = {
                 name: {"id": name, "object": "model", "created": created, "owned_by": "crossroads"}
@@ -188,10 +194,30 @@ class Gateway:
                 gc.collect()
                 gc.freeze()
 
+    def _metrics(self) -> WorkerMetrics:
+        from crossroads.observe.workers import DIR_ENV, WorkerMetrics
+
+        names = frozenset(self.pipeline.model_names())
+        metrics = WorkerMetrics(
+            self.config.metrics, names, self.dispatcher, self.store, os.environ.get(DIR_ENV)
+        )
+        metrics.start()
+        return metrics
+
+    def _spans(self) -> SpanExport:
+        from crossroads.observe.otel import SpanExport
+
+        concurrent = frozenset(n for n, s in self.pipeline.signals_.items() if s.is_async)
+        return SpanExport(self.config.opentelemetry, self.config, concurrent).start()
+
     async def shutdown(self) -> None:
         """Close upstream connections and flush traces."""
         if not self._started:
             return
+        if self.metrics is not None:
+            self.metrics.close()
+        if self.spans is not None:
+            self.spans.close()
         for upstream in self.upstreams.values():
             try:
                 await upstream.aclose()
@@ -277,6 +303,8 @@ class Gateway:
             return await self.admin_api(scope, receive, send)
         if path.startswith(ADMIN_PREFIXES) or path == "/ui":
             return await self.dashboard.serve(scope, send)
+        if self.metrics is not None and path == self.config.metrics.path:
+            return await self._scrape(scope, method, send)
         if path == "/openapi.json" and method == "GET":
             return await send_body(send, 200, openapi_json(), JSON_HEADERS)
         if path == "/health":
@@ -316,11 +344,13 @@ class Gateway:
                 raise
             asyncio.current_task().uncancel()  # type: ignore[union-attr]
             trace.status, trace.error = 499, "client disconnected; upstream call cancelled"
+            trace.error_code = CLIENT_GONE
         except ClientGoneError:
             trace.status, trace.error = 499, "client disconnected before the answer was written"
+            trace.error_code = CLIENT_GONE
         except Exception as exc:
             status, payload, extra = handler.error(exc, trace.trace_id)
-            trace.status = status
+            trace.status, trace.error_code = status, error_code(exc)
             trace.error = payload.decode() if not isinstance(exc, CrossroadsError) else str(exc)
             if isinstance(exc, UpstreamError):  # the client read a generic message
                 log.log(
@@ -343,6 +373,22 @@ class Gateway:
             self.engine.finish(trace)
             _bound_caller_fields(trace)
             self.store.record(trace)
+            for observe in self._observers:
+                observe(trace)
+
+    async def _scrape(self, scope: Scope, method: str, send: Any) -> None:
+        """``GET /metrics``: every worker's metrics, for Prometheus."""
+        try:
+            if method != "GET":
+                raise MethodNotAllowedError(f"Use GET for {scope['path']}.")
+            if self.config.metrics.require_admin_key:
+                self._admin(scope)
+        except RequestError as exc:
+            return await self._error(send, exc)
+        assert self.metrics is not None
+        accept = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"accept"), None)
+        body, content_type = await self.metrics.exposition(accept)
+        await send_body(send, 200, body, [(b"content-type", content_type.encode())])
 
     def _caller(self, scope: Scope) -> Caller:
         # Only headers a metadata signal reads are kept (traces store them); credentials
@@ -452,6 +498,7 @@ class Gateway:
 
 
 ERROR_CHARS = 2000  # a trace's error text at most
+CLIENT_GONE = "client_disconnected"
 
 
 def _bound_caller_fields(trace: Trace) -> None:

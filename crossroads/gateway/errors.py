@@ -58,6 +58,12 @@ def render(
     )
 
 
+def error_code(exc: BaseException) -> str:
+    """The ``code`` of the error body :func:`render` makes for ``exc``."""
+    code = getattr(exc, "code", None) if isinstance(exc, CrossroadsError) else None
+    return code if isinstance(code, str) else "internal_error"
+
+
 def client_message(exc: UpstreamError, trace_id: str | None = None) -> str:
     """What a client reads of an upstream failure: the error's ``public`` text when it has
     one (the client's own 4xx, keys masked; every endpoint down), else the kind of failure,

@@ -9,7 +9,7 @@ from typing import Any
 from crossroads.dispatch.errors import failure_category
 from crossroads.engine import Engine, EngineStream
 from crossroads.exceptions import ClientGoneError
-from crossroads.gateway.errors import render
+from crossroads.gateway.errors import error_code, render
 from crossroads.limits import ratelimit_headers
 from crossroads.types import Caller, Request, Trace
 
@@ -121,7 +121,7 @@ class FormatHandler:
                 raise
             except Exception as exc:  # after the start line, errors travel inside the stream
                 status, payload, _ = render(exc, self.fmt.error_body, trace.trace_id)
-                trace.status, trace.error = status, str(exc)
+                trace.status, trace.error, trace.error_code = status, str(exc), error_code(exc)
                 failure = failure_category(exc)
                 await emit(encoder.error(status, payload))
             await emit(b"", more=False)

@@ -135,6 +135,20 @@ def build_document() -> dict[str, Any]:
             {},
         )
     }
+    paths["/metrics"] = {
+        "get": _operation(
+            "metrics",
+            "Prometheus metrics of every worker (at metrics.path; with "
+            "metrics.require_admin_key, the admin key)",
+            {
+                "200": {
+                    "description": "Prometheus text format, or OpenMetrics if accepted",
+                    "content": {"text/plain": {}, "application/openmetrics-text": {}},
+                }
+            },
+            {},
+        )
+    }
     paths["/openapi.json"] = {
         "get": _operation(
             "openapi",

@@ -53,6 +53,7 @@ OPERATIONS = [
     ("GET", "/v1/crossroads/endpoints", 10, 0),
     ("GET", "/health", 5, 0),
     ("GET", "/ready", 5, 0),
+    ("GET", "/metrics", 5, 0),
     ("GET", "/openapi.json", 5, 0),
     ("GET", "/v1/crossroads/admin/traces", 80, 60),
     ("GET", "/v1/crossroads/admin/traces/{id}", 20, 0),

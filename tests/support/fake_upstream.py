@@ -89,6 +89,7 @@ class FakeUpstreamApp:
         )
         self.stats: Counter[str] = Counter()
         self.in_flight = 0
+        self.traceparents: list[str] = []  # W3C trace context of the calls, in order
         self._ids = itertools.count(1)
         self._closing: asyncio.Event | None = None
 
@@ -127,6 +128,9 @@ class FakeUpstreamApp:
         self.stats["requests"] += 1
         self.stats[f"{method} {path}"] += 1
         if method == "POST" and path in ("/v1/chat/completions", "/v1/completions"):
+            for name, value in scope["headers"]:
+                if name == b"traceparent":
+                    self.traceparents.append(value.decode("latin-1"))
             self.in_flight += 1
             self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self.in_flight)
             try:
