@@ -108,6 +108,11 @@ SELECTORS: Registry[type[Any]] = Registry("crossroads.selectors", "selection met
 UPSTREAMS: Registry[type[Any]] = Registry("crossroads.upstreams", "upstream kind")
 ROUTERS: Registry[type[Any]] = Registry("crossroads.routers", "router")
 STORES: Registry[Callable[..., Any]] = Registry("crossroads.stores", "trace store")
+# Learned signals: their modules (numpy heads, the encoder) load only when a config names them.
+SIGNALS.register_lazy("domain", "crossroads.signals.domain:DomainSignal")
+SIGNALS.register_lazy("complexity", "crossroads.signals.complexity:ComplexitySignal")
+SIGNALS.register_lazy("jailbreak", "crossroads.signals.jailbreak:JailbreakSignal")
+SIGNALS.register_lazy("ood", "crossroads.signals.ood:OodSignal")
 UPSTREAMS.register_lazy("openai", "crossroads.dispatch.openai:OpenAIUpstream")
 UPSTREAMS.register_lazy("local", "crossroads.dispatch.openai:OpenAIUpstream")
 UPSTREAMS.register_lazy("anthropic", "crossroads.dispatch.anthropic:AnthropicUpstream")

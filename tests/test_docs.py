@@ -10,6 +10,10 @@ from pydantic import BaseModel
 from crossroads import config as cfg
 from crossroads.cli import _register_plugins, app
 from crossroads.config import plans
+from crossroads.signals.complexity import ComplexitySignalConfig
+from crossroads.signals.domain import DomainSignalConfig
+from crossroads.signals.jailbreak import JailbreakSignalConfig
+from crossroads.signals.ood import OodSignalConfig
 
 DOCS = Path(__file__).parent.parent / "docs"
 README = Path(__file__).parent.parent / "README.md"
@@ -43,6 +47,10 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         cfg.MetadataSignal,
         cfg.HasCodeSignal,
         cfg.EmbeddingSignal,
+        DomainSignalConfig,
+        ComplexitySignalConfig,
+        JailbreakSignalConfig,
+        OodSignalConfig,
         cfg.Decision,
         cfg.DefaultDecision,
         cfg.Entrypoint,
@@ -71,5 +79,10 @@ def test_every_cli_command_is_in_the_readme() -> None:
     _register_plugins()
     text = README.read_text()
     commands = [c.name or c.callback.__name__ for c in app.registered_commands]
+    commands += [
+        f"{g.name} {c.name or c.callback.__name__}"
+        for g in app.registered_groups
+        for c in g.typer_instance.registered_commands
+    ]
     missing = [c for c in commands if f"crossroads {c}" not in text]
     assert not missing, f"document these commands in README.md: {missing}"
