@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from crossroads.exceptions import CrossroadsError
+
 Kind = Literal["domain", "complexity", "jailbreak"]
 
 # The scoped ood check: a policy whose decisions cover code and math only.
@@ -46,6 +48,19 @@ def train_signal(
     from crossroads.embeddings import EmbeddingCache
     from crossroads.signals import corpora, training
 
+    if kind not in ("domain", "complexity", "jailbreak"):
+        raise CrossroadsError(f"unknown signal {kind!r}: train domain, complexity or jailbreak")
+    # The data first: a bad file fails before the encoder loads.
+    parse = {"domain": str, "complexity": float, "jailbreak": int}[kind]
+    if data is not None:
+        examples = corpora.read_labelled(data, parse)
+    else:
+        build = {
+            "domain": corpora.domain_examples,
+            "complexity": corpora.complexity_examples,
+            "jailbreak": corpora.jailbreak_examples,
+        }[kind]
+        examples = build(shared)
     if embedder is None:
         from crossroads.signals.learned import _encoder
 
@@ -57,23 +72,16 @@ def train_signal(
 
     report: dict[str, Any]
     if kind == "domain":
-        examples = corpora.read_labelled(data) if data else corpora.domain_examples(shared)
         head, report = training.train_domain(examples, embed)
         if data is None:
             ood = [t for (t,) in corpora._tsv_rows(corpora._data_file("ood_eval.tsv"))]
             test = [e for e in examples if e.split == "test"]
             report["ood"] = training.evaluate_ood(head, test, embed, ood, OOD_SCOPED_EXEMPLARS)
     elif kind == "complexity":
-        examples = (
-            corpora.read_labelled(data, float) if data else corpora.complexity_examples(shared)
-        )
         head, report = training.train_complexity(examples, embed)
-    elif kind == "jailbreak":
-        examples = corpora.read_labelled(data, int) if data else corpora.jailbreak_examples(shared)
+    else:
         external = corpora.external_jailbreak_examples()
         head, report = training.train_jailbreak(examples, embed, external)
-    else:
-        raise typer.BadParameter(f"unknown signal {kind!r}: domain, complexity or jailbreak")
     head.meta["data"] = str(data) if data else "built-in corpus"
     report["saved"] = str(head.save(out))
     return report
@@ -103,8 +111,6 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Train a learned signal's head; print its held-out (test split) report."""
-        from crossroads.exceptions import CrossroadsError
-
         if kind not in ("domain", "complexity", "jailbreak"):
             raise typer.BadParameter(
                 f"{kind!r}: use domain, complexity or jailbreak", param_hint="KIND"

@@ -2,9 +2,9 @@
 
 A prompt is flagged when it is far from every reference prompt **and** outside the domain
 classifier's confident region. The references are ``exemplars`` (list your decisions'
-examples) or, without them, the training prompts the domain head keeps (up to 3,000
-embeddings of its in-scope labels: nearest-neighbour distance, about 0.2 ms a request). The domain region is confident when the top label is one of
-``labels`` (any but ``other`` when empty) with probability at least ``min_confidence``.
+examples) or, without them, the training prompts the domain head keeps (1,024 embeddings,
+those of in-scope labels count: a nearest-neighbour distance). The domain region is
+confident when the top label is one of ``labels`` (any but ``other`` when empty) with probability at least ``min_confidence``.
 A policy routes flagged prompts to a default model, or refuses them.
 """
 

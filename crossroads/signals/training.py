@@ -76,7 +76,7 @@ def _fit_choosing_c(
 
 
 def train_domain(
-    examples: list[Example], embed: Embed, *, references: int = 3000, max_val_flagged: float = 0.02
+    examples: list[Example], embed: Embed, *, references: int = 1024, max_val_flagged: float = 0.02
 ) -> tuple[Head, dict[str, Any]]:
     """A softmax head over the labels. It also keeps up to ``references`` of its training
     vectors (float16) for the ood guard, and the guard's default distance: the largest at
