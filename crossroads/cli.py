@@ -246,7 +246,7 @@ def spend(
 
 def _register_plugins() -> None:
     # Commands that live beside their feature register themselves here.
-    for module in ("crossroads.eval.cli", "crossroads.keys.cli"):
+    for module in ("crossroads.eval.cli", "crossroads.keys.cli", "crossroads.signals.cli"):
         try:
             mod = __import__(module, fromlist=["register"])
         except ImportError:

@@ -10,6 +10,10 @@ from pydantic import BaseModel
 from crossroads import config as cfg
 from crossroads.cli import _register_plugins, app
 from crossroads.config import plans
+from crossroads.signals.complexity import ComplexitySignalConfig
+from crossroads.signals.domain import DomainSignalConfig
+from crossroads.signals.jailbreak import JailbreakSignalConfig
+from crossroads.signals.ood import OodSignalConfig
 
 DOCS = Path(__file__).parent.parent / "docs"
 README = Path(__file__).parent.parent / "README.md"
@@ -45,6 +49,10 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         cfg.MetadataSignal,
         cfg.HasCodeSignal,
         cfg.EmbeddingSignal,
+        DomainSignalConfig,
+        ComplexitySignalConfig,
+        JailbreakSignalConfig,
+        OodSignalConfig,
         cfg.Decision,
         cfg.DefaultDecision,
         cfg.Entrypoint,
@@ -80,4 +88,12 @@ def test_every_cli_command_is_in_the_readme() -> None:
     text = README.read_text()
     commands = [c.name or c.callback.__name__ for c in app.registered_commands]
     missing = [c for c in commands if f"crossroads {c}" not in text]
+    # A group's command may be named in full or on a line that shows the group
+    # ("crossroads keys list ...  # also: crossroads keys show | rotate").
+    for group in app.registered_groups:
+        lines = [line for line in text.splitlines() if f"crossroads {group.name}" in line]
+        for c in group.typer_instance.registered_commands:
+            name = c.name or c.callback.__name__
+            if not any(re.search(rf"\b{re.escape(name)}\b", line) for line in lines):
+                missing.append(f"{group.name} {name}")
     assert not missing, f"document these commands in README.md: {missing}"

@@ -1,0 +1,93 @@
+"""Learned signals: small heads over the one MiniLM embedding of a request.
+
+Every learned signal (``domain``, ``complexity``, ``jailbreak``, ``ood``) reads the same
+vector: :func:`request_vector` lets concurrent signals of one request share a single
+encoder call (the first asks the shared micro-batcher, the others wait for its answer), so
+four learned signals cost one embedding. Heads load at ``prepare``, never per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from crossroads.config.signals import _SignalBase
+from crossroads.signals.base import Signal
+from crossroads.signals.heads import Head, resolve_head
+from crossroads.types import RoutingRequest, SignalResult
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class LearnedSignalConfig(_SignalBase):
+    """Keys every learned signal has: its own ``model`` (a head trained with
+    ``crossroads signals train``; default the built-in one)."""
+
+    model: str | None = None
+    timeout_ms: float = Field(200.0, gt=0)
+    scope: Literal["all", "last_user"] = "last_user"
+
+
+_inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
+
+
+def _batcher() -> Any:
+    # The existing shared encoder and micro-batcher of the embedding signal.
+    from crossroads.signals.embedding import shared_batcher
+
+    return shared_batcher()
+
+
+def _encoder() -> Any:
+    from crossroads.signals.embedding import shared_embedder
+
+    return shared_embedder()
+
+
+async def request_vector(text: str) -> np.ndarray:
+    """The embedding of ``text``; concurrent callers with the same text share one encode."""
+    key = (id(asyncio.get_running_loop()), text)
+    future = _inflight.get(key)
+    if future is None:
+        future = _inflight[key] = asyncio.ensure_future(_batcher().encode(text))
+        future.add_done_callback(lambda _: _inflight.pop(key, None))
+    # A caller that times out must not cancel the encode the others wait for.
+    return await asyncio.shield(future)
+
+
+class LearnedSignal(Signal):
+    """A signal computed from the request's embedding by a trained head.
+
+    Subclasses set ``head_name`` (the built-in head) and implement :meth:`judge`.
+    """
+
+    is_async = True
+    head_name: ClassVar[str] = ""
+
+    def prepare(self) -> None:
+        self.head: Head = resolve_head(self.head_name, self.config.model)
+        encoder = _encoder()
+        if self.head.dimension != encoder.dimension:
+            from crossroads.exceptions import ConfigError
+
+            raise ConfigError(
+                [
+                    (
+                        "signals",
+                        f"the head of {self.name} reads {self.head.dimension}-wide embeddings, "
+                        f"the encoder gives {encoder.dimension}: retrain it on this encoder",
+                    )
+                ]
+            )
+
+    async def evaluate(self, requests: list[RoutingRequest]) -> list[SignalResult]:
+        texts = [self.text_of(r) for r in requests]
+        vectors = await asyncio.gather(*(request_vector(t) for t in texts))
+        return [self.judge(v, t) for v, t in zip(vectors, texts, strict=True)]
+
+    def judge(self, vector: np.ndarray, text: str) -> SignalResult:
+        """The signal's result for one embedded text."""
+        raise NotImplementedError
