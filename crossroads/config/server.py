@@ -103,6 +103,7 @@ class StoreConfig(_Strict):
         if value in ("sqlite", "memory", "none") or value.startswith("sqlite:///"):
             return value
         from crossroads.registry import STORES
+        from crossroads.store import base  # noqa: F401  (registers the built-in stores)
 
         scheme = value.partition(":")[0]
         if scheme not in ("sqlite", "memory", "none") and STORES.find(scheme) is not None:
@@ -115,8 +116,10 @@ class StoreConfig(_Strict):
     @field_validator("keys")
     @classmethod
     def _known_key_store(cls, value: str | None) -> str | None:
-        if value is None or value == "sqlite" or value.startswith(
-            ("sqlite:///", "postgresql://", "postgres://")
+        if (
+            value is None
+            or value == "sqlite"
+            or value.startswith(("sqlite:///", "postgresql://", "postgres://"))
         ):
             return value
         raise ValueError(

@@ -15,7 +15,6 @@ import yaml
 
 from crossroads.config import load_config, parse_config
 from crossroads.decisions import find_conflicts
-from crossroads.exceptions import ConfigError
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason='the schema check needs pip install "crossroads[dev]"'
@@ -215,13 +214,6 @@ def test_the_shared_state_config_is_valid_but_for_its_pending_lines(
         assert data[section] == base[section], f"the overlay's {section} drifted from the base"
 
 
-@pytest.mark.xfail(
-    raises=ConfigError,
-    strict=True,
-    reason="store.traces: postgresql://... and the state: section are not in the config schema "
-    "yet; when they land this passes: reconcile docs/deploy.md (its PENDING lines) and the "
-    "overlay config, then remove this mark",
-)
 def test_the_shared_state_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in POD_ENV.items():
         monkeypatch.setenv(name, value)
