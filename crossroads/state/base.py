@@ -130,6 +130,21 @@ class StateBackend:
         """Release connections."""
 
 
+def first_fitting(costs: Sequence[int], spent: Sequence[int], budgets: Sequence[Budget]) -> int:
+    """The index of the first of ``costs`` that fits every budget (``spent`` of each so
+    far), or -1; 0 when there are no budgets."""
+    if not budgets:
+        return 0
+    return next(
+        (
+            c
+            for c, cost in enumerate(costs)
+            if all(u + cost <= b.limit for u, b in zip(spent, budgets, strict=True))
+        ),
+        -1,
+    )
+
+
 def open_state(spec: str, **settings: Any) -> StateBackend:
     """The backend for a ``state.backend`` setting; the part before the first ``:`` names
     its factory in ``STATES`` (plugins too), which gets the whole spec and ``settings``

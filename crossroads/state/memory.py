@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from crossroads.state.base import Admission, Budget, Settlement, StateBackend, Window
+from crossroads.state.base import (
+    Admission,
+    Budget,
+    Settlement,
+    StateBackend,
+    Window,
+    first_fitting,
+)
 
 FOREVER = float("inf")
 
@@ -85,18 +92,9 @@ class MemoryState(StateBackend):
             used.append(count)
         states = [self._budget(b.key, now) for b in budgets]
         spent = [s.used(now) for s in states]
-        choice = 0
-        if budgets:
-            choice = next(
-                (
-                    c
-                    for c, cost in enumerate(costs)
-                    if all(u + cost <= b.limit for u, b in zip(spent, budgets, strict=True))
-                ),
-                -1,
-            )
-            if choice < 0:
-                return Admission("budget", window_used=used, budget_used=spent)
+        choice = first_fitting(costs, spent, budgets)
+        if choice < 0:
+            return Admission("budget", window_used=used, budget_used=spent)
         after = []
         for w, count in zip(windows, used, strict=True):
             entry = self._window(w.key, now)

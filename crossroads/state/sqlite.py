@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from crossroads.paths import data_dir
-from crossroads.state.base import Admission, Budget, Settlement, StateBackend, Window
+from crossroads.state.base import (
+    Admission,
+    Budget,
+    Settlement,
+    StateBackend,
+    Window,
+    first_fitting,
+)
 
 T = TypeVar("T")
 FOREVER = 1e300
@@ -103,18 +110,9 @@ class SQLiteState(StateBackend):
                     return Admission("window", window=i, window_used=[*used, count])
                 used.append(count)
             spent = [_used(conn, b.key, now) for b in budgets]
-            choice = 0
-            if budgets:
-                choice = next(
-                    (
-                        c
-                        for c, cost in enumerate(costs)
-                        if all(u + cost <= b.limit for u, b in zip(spent, budgets, strict=True))
-                    ),
-                    -1,
-                )
-                if choice < 0:
-                    return Admission("budget", window_used=used, budget_used=spent)
+            choice = first_fitting(costs, spent, budgets)
+            if choice < 0:
+                return Admission("budget", window_used=used, budget_used=spent)
             for w in windows:
                 conn.execute(
                     "INSERT INTO windows VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
