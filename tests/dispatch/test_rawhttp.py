@@ -247,14 +247,16 @@ async def test_read_timeout_is_the_longest_silence_between_chunks() -> None:
         await pool.aclose()
 
 
-async def test_total_timeout_ends_a_response_that_keeps_dripping() -> None:
-    async def drip(conn: Conn) -> None:
-        await conn.request()
-        await conn.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-        while True:
-            await conn.send(b"1\r\nx\r\n")
-            await asyncio.sleep(0.02)
+async def drip(conn: Conn) -> None:
+    """A 200 whose chunked body never ends: one byte every 20 ms."""
+    await conn.request()
+    await conn.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    while True:
+        await conn.send(b"1\r\nx\r\n")
+        await asyncio.sleep(0.02)
 
+
+async def test_total_timeout_ends_a_response_that_keeps_dripping() -> None:
     async with Script(drip) as script:
         pool = pool_for(script, read=1, total=0.3)
         response = await pool.open(pool.request_head("POST", "/x", HEADERS), b"{}")
@@ -266,13 +268,6 @@ async def test_total_timeout_ends_a_response_that_keeps_dripping() -> None:
 
 
 async def test_a_deadline_shorter_than_the_total_timeout_ends_the_call_and_says_so() -> None:
-    async def drip(conn: Conn) -> None:
-        await conn.request()
-        await conn.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
-        while True:
-            await conn.send(b"1\r\nx\r\n")
-            await asyncio.sleep(0.02)
-
     async with Script(drip) as script:
         pool = pool_for(script, read=1, total=5)
         head = pool.request_head("POST", "/x", HEADERS)
