@@ -399,8 +399,7 @@ class Gateway:
         for raw_name, raw_value in scope["headers"]:
             if raw_name == b"authorization" or raw_name == b"x-api-key":
                 if self._auth and not token:
-                    value = raw_value.decode("latin-1").strip()
-                    token = value[7:].strip() if value[:7].lower() == "bearer " else value
+                    token = _token(raw_value)
             elif wanted:
                 name = raw_name.decode("latin-1").lower()
                 if name in wanted:
@@ -521,12 +520,17 @@ def _find_key(keys: dict[bytes, ApiKey], presented: bytes) -> ApiKey | None:
     return found
 
 
+def _token(raw_value: bytes) -> str:
+    """The credential of an ``Authorization: Bearer <token>`` or ``x-api-key`` header value."""
+    value = raw_value.decode("latin-1").strip()
+    return value[7:].strip() if value[:7].lower() == "bearer " else value
+
+
 def _bearer(scope: Scope) -> str:
     """The token of the request's ``Authorization: Bearer`` or ``x-api-key`` header."""
     for raw_name, raw_value in scope["headers"]:
         if raw_name == b"authorization" or raw_name == b"x-api-key":
-            value = raw_value.decode("latin-1").strip()
-            return value[7:].strip() if value[:7].lower() == "bearer " else value
+            return _token(raw_value)
     return ""
 
 
