@@ -296,6 +296,8 @@ def test_a_valid_cascade_parses() -> None:
     }
     cfg = parse_config({**BASE, **_planned(plan)})
     assert cfg.default is not None and cfg.default.plan.stages[0].accept[1].answer == "number"
+
+
 def test_state_backends_and_budget_periods_are_checked() -> None:
     from crossroads.config import StateConfig
 

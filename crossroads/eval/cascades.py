@@ -177,6 +177,8 @@ def fit_verifier_artifact(
     best = metrics.best_single(q[val], c[val])
     pick = _pick(costs, quals, goal, float(q[val, best].mean()), float(c[val, best].mean()))
     verifier.threshold = float(grid[pick])
+    # So that calibrating a plan never scores the verifier on the answers it learned from.
+    verifier.train_ids_ = [str(i) for i in ds.prompt_ids[train]]
     verifier.save(out)
     return {
         "threshold": verifier.threshold,

@@ -248,20 +248,104 @@ def register(app: typer.Typer) -> None:
 
     @app.command("calibrate")
     def calibrate_command(
-        artifact: Annotated[Path, typer.Argument(help="Router artifact from `crossroads fit`.")],
+        artifact: Annotated[
+            Path,
+            typer.Argument(
+                help="Router artifact from `crossroads fit`, or a config YAML whose decision "
+                "runs a cascade plan."
+            ),
+        ],
         target: Annotated[
             str, typer.Option(help="quality:0.95 | quality-abs:0.8 | cost-share:0.3")
         ],
         data: Annotated[
-            Path | None, typer.Option(help="Dataset folder (default: the one it was fitted on).")
+            Path | None,
+            typer.Option(
+                help="Dataset folder (default: the one it was fitted on; a plan needs one "
+                "with responses.parquet)."
+            ),
         ] = None,
         split: Annotated[str, typer.Option(help="Held-out split to calibrate on.")] = "val",
+        decision: Annotated[
+            str | None, typer.Option(help="Plan: the decision whose cascade to calibrate.")
+        ] = None,
+        model: Annotated[
+            list[str] | None,
+            typer.Option(
+                help="Plan: config model name=dataset model key (repeatable; default: the "
+                "model's upstream_model, else its name)."
+            ),
+        ] = None,
+        tasks: Annotated[
+            str | None, typer.Option(help="Plan: only prompts whose task starts with this.")
+        ] = None,
+        seed: Annotated[int, typer.Option(help="Plan: seed of the train/val/test split.")] = 0,
+        write: Annotated[
+            bool,
+            typer.Option(
+                help="Plan: write the calibrated plan into the config file (YAML comments "
+                "are not kept); default: print the snippet to paste."
+            ),
+        ] = False,
     ) -> None:
-        """Choose lambda/tau meeting TARGET on held-out data and store them in the artifact."""
+        """Choose lambda/tau meeting TARGET on held-out data and store them in a router
+        artifact; or, for a config, choose its cascade's thresholds on the stored responses
+        of DATA's validation split, report them on its test split, and print the plan."""
         import json
 
+        if artifact.suffix in (".yaml", ".yml"):
+            if data is None:
+                raise typer.BadParameter(
+                    "calibrating a plan needs --data: a dataset with responses"
+                )
+            from crossroads.eval.calibrate import calibrate_plan
+
+            pairs = dict(p.partition("=")[::2] for p in model or [])
+            try:
+                result = calibrate_plan(
+                    artifact,
+                    data,
+                    target,
+                    decision=decision,
+                    model_map=pairs,
+                    tasks=tasks,
+                    split=split,
+                    seed=seed,
+                )
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from exc
+            typer.echo(json.dumps({k: v for k, v in result.items() if k != "plan"}, indent=2))
+            if write:
+                write_plan(artifact, result["decision"], result["plan"])
+                typer.echo(f"wrote the calibrated plan of {result['decision']} into {artifact}")
+            else:
+                import yaml
+
+                typer.echo(f"\n# decision {result['decision']}:")
+                typer.echo(yaml.safe_dump(result["plan"], sort_keys=False))
+            return
         try:
             result = calibrate_artifact(artifact, target, data=data, split=split)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
         typer.echo(json.dumps(result, indent=2))
+
+
+def write_plan(config: Path, decision: str, plan: dict[str, Any]) -> None:
+    """Replace ``decision``'s plan (``{"plan": ...}`` or ``{"plan.then": ...}``) in the
+    config file, keeping the rest of its YAML as written (but not its comments)."""
+    import yaml
+
+    raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    owners = [d for d in raw.get("decisions") or [] if d.get("name") == decision]
+    default = raw.get("default")
+    if not owners and isinstance(default, dict) and default.get("name", "default") == decision:
+        owners = [default]
+    if not owners:
+        raise typer.BadParameter(f"decision {decision!r} is not in {config}")
+    ((where, value),) = plan.items()
+    if where == "plan":
+        owners[0]["plan"] = value
+    else:
+        owners[0]["plan"]["then"] = value
+    config.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")

@@ -89,3 +89,29 @@ def test_calibrating_on_test_is_refused(tmp_path) -> None:
     )
     assert result.exit_code != 0
     assert "leak" in result.output
+
+
+def test_the_cli_prints_or_writes_the_calibrated_plan(tmp_path) -> None:
+    import yaml
+
+    from crossroads.config import load_config
+    from crossroads.eval.cascades import fit_verifier_artifact
+    from tests.eval.test_calibrate import plan_config
+    from tests.eval.test_cascades import make_dataset
+
+    data = make_dataset(tmp_path / "d", n=400)
+    fit_verifier_artifact(data, "cheap", "strong", tmp_path / "v.joblib", embed=False)
+    config = plan_config(tmp_path, tmp_path / "v.joblib")
+    args = ["calibrate", str(config), "--target", "quality:0.95", "--data", str(data)]
+    shown = runner.invoke(app, args)
+    assert shown.exit_code == 0, shown.output
+    assert "# decision default:" in shown.output and "threshold:" in shown.output
+    before = config.read_text()
+    written = runner.invoke(app, [*args, "--write"])
+    assert written.exit_code == 0, written.output
+    assert config.read_text() != before
+    rule = yaml.safe_load(config.read_text())["default"]["plan"]["stages"][0]["accept"][1]
+    assert 0 <= rule["threshold"] <= 1
+    assert load_config(config).default_decision.plan is not None
+    bad = runner.invoke(app, [*args, "--decision", "nope"])
+    assert bad.exit_code != 0 and "has no cascade plan" in bad.output
