@@ -147,7 +147,7 @@ class Gateway:
                 self.pipeline,
                 self.dispatcher,
                 cfg.dispatch.prefix_chars,
-                build_plans(cfg),
+                build_plans(cfg, self.limits.state.backend),
                 self.limits,
             )
             self.handlers: dict[str, FormatHandler] = {}

@@ -7,7 +7,8 @@ decision without a plan costs nothing extra.
 
 - :class:`~crossroads.plans.cascade.Cascade`: cheap stages first, escalate on rejection;
 - :class:`~crossroads.plans.fanout.FanOut`: several models at once, then merge;
-- :class:`~crossroads.plans.cache.SemanticCache`: a cached answer, else the inner plan.
+- :class:`~crossroads.plans.cache.SemanticCache`: a cached answer, else the inner plan;
+  its entries in this process, or in Redis when ``state.backend`` is Redis.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from crossroads.config import Config
     from crossroads.engine import Engine, EngineStream
+    from crossroads.state import GuardedState, StateBackend
     from crossroads.types import Request, Response, RoutingRequest, Trace
 
 
@@ -32,8 +34,9 @@ class Plan(Protocol):
     ) -> Response | EngineStream: ...
 
 
-def build_plan(config: Any) -> Plan:
-    """The plan of one ``plan:`` config, prepared."""
+def build_plan(config: Any, shared: tuple[GuardedState, str] | None = None) -> Plan:
+    """The plan of one ``plan:`` config, prepared. ``shared``: a guarded Redis state backend
+    and a key prefix, for a cache to keep its entries in."""
     from crossroads.config.plans import CachePlan, CascadePlan
 
     if isinstance(config, CascadePlan):
@@ -44,16 +47,36 @@ def build_plan(config: Any) -> Plan:
         from crossroads.plans.cache import SemanticCache
 
         inner = build_plan(config.then) if config.then is not None else None
-        return SemanticCache(config, inner).prepare()
+        store = None
+        if shared is not None:
+            from crossroads.plans.cache_redis import RedisCacheStore
+
+            store = RedisCacheStore(
+                *shared, config.ttl_s, config.max_entries, similarity_index=not config.exact_only
+            )
+        return SemanticCache(config, inner, store).prepare()
     from crossroads.plans.fanout import FanOut
 
     return FanOut(config).prepare()
 
 
-def build_plans(config: Config) -> dict[str, Plan]:
-    """Every decision's plan, by decision name (empty when no decision has one)."""
+def build_plans(config: Config, backend: StateBackend | None = None) -> dict[str, Plan]:
+    """Every decision's plan, by decision name (empty when no decision has one). With a
+    Redis state ``backend`` (the gateway's), caches keep their entries in it, under
+    ``state.key_prefix`` + ``cache:<decision>:``, with their own timeout back-off."""
     from crossroads.config import Decision, DefaultDecision
 
     owners: list[Decision | DefaultDecision] = [*config.decisions, config.default_decision]
     owners += [e.default for e in config.entrypoints if e.default is not None]
-    return {d.name: build_plan(d.plan) for d in owners if d.plan is not None}
+    state = config.state
+    if backend is None or backend.name != "redis" or state is None:
+        return {d.name: build_plan(d.plan) for d in owners if d.plan is not None}
+    from crossroads.state import GuardedState
+
+    timeout = state.timeout_ms / 1000
+    guarded = GuardedState(backend, timeout, state.retry_after_s)
+    return {
+        d.name: build_plan(d.plan, (guarded, f"{state.key_prefix}cache:{d.name}:"))
+        for d in owners
+        if d.plan is not None
+    }

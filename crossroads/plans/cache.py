@@ -5,7 +5,9 @@ else its API key name — never across tenants), the decision, the requested mod
 request's *shape* (every message but the last user turn, tools, response format, sampling
 and output limit), all compared exactly. Inside a scope, the last user turn is looked up
 exactly, then (unless ``exact_only``) by MiniLM cosine of at least ``similarity``. Entries
-live ``ttl_s`` and the least recently used go past ``max_entries``. Only complete,
+live ``ttl_s`` and at most ``max_entries`` are kept, in this process
+(:class:`~crossroads.plans.cache_store.MemoryCacheStore`) or, when the state backend is
+Redis, shared by every worker (:mod:`crossroads.plans.cache_redis`). Only complete,
 non-streamed answers without tool calls are stored (a stream can be served from one). A
 hit costs nothing and is recorded on the trace (``cache: hit``, the similarity in
 ``stages``); the encoder is loaded only when a similarity cache is configured.
@@ -15,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -24,6 +24,7 @@ import orjson
 from crossroads.config.plans import CachePlan
 from crossroads.engine import EngineStream
 from crossroads.formats import get_format
+from crossroads.plans.cache_store import CacheStore, Entry, MemoryCacheStore, tenant_prefix
 from crossroads.types import (
     Choice,
     Request,
@@ -42,33 +43,23 @@ if TYPE_CHECKING:
     from crossroads.plans import Plan
 
 
-@dataclass(slots=True)
-class Entry:
-    """One cached answer."""
-
-    scope: str
-    text: str
-    model: str
-    answer: str
-    finish_reason: str | None
-    created: float
-    vector: Any = None
-
-
 class SemanticCache:
     """Runs a :class:`~crossroads.config.plans.CachePlan` in front of ``inner`` (one call
-    when ``None``). One per worker process: entries are in memory."""
+    when ``None``), its entries in ``store`` (default: in this process)."""
 
     kind = "cache"
 
-    def __init__(self, config: CachePlan, inner: Plan | None = None) -> None:
+    def __init__(
+        self, config: CachePlan, inner: Plan | None = None, store: CacheStore | None = None
+    ) -> None:
         self.config = config
         self.inner = inner
+        self.store = store
 
     def prepare(self) -> SemanticCache:
-        """Empty the cache; load the encoder unless the cache is exact only."""
-        self.entries_: OrderedDict[tuple[str, str], Entry] = OrderedDict()
-        self._matrices: dict[str, tuple[list[Entry], Any]] = {}
+        """Open the store (empty, in memory by default); load the encoder unless the cache
+        is exact only."""
+        self.store_ = self.store or MemoryCacheStore(self.config.ttl_s, self.config.max_entries)
         if not self.config.exact_only:
             from crossroads.signals.embedding import shared_embedder
 
@@ -85,13 +76,13 @@ class SemanticCache:
         text = facts.last_user_text or facts.text
         vector = None
         if request.operation == "chat" and not request.tools:
-            found = self._exact(scope, text)
+            found = await self.store_.exact(scope, text)
             similarity = 1.0
             if found is None and not self.config.exact_only:
                 from crossroads.signals.embedding import shared_batcher
 
                 vector = await shared_batcher().encode(text[:4000])
-                found, similarity = self._nearest(scope, vector)
+                found, similarity = await self.store_.nearest(scope, vector, self.config.similarity)
             if found is not None:
                 return self._hit(found, similarity, request, trace, start)
         trace.cache = "miss"
@@ -102,7 +93,9 @@ class SemanticCache:
         else:
             answer = await engine.complete(request, facts, trace, start)
         if isinstance(answer, Response) and request.operation == "chat" and not request.tools:
-            self._store(scope, text, vector, answer, trace)
+            entry = self._entry(scope, text, vector, answer, trace)
+            if entry is not None and await self.store_.put(entry):
+                trace.cache = "store"
         return answer
 
     def _hit(
@@ -135,90 +128,38 @@ class SemanticCache:
             "cache",
         )
 
-    # ------------------------------------------------------------------ the store
+    # ------------------------------------------------------------------ storing
 
-    def _exact(self, scope: str, text: str) -> Entry | None:
-        entry = self.entries_.get((scope, text))
-        if entry is None:
-            return None
-        if time.time() - entry.created > self.config.ttl_s:
-            self._drop((scope, text))
-            return None
-        self.entries_.move_to_end((scope, text))
-        return entry
-
-    def _nearest(self, scope: str, vector: np.ndarray) -> tuple[Entry | None, float]:
-        import numpy as np
-
-        found = self._matrices.get(scope)
-        if found is None:
-            entries = [
-                e for e in self.entries_.values() if e.scope == scope and e.vector is not None
-            ]
-            if not entries:
-                return None, 0.0
-            found = self._matrices[scope] = (entries, np.stack([e.vector for e in entries]))
-        entries, matrix = found
-        scores = matrix @ vector
-        best = int(scores.argmax())
-        score = float(scores[best])
-        entry = entries[best]
-        if score < self.config.similarity:
-            return None, score
-        if time.time() - entry.created > self.config.ttl_s:
-            self._drop((entry.scope, entry.text))
-            return None, score
-        self.entries_.move_to_end((entry.scope, entry.text))
-        return entry, score
-
-    def _store(self, scope: str, text: str, vector: Any, response: Response, trace: Trace) -> None:
+    def _entry(
+        self, scope: str, text: str, vector: Any, response: Response, trace: Trace
+    ) -> Entry | None:
+        """What to store of a complete answer (``None``: nothing worth storing)."""
         if trace.model is None:
-            return
+            return None
         if response.raw is not None and not response.choices:
             response = get_format(response.source).parse_response(response.raw, trace.model)
         if not response.choices:
-            return
+            return None
         choice = response.choices[0]
         if choice.tool_calls or choice.finish_reason not in ("stop", None) or not choice.text:
-            return
+            return None
         if self.config.exact_only:
             vector = None
         elif vector is None:
-            return  # only the exact path ran (a cache hit was impossible): keep it simple
-        key = (scope, text)
-        self._drop(key)
-        self.entries_[key] = Entry(
+            return None  # only the exact path ran (a cache hit was impossible): keep it simple
+        return Entry(
             scope, text, trace.model, choice.text, choice.finish_reason, time.time(), vector
         )
-        self._matrices.pop(scope, None)
-        while len(self.entries_) > self.config.max_entries:
-            self._drop(next(iter(self.entries_)))
-        trace.cache = "store"
 
-    def _drop(self, key: tuple[str, str]) -> None:
-        if self.entries_.pop(key, None) is not None:
-            self._matrices.pop(key[0], None)
-
-    def invalidate(self, tenant: str | None = None) -> int:
+    async def invalidate(self, tenant: str | None = None) -> int:
         """Drop every entry (of one tenant, when given); returns how many were dropped."""
-        keys = [
-            k
-            for k, e in self.entries_.items()
-            if tenant is None or e.scope.startswith(_tenant_prefix(tenant))
-        ]
-        for key in keys:
-            self._drop(key)
-        return len(keys)
+        return await self.store_.invalidate(tenant)
 
 
 def tenant_of(facts: RoutingRequest) -> str:
     """Who owns a cache entry: the caller's team, else its API key name ("-" without keys)."""
     caller = facts.caller
     return f"team:{caller.team}" if caller.team else f"key:{caller.key_name or '-'}"
-
-
-def _tenant_prefix(tenant: str) -> str:
-    return tenant + "\x00"
 
 
 def scope_key(request: Request, facts: RoutingRequest, trace: Trace) -> str:
@@ -241,7 +182,7 @@ def scope_key(request: Request, facts: RoutingRequest, trace: Trace) -> str:
     }
     digest = hashlib.sha256(orjson.dumps(shape, default=str)).hexdigest()[:32]
     decision = trace.route.decision if trace.route is not None else "-"
-    return f"{_tenant_prefix(tenant_of(facts))}{decision}\x00{request.model}\x00{digest}"
+    return f"{tenant_prefix(tenant_of(facts))}{decision}\x00{request.model}\x00{digest}"
 
 
 def _message(m: Any) -> list[Any]:

@@ -3,6 +3,7 @@ request's shape in the key, TTL and invalidation, hits on the trace."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import openai
@@ -74,11 +75,11 @@ def test_ttl_and_invalidation(gateway_for) -> None:
     gw = gateway_for(EXACT)
     chat(gw.client, "q", metadata=script(cheap={"reply": "old"}))
     cache = gw.server.app.engine.plans["default"]
-    (entry,) = cache.entries_.values()
+    (entry,) = cache.store_.entries_.values()
     entry.created -= 7200  # older than ttl_s (3600)
     _, answer = chat(gw.client, "q", metadata=script(cheap={"reply": "new"}))
     assert answer.choices[0].message.content == "new"
-    assert cache.invalidate(tenant="key:-") == 1
+    assert asyncio.run(cache.invalidate(tenant="key:-")) == 1
     _, answer = chat(gw.client, "q", metadata=script(cheap={"reply": "newer"}))
     assert answer.choices[0].message.content == "newer"
 
