@@ -207,7 +207,9 @@ def calibrate_plan(
         "models": keys,
         "split": split,
         "n_prompts": int(len(kept[split])),
-        "left_out_verifier_training_rows": int(sum(len(parts[s]) - len(kept[s]) for s in parts)),
+        "left_out_verifier_training_rows": int(
+            sum(len(parts[s]) - len(kept[s]) for s in (split, held_out))
+        ),
         "best_single": best,
         "thresholds": values,
         "grid": {k.path: len(k.grid) for k in dials},

@@ -87,6 +87,7 @@ def test_a_plan_meets_a_quality_target_on_validation_and_reports_test(plan_setup
     assert set(result["thresholds"]) == {"stages[0].accept[1].threshold"}
     assert result["achieved"]["quality_share"] >= 0.95
     assert result["best_single"] == "strong" and result["models"]["small"] == "cheap"
+    assert result["left_out_verifier_training_rows"] == 0  # it learned from train rows only
     test = result["test"]
     assert test["n_prompts"] == 120 and 0 < test["answered_by_stage"][0] < 1
     assert test["cost_share"] < 0.8  # the verifier reads right and wrong arithmetic
