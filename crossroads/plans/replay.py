@@ -157,7 +157,8 @@ def stage_outcome(
             alive = _agreeing(rule, stage, data, alive, settings.get(j, rule.similarity))
         else:  # check_replayable refused it
             raise ValueError(f"a {rule.rule} rule cannot be replayed on stored answers")
-    return alive.any(axis=1), alive.argmax(axis=1)
+    accepted: np.ndarray = np.asarray(alive.any(axis=1))
+    return accepted, alive.argmax(axis=1)
 
 
 def _passes(data: StoredAnswers, model: str, checks: tuple[str, ...]) -> np.ndarray:
@@ -167,12 +168,13 @@ def _passes(data: StoredAnswers, model: str, checks: tuple[str, ...]) -> np.ndar
     from crossroads.types import Request
 
     request = Request("chat", "-", "openai_chat")
-    return data.once(
+    passed: np.ndarray = data.once(
         ("checks", model, *checks),
         lambda: np.array(
             [failed_check(t, [], None, True, request, checks) is None for t in data.texts[model]]
         ),
     )
+    return passed
 
 
 def _agreeing(
@@ -206,7 +208,8 @@ def _agreeing(
     best = size.argmax(axis=1)
     group = same[np.arange(n_rows), best]
     ok = size.max(axis=1) >= rule.min_agree
-    return group & ok[:, None]
+    kept: np.ndarray = group & ok[:, None]
+    return kept
 
 
 def _same_keys(
