@@ -115,3 +115,26 @@ def test_the_cli_prints_or_writes_the_calibrated_plan(tmp_path) -> None:
     assert load_config(config).default_decision.plan is not None
     bad = runner.invoke(app, [*args, "--decision", "nope"])
     assert bad.exit_code != 0 and "has no cascade plan" in bad.output
+
+
+def test_the_cascade_behind_a_cache_is_calibrated_in_place(tmp_path) -> None:
+    import yaml
+
+    from crossroads.config import load_config
+    from crossroads.eval.cascades import fit_verifier_artifact
+    from tests.eval.test_calibrate import plan_config
+    from tests.eval.test_cascades import make_dataset
+
+    data = make_dataset(tmp_path / "d", n=400)
+    fit_verifier_artifact(data, "cheap", "strong", tmp_path / "v.joblib", embed=False)
+    config = plan_config(tmp_path, tmp_path / "v.joblib")
+    raw = yaml.safe_load(config.read_text())
+    cascade = raw["default"]["plan"]
+    raw["default"]["plan"] = {"kind": "cache", "exact_only": True, "then": cascade}
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    args = ["calibrate", str(config), "--target", "cost-share:0.3", "--data", str(data)]
+    result = runner.invoke(app, [*args, "--write"])
+    assert result.exit_code == 0, result.output
+    plan = load_config(config).default_decision.plan
+    assert plan.kind == "cache" and plan.exact_only
+    assert plan.then.stages[0].accept[1].threshold is not None
