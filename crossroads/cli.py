@@ -122,10 +122,14 @@ def init(
 @app.command()
 def validate(
     configs: Annotated[list[Path], typer.Argument(help="Config files to check.")],
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail on warnings too (for CI).")
+    ] = False,
 ) -> None:
-    """Check config files; print every problem with its path in the YAML."""
+    """Check config files; print every problem with its path in the YAML, and warn about
+    rules that never match, always match, or tie on priority."""
     from crossroads.config import load_config
-    from crossroads.decisions import find_conflicts
+    from crossroads.conflicts import check_rules
 
     failed = False
     for path in configs:
@@ -137,10 +141,19 @@ def validate(
             for where, message in exc.problems:
                 typer.echo(f"  {where + ': ' if where else ''}{message}", err=True)
             continue
-        warnings = find_conflicts(cfg)
-        typer.secho(f"✓ {path}", fg=typer.colors.GREEN)
-        for warning in warnings:
-            typer.secho(f"  warning: {warning}", fg=typer.colors.YELLOW)
+        findings = check_rules(cfg)
+        bad = [f for f in findings if f.level == "error" or strict]
+        failed = failed or bool(bad)
+        if bad:
+            typer.secho(f"✗ {path}", fg=typer.colors.RED, err=True)
+        else:
+            typer.secho(f"✓ {path}", fg=typer.colors.GREEN)
+        for finding in findings:
+            typer.secho(
+                f"  {finding.level}: {finding.message}",
+                fg=typer.colors.RED if finding.level == "error" else typer.colors.YELLOW,
+                err=bool(bad),
+            )
     if failed:
         raise typer.Exit(1)
 
@@ -153,6 +166,13 @@ def route(
     system: Annotated[str | None, typer.Option(help="A system message.")] = None,  # noqa: UP007
     max_tokens: Annotated[int | None, typer.Option(help="max_tokens of the request.")] = None,  # noqa: UP007
     as_json: Annotated[bool, typer.Option("--json", help="Print the route as JSON.")] = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Also every rule: tried or not, why it matched or not, signals not computed.",
+        ),
+    ] = False,
 ) -> None:
     """Show how a prompt would be routed, without calling any model."""
     from crossroads.explain import explain_route
@@ -165,7 +185,7 @@ def route(
     if max_tokens:
         body["max_tokens"] = max_tokens
     try:
-        result = asyncio.run(explain_route(cfg, body))
+        result = asyncio.run(explain_route(cfg, body, rules=explain))
     except CrossroadsError as exc:
         _fail(str(exc))
     if as_json:

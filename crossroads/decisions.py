@@ -1,20 +1,74 @@
 """Decision rules compiled to closures: one function both decides and explains.
 
-A rule is a signal reference (``keyword:code``) or an ``all``/``any``/``not`` tree of rules.
-:func:`compile_rule` turns it into a predicate over signal results, once, at start-up.
-:func:`explain` walks the same tree with the same predicates to render the trace.
+A rule is a signal reference (``keyword:code``), a comparison of a signal's value
+(``complexity:hard > 0.7``, ``language:lang in [de, fr]``) or an ``all``/``any``/``not`` tree
+of rules. :func:`compile_rule` turns it into a :class:`Node` once, at start-up: its ``test``
+is the predicate routing calls; :func:`settled` and :func:`explain` walk the same nodes.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from crossroads.config import AllRule, AnyRule, Config, Decision, DefaultDecision, NotRule, Rule
-from crossroads.types import SignalResult
+from crossroads.config.rules import (
+    Comparison,
+    resolve_reference,
+    typed_value,
+    value_spec_of,
+)
+from crossroads.config.schema import declared_value_spec, signal_class
+from crossroads.types import SignalResult, SignalValue, ValueSpec
 
 Signals = Mapping[str, SignalResult]
 Predicate = Callable[[Signals], bool]
+
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "in": lambda v, labels: v in labels,
+    "not in": lambda v, labels: v not in labels,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Atom:
+    """A comparison as validate reasons about it: ``signal.field op value`` over ``spec``."""
+
+    signal: str
+    field: str | None
+    op: str
+    value: Any  # float, bool, a label, or a frozenset of labels
+    spec: ValueSpec
+    slow: bool = False  # an asynchronous signal: it may time out and give no value
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """One compiled rule: ``op`` is ``signal`` (a reference), ``compare``, ``all``, ``any`` or
+    ``not``; ``test`` decides it over computed signals (a missing signal is false)."""
+
+    op: str
+    test: Predicate
+    children: tuple[Node, ...] = ()
+    signal: str = ""  # the signal a leaf reads
+    text: str = ""  # a leaf as written
+    atom: Atom | None = None
+
+
+def read_value(result: SignalResult, field: str | None) -> SignalValue | object:
+    """The value a comparison reads: the signal's value, or one field of a mapping value."""
+    value = result.value
+    if field is None:
+        return value
+    return value.get(field) if isinstance(value, Mapping) else None
 
 
 def _signal_predicate(name: str) -> Predicate:
@@ -25,39 +79,82 @@ def _signal_predicate(name: str) -> Predicate:
     return test
 
 
-def compile_rule(rule: Rule) -> Predicate:
-    """A predicate over signal results, equivalent to ``rule``."""
+_TYPES: dict[str, frozenset[type]] = {
+    "number": frozenset({int, float}),
+    "count": frozenset({int, float}),
+    "label": frozenset({str}),
+    "flag": frozenset({bool}),
+}
+
+
+def _comparison_predicate(atom: Atom) -> Predicate:
+    name, field, compare, threshold = atom.signal, atom.field, _ORDER[atom.op], atom.value
+    types = _TYPES.get(atom.spec.type, frozenset())
+
+    def test(signals: Signals) -> bool:
+        result = signals.get(name)
+        if result is None:
+            return False
+        value = read_value(result, field)
+        # None (no value) or a value of another type than declared: not a match
+        return type(value) in types and bool(compare(value, threshold))
+
+    return test
+
+
+def compile_rule(rule: Rule, signals: Mapping[str, Any] | None = None) -> Node:
+    """The compiled form of ``rule``; ``signals`` (``kind:name`` → signal config) are those
+    comparisons may read (the config's; checked when it loaded)."""
     if isinstance(rule, str):
-        return _signal_predicate(rule)
+        return Node("signal", _signal_predicate(rule), signal=rule, text=rule)
+    if isinstance(rule, Comparison):
+        atom = compile_atom(rule, signals or {})
+        return Node(
+            "compare", _comparison_predicate(atom), signal=atom.signal, text=rule.text, atom=atom
+        )
     if isinstance(rule, AllRule):
-        children = tuple(compile_rule(r) for r in rule.all)
-        return lambda s: all(c(s) for c in children)
+        children = tuple(compile_rule(r, signals) for r in rule.all)
+        tests = tuple(c.test for c in children)
+        return Node("all", lambda s: all(t(s) for t in tests), children)
     if isinstance(rule, AnyRule):
-        children = tuple(compile_rule(r) for r in rule.any)
-        return lambda s: any(c(s) for c in children)
-    child = compile_rule(rule.not_)
-    return lambda s: not child(s)
+        children = tuple(compile_rule(r, signals) for r in rule.any)
+        tests = tuple(c.test for c in children)
+        return Node("any", lambda s: any(t(s) for t in tests), children)
+    assert isinstance(rule, NotRule)
+    child = compile_rule(rule.not_, signals)
+    inner = child.test
+    return Node("not", lambda s: not inner(s), (child,))
 
 
-def settled(rule: Rule, signals: Signals) -> bool | None:
+def compile_atom(rule: Comparison, signals: Mapping[str, Any]) -> Atom:
+    """A comparison resolved against the declared signals, its value typed by their spec."""
+    name, field = resolve_reference(rule.signal, rule.field, signals.keys())
+    shown = f"{name}.{field}" if field else name
+    spec = value_spec_of(declared_value_spec(signals[name]), field, shown)
+    slow = bool(getattr(signal_class(signals[name]), "is_async", False))
+    return Atom(name, field, rule.op, typed_value(spec, rule.op, rule.value, shown), spec, slow)
+
+
+def settled(rule: Node, signals: Signals) -> bool | None:
     """The rule's value if the signals computed so far decide it whatever the missing ones
     say (Kleene's three-valued logic), else ``None``."""
-    if isinstance(rule, str):
-        result = signals.get(rule)
+    op = rule.op
+    if op == "signal":
+        result = signals.get(rule.signal)
         return None if result is None else result.matched
-    if isinstance(rule, AllRule | AnyRule):
-        children = rule.all if isinstance(rule, AllRule) else rule.any
-        decisive = isinstance(rule, AnyRule)  # the child value that decides the whole
-        unknown = False
-        for child in children:
-            value = settled(child, signals)
-            if value is decisive:
-                return decisive
-            unknown = unknown or value is None
-        return None if unknown else not decisive
-    assert isinstance(rule, NotRule)
-    value = settled(rule.not_, signals)
-    return None if value is None else not value
+    if op == "compare":
+        return rule.test(signals) if rule.signal in signals else None
+    if op == "not":
+        value = settled(rule.children[0], signals)
+        return None if value is None else not value
+    decisive = op == "any"  # the child value that decides the whole
+    unknown = False
+    for child in rule.children:
+        value = settled(child, signals)
+        if value is decisive:
+            return decisive
+        unknown = unknown or value is None
+    return None if unknown else not decisive
 
 
 def needs_more(entry: CompiledEntrypoint, signals: Signals) -> bool:
@@ -71,30 +168,34 @@ def needs_more(entry: CompiledEntrypoint, signals: Signals) -> bool:
     return False
 
 
-def referenced_signals(rule: Rule) -> set[str]:
-    """Every ``kind:name`` the rule reads."""
-    if isinstance(rule, str):
-        return {rule}
-    if isinstance(rule, AllRule):
-        return set().union(*(referenced_signals(r) for r in rule.all))
-    if isinstance(rule, AnyRule):
-        return set().union(*(referenced_signals(r) for r in rule.any))
-    return referenced_signals(rule.not_)
+def leaves(rule: Node) -> list[Node]:
+    """The references and comparisons of a rule, in order."""
+    if rule.op in ("signal", "compare"):
+        return [rule]
+    return [leaf for child in rule.children for leaf in leaves(child)]
 
 
-def explain(rule: Rule, signals: Signals) -> str:
+def explain(rule: Node, signals: Signals) -> str:
     """The rule with each node's truth value, e.g. ``all(keyword:code=T, not(tokens:long=F)=T)=T``;
-    a part left open by signals not computed (cheaper ones settled the decision) shows ``?``."""
+    a comparison shows the value it read, ``(complexity:hard=0.83 > 0.7)=T``; a part left open
+    by signals not computed (cheaper ones settled the decision) shows ``?``."""
     value = settled(rule, signals)
     mark = "?" if value is None else "T" if value else "F"
-    if isinstance(rule, str):
-        return f"{rule}={mark}"
-    if isinstance(rule, AllRule):
-        return f"all({', '.join(explain(r, signals) for r in rule.all)})={mark}"
-    if isinstance(rule, AnyRule):
-        return f"any({', '.join(explain(r, signals) for r in rule.any)})={mark}"
-    assert isinstance(rule, NotRule)
-    return f"not({explain(rule.not_, signals)})={mark}"
+    op = rule.op
+    if op == "signal":
+        return f"{rule.text}={mark}"
+    if op == "compare":
+        atom = rule.atom
+        assert atom is not None
+        result = signals.get(atom.signal)
+        if result is None:
+            return f"({rule.text})={mark}"
+        read = read_value(result, atom.field)
+        shown = "none" if read is None else str(read)
+        head = f"{atom.signal}.{atom.field}" if atom.field else atom.signal
+        return f"({head}={shown} {rule.text[len(head) :].lstrip()})={mark}"
+    inner = ", ".join(explain(c, signals) for c in rule.children)
+    return f"{op}({inner})={mark}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +206,7 @@ class CompiledDecision:
     priority: int
     models: tuple[str, ...]
     selection: object
-    rule: Rule | None
+    rule: Node | None
     test: Predicate
     signals: frozenset[str]
 
@@ -120,15 +221,16 @@ class CompiledEntrypoint:
     signals: frozenset[str]
 
 
-def _compile_decision(d: Decision) -> CompiledDecision:
+def _compile_decision(d: Decision, signals: Mapping[str, Any]) -> CompiledDecision:
+    node = compile_rule(d.when, signals)
     return CompiledDecision(
         d.name,
         d.priority,
         tuple(d.models),
         d.selection,
-        d.when,
-        compile_rule(d.when),
-        frozenset(referenced_signals(d.when)),
+        node,
+        node.test,
+        frozenset(leaf.signal for leaf in leaves(node)),
     )
 
 
@@ -141,11 +243,12 @@ def _compile_default(d: DefaultDecision) -> CompiledDecision:
 def compile_entrypoints(config: Config) -> dict[str, CompiledEntrypoint]:
     """Every entrypoint of the config, compiled. Ties in priority keep config order."""
     by_name = {d.name: d for d in config.decisions}
+    declared = {f"{s.kind}:{s.name}": s for s in config.signals}
     out: dict[str, CompiledEntrypoint] = {}
     for entry in config.entrypoints:
         chosen = [by_name[n] for n in entry.decisions] if entry.decisions else config.decisions
         ordered = sorted(chosen, key=lambda d: -d.priority)  # sorted() is stable
-        compiled = tuple(_compile_decision(d) for d in ordered)
+        compiled = tuple(_compile_decision(d, declared) for d in ordered)
         default = _compile_default(entry.default or config.default_decision)
         signals = frozenset().union(*(d.signals for d in compiled))
         out[entry.name] = CompiledEntrypoint(entry.name, compiled, default, signals)
@@ -162,35 +265,3 @@ def match(entry: CompiledEntrypoint, signals: Signals) -> tuple[CompiledDecision
         path.append(f"{decision.name}: no")
     path.append(f"{entry.default.name}: default")
     return entry.default, path
-
-
-def find_conflicts(config: Config) -> list[str]:
-    """Warnings about rules that can never match: a decision shadowed by an identical rule of
-    equal or higher priority, or a rule that contradicts itself (``all: [x, not: x]``)."""
-    warnings: list[str] = []
-    seen: dict[str, str] = {}
-    for entry in compile_entrypoints(config).values():
-        for d in entry.decisions:
-            key = repr(d.rule)
-            if key in seen and seen[key] != d.name:
-                warnings.append(
-                    f"entrypoint {entry.name!r}: decision {d.name!r} never matches: "
-                    f"{seen[key]!r} has the same rule and is tried first"
-                )
-            seen.setdefault(key, d.name)
-            if d.rule is not None and not _satisfiable(d.rule):
-                warnings.append(f"decision {d.name!r} never matches: its rule contradicts itself")
-        seen.clear()
-    return list(dict.fromkeys(warnings))
-
-
-def _satisfiable(rule: Rule) -> bool:
-    names = sorted(referenced_signals(rule))
-    if len(names) > 12:  # 4096 assignments at most; beyond that, assume satisfiable
-        return True
-    test = compile_rule(rule)
-    for bits in range(2 ** len(names)):
-        values = {n: SignalResult(n, bool(bits >> i & 1)) for i, n in enumerate(names)}
-        if test(values):
-            return True
-    return False

@@ -7,28 +7,63 @@ import time
 from typing import Any
 
 from crossroads.config import Config
+from crossroads.decisions import CompiledEntrypoint, explain
 from crossroads.pipeline import Pipeline
 from crossroads.prompts import routing_request
+from crossroads.types import Route
 
 
-async def explain_route(cfg: Config, body: dict[str, Any]) -> dict[str, Any]:
+async def explain_route(cfg: Config, body: dict[str, Any], rules: bool = False) -> dict[str, Any]:
     """Route ``body`` under ``cfg`` without calling any model; the route as a dict, exactly
-    as a trace records it (signals name the rules that matched, not the matched text)."""
+    as a trace records it (signals name the rules that matched, not the matched text).
+    With ``rules``, also ``rules``: every decision of the entrypoint in the order tried, with
+    ``status`` (``matched``, ``no``, ``not tried``) and ``why`` (the rule with each part's
+    value), and ``not_computed``: the signals the entrypoint reads that this request skipped."""
     from crossroads.formats import openai_chat
 
     request = openai_chat.parse_request(body)
     pipeline = Pipeline(cfg).prepare()
     route = await pipeline.route(routing_request(request), request.model)
-    return dataclasses.asdict(route)
+    out = dataclasses.asdict(route)
+    if rules:
+        entry = pipeline.entrypoints_.get(request.model)
+        out["rules"] = _rules_tried(entry, route) if entry is not None else []
+        out["not_computed"] = (
+            sorted(entry.signals - route.signals.keys()) if entry is not None else []
+        )
+    return out
+
+
+def _rules_tried(entry: CompiledEntrypoint, route: Route) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    status = "no"
+    for decision in (*entry.decisions, entry.default):
+        if decision.name == route.decision and status == "no":
+            status = "matched"
+        why = explain(decision.rule, route.signals) if decision.rule is not None else "default"
+        rows.append(
+            {
+                "decision": decision.name,
+                "priority": None if decision.rule is None else decision.priority,
+                "status": status,
+                "why": why,
+            }
+        )
+        if status == "matched":
+            status = "not tried"
+    return rows
 
 
 def render_route(route: dict[str, Any]) -> None:
-    """Print a route: signals, rules tried, candidates with costs, the choice."""
+    """Print a route: signals, rules tried, candidates with costs, the choice (with
+    ``--explain``: every rule, why it matched or not, and the signals not computed)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
-    if route["signals"]:
+    explained = "rules" in route
+    if route["signals"] or route.get("not_computed"):
         table = Table(title="signals", title_justify="left")
         for col in ("signal", "matched", "value", "detail", "ms", "error"):
             table.add_column(col)
@@ -36,18 +71,41 @@ def render_route(route: dict[str, Any]) -> None:
             table.add_row(
                 s["name"],
                 "yes" if s["matched"] else "no",
-                _short(s["value"]),
-                _short(s["detail"]),
+                escape(_short(s["value"])),
+                escape(_short(s["detail"])),
                 f"{s['elapsed_ms']:.3f}",
-                s["error"] or "",
+                escape(s["error"] or ""),
+            )
+        for name in route.get("not_computed", []):
+            table.add_row(
+                name, "-", "-", "not computed: cheaper signals settled the decision", "-", ""
             )
         console.print(table)
-    if route["rule_path"]:
+    if explained:
+        table = Table(title="rules (highest priority first)", title_justify="left")
+        for col in ("decision", "priority", "result", "why"):
+            table.add_column(col)
+        for r in route["rules"]:
+            table.add_row(
+                r["decision"],
+                "" if r["priority"] is None else str(r["priority"]),
+                r["status"],
+                escape(r["why"]),
+            )
+        console.print(table)
+    elif route["rule_path"]:
         console.print("[bold]rules tried[/bold] (highest priority first):")
         for step in route["rule_path"]:
-            console.print(f"  {step}")
+            console.print(f"  {escape(step)}")
+    scored = explained and any(c["score"] is not None for c in route["candidates"])
     table = Table(title="candidates", title_justify="left")
-    for col in ("model", "eligible", "estimated cost (USD)", "note"):
+    for col in (
+        "model",
+        "eligible",
+        "estimated cost (USD)",
+        *(["score"] if scored else []),
+        "note",
+    ):
         table.add_column(col)
     for c in route["candidates"]:
         chosen = c["model"] == route["model"]
@@ -55,7 +113,8 @@ def render_route(route: dict[str, Any]) -> None:
             f"[bold green]{c['model']}[/bold green]" if chosen else c["model"],
             "yes" if c["eligible"] else "no",
             f"{c['estimated_cost']:.6f}",
-            "chosen" if chosen else (c["reason"] or ""),
+            *([f"{c['score']:.4f}" if c["score"] is not None else ""] if scored else []),
+            "chosen" if chosen else escape(c["reason"] or ""),
         )
     console.print(table)
     console.print(

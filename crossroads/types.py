@@ -16,6 +16,26 @@ if TYPE_CHECKING:
     from crossroads.config.tenants import PolicyConfig
 
 SignalValue = bool | int | float | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ValueSpec:
+    """What a signal's value is, so that rules can compare it and config load can check them.
+
+    ``type`` is ``number`` (in ``[low, high]``), ``count`` (a whole number in ``[low, high]``),
+    ``label`` (one of ``labels``; ``None``: any string), ``flag`` (true/false) or ``record``
+    (a mapping whose ``fields`` rules name: ``pii:found.count``). ``nullable``: the value may
+    be absent though the signal ran (a budget signal for a caller without budgets).
+    """
+
+    type: Literal["number", "count", "label", "flag", "record"]
+    low: float = float("-inf")
+    high: float = float("inf")
+    labels: frozenset[str] | None = None
+    fields: tuple[tuple[str, ValueSpec], ...] = ()
+    nullable: bool = False
+
+
 Operation = Literal["chat", "completions", "embeddings"]
 """What a request asks for: a chat turn, a text completion, embeddings."""
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import pytest
+
 from crossroads.config import parse_config
-from crossroads.decisions import compile_entrypoints, compile_rule, explain, find_conflicts, match
+from crossroads.conflicts import find_conflicts
+from crossroads.decisions import compile_entrypoints, compile_rule, explain, match
 from crossroads.types import SignalResult
 
 BASE = {
@@ -19,12 +22,12 @@ def rule(data: object):
     cfg = parse_config(
         {**BASE, "signals": SIGNALS, "decisions": [{"name": "d", "when": data, "models": ["a"]}]}
     )
-    return cfg.decisions[0].when
+    return compile_rule(cfg.decisions[0].when)
 
 
 def test_boolean_trees_evaluate_like_python() -> None:
     r = rule({"all": ["keyword:x", {"any": ["keyword:y", {"not": "keyword:z"}]}]})
-    test = compile_rule(r)
+    test = r.test
     for x in (False, True):
         for y in (False, True):
             for z in (False, True):
@@ -32,8 +35,8 @@ def test_boolean_trees_evaluate_like_python() -> None:
 
 
 def test_missing_signal_counts_as_false() -> None:
-    assert compile_rule(rule("keyword:x"))({}) is False
-    assert compile_rule(rule({"not": "keyword:x"}))({}) is True
+    assert rule("keyword:x").test({}) is False
+    assert rule({"not": "keyword:x"}).test({}) is True
 
 
 def test_explain_marks_every_node() -> None:
@@ -51,7 +54,7 @@ def test_settled_agrees_with_the_rule_when_every_signal_is_known() -> None:
     from crossroads.decisions import settled
 
     r = rule({"all": ["keyword:x", {"any": ["keyword:y", {"not": "keyword:z"}]}]})
-    test = compile_rule(r)
+    test = r.test
     for x in (False, True):
         for y in (False, True):
             for z in (False, True):
@@ -122,3 +125,98 @@ def test_conflicts_found_shadowed_and_contradictory_rules() -> None:
     assert any("'shadowed' never matches" in w and "'first'" in w for w in warnings)
     assert any("'never' never matches" in w and "contradicts" in w for w in warnings)
     assert len(warnings) == 2
+
+
+NUMERIC = [
+    {"kind": "keyword", "name": "x", "keywords": ["x"]},
+    {"kind": "complexity", "name": "hard"},
+    {"kind": "metadata", "name": "team", "source": "user", "values": ["q"]},
+    {"kind": "budget", "name": "left", "below": 0.5},
+]
+
+
+def compiled(data: object):
+    cfg = parse_config(
+        {**BASE, "signals": NUMERIC, "decisions": [{"name": "d", "when": data, "models": ["a"]}]}
+    )
+    return compile_entrypoints(cfg)["auto"].decisions[0]
+
+
+def result(name: str, value: object, matched: bool = False) -> dict[str, SignalResult]:
+    return {name: SignalResult(name, matched, value)}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("rule", "value", "expected"),
+    [
+        ("complexity:hard > 0.7", 0.71, True),
+        ("complexity:hard > 0.7", 0.7, False),
+        ("complexity:hard >= 0.7", 0.7, True),
+        ("complexity:hard < 0.7", 0.2, True),
+        ("complexity:hard <= 0.2", 0.2, True),
+        ("complexity:hard == 0.2", 0.2, True),
+        ("complexity:hard != 0.2", 0.3, True),
+        ("metadata:team in [a, b]", "b", True),
+        ("metadata:team in [a, b]", "c", False),
+        ("metadata:team not in [a, b]", "c", True),
+        ("metadata:team == a", "a", True),
+        ("metadata:team != a", "a", False),
+        ("keyword:x >= 2", 3, True),
+        ("keyword:x >= 2", 1, False),
+    ],
+)
+def test_comparisons_read_the_signals_value(rule: str, value: object, expected: bool) -> None:
+    d = compiled(rule)
+    name = rule.split()[0]
+    assert d.test(result(name, value)) is expected
+    assert d.signals == {name}
+
+
+@pytest.mark.parametrize(
+    "rule",
+    ["budget:left < 0.5", "budget:left >= 0", "metadata:team != a", "metadata:team not in [a]"],
+)
+def test_a_missing_failed_or_absent_value_makes_every_comparison_false(rule: str) -> None:
+    d = compiled(rule)
+    name = rule.split()[0]
+    assert d.test({}) is False  # not computed
+    assert d.test(result(name, None)) is False  # no budget, no header
+    failed = {name: SignalResult(name, False, error="timed out after 50 ms", timed_out=True)}
+    assert d.test(failed) is False
+    assert d.test(result(name, ["not", "a", "scalar"])) is False  # a value of another type
+
+
+def test_a_field_of_a_mapping_value_is_read_by_name() -> None:
+    from crossroads.config.rules import Comparison
+    from crossroads.decisions import Atom, _comparison_predicate
+    from crossroads.types import ValueSpec
+
+    atom = Atom("pii:found", "count", ">=", 1.0, ValueSpec("count", 0))
+    test = _comparison_predicate(atom)
+    assert test(result("pii:found", {"count": 2, "types": ["email"]})) is True
+    assert test(result("pii:found", {"count": 0})) is False
+    assert test(result("pii:found", {"types": []})) is False  # no such field
+    assert test(result("pii:found", 3)) is False  # not a mapping
+    assert Comparison(signal="pii:found.count", op=">=", value=1).text == "pii:found.count >= 1"
+
+
+def test_comparisons_are_unknown_until_their_signal_is_computed() -> None:
+    from crossroads.decisions import settled
+
+    d = compiled({"any": ["keyword:x", "complexity:hard > 0.7"]})
+    assert settled(d.rule, values(x=True)) is True  # the cheap signal decides
+    assert settled(d.rule, values(x=False)) is None  # the slow one is needed
+    known = {**values(x=False), **result("complexity:hard", 0.9)}
+    assert settled(d.rule, known) is True
+    both = compiled({"all": ["keyword:x", {"not": "complexity:hard > 0.7"}]})
+    assert settled(both.rule, values(x=False)) is False
+    assert settled(both.rule, {**values(x=True), **result("complexity:hard", 0.9)}) is False
+
+
+def test_explain_shows_the_value_a_comparison_read() -> None:
+    d = compiled({"any": ["keyword:x", "complexity:hard > 0.7"]})
+    assert explain(d.rule, values(x=False)) == "any(keyword:x=F, (complexity:hard > 0.7)=?)=?"
+    known = {**values(x=False), **result("complexity:hard", 0.83)}
+    assert explain(d.rule, known) == "any(keyword:x=F, (complexity:hard=0.83 > 0.7)=T)=T"
+    team = compiled("metadata:team in [a, b]")
+    assert explain(team.rule, result("metadata:team", None)) == ("(metadata:team=none in [a, b])=F")

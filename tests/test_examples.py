@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from crossroads.cli import app
 from crossroads.config import load_config
-from crossroads.decisions import find_conflicts
+from crossroads.conflicts import find_conflicts
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples" / "configs").rglob("*.yaml"))
 

@@ -127,14 +127,20 @@ class _SlowSignal(Signal):
 def test_async_signal_over_its_budget_counts_as_false() -> None:
     from types import SimpleNamespace
 
-    from crossroads.decisions import CompiledDecision
+    from crossroads.decisions import CompiledDecision, Node
 
     p = pipeline(default={"models": ["small"]})
     slow = _SlowSignal(SimpleNamespace(name="s", timeout_ms=20, scope="all"))
     p._entry_signals["auto"] = ([], [slow])
     entry = p.entrypoints_["auto"]
     reads_slow = CompiledDecision(
-        "slow", 1, ("small",), entry.default.selection, "slow_test:s", lambda s: False, frozenset()
+        "slow",
+        1,
+        ("small",),
+        entry.default.selection,
+        Node("signal", lambda s: False, signal="slow_test:s", text="slow_test:s"),
+        lambda s: False,
+        frozenset(),
     )
     p.entrypoints_["auto"] = dataclasses.replace(entry, decisions=(reads_slow,))
     results = asyncio.run(p.compute_signals(chat("x"), "auto"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import (
     Field,
     model_validator,
@@ -14,11 +16,15 @@ from crossroads.config.plans import plan_models
 from crossroads.config.rules import (
     AllRule,
     AnyRule,
+    Comparison,
     Decision,
     DefaultDecision,
     Entrypoint,
     Rule,
     WeightedSelection,
+    resolve_reference,
+    typed_value,
+    value_spec_of,
 )
 from crossroads.config.server import ServerConfig, StoreConfig
 from crossroads.config.signals import SignalConfig
@@ -26,6 +32,7 @@ from crossroads.config.state import StateConfig
 from crossroads.config.tenants import TeamConfig
 from crossroads.config.ui import UiConfig
 from crossroads.config.upstreams import Upstream
+from crossroads.types import ValueSpec
 
 
 class Config(_Strict):
@@ -81,7 +88,6 @@ def _reference_problems(cfg: Config) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     upstreams = {u.name for u in cfg.upstreams}
     models = {m.name for m in cfg.models}
-    signals = {f"{s.kind}:{s.name}" for s in cfg.signals}
     decisions = {d.name for d in cfg.decisions}
     for label, items in (
         ("upstreams", [u.name for u in cfg.upstreams]),
@@ -142,8 +148,9 @@ def _reference_problems(cfg: Config) -> list[tuple[str, str]]:
                 )
         if entry.default:
             problems += _candidate_problems(f"entrypoints[{i}].default", entry.default, models)
+    declared = {f"{s.kind}:{s.name}": s for s in cfg.signals}
     for i, d in enumerate(cfg.decisions):
-        problems += _rule_problems(f"decisions[{i}].when", d.when, signals)
+        problems += _rule_problems(f"decisions[{i}].when", d.when, declared)
         problems += _candidate_problems(f"decisions[{i}]", d, models)
     if cfg.default:
         problems += _candidate_problems("default", cfg.default, models)
@@ -214,18 +221,12 @@ def _candidate_problems(
     return problems
 
 
-def _rule_problems(path: str, rule: Rule, signals: set[str]) -> list[tuple[str, str]]:
+def _rule_problems(path: str, rule: Rule, signals: dict[str, Any]) -> list[tuple[str, str]]:
     if isinstance(rule, str):
-        if ":" not in rule:
-            return [
-                (path, f"signal reference {rule!r} must be 'kind:name' (e.g. 'keyword:{rule}')")
-            ]
-        if rule not in signals:
-            hint = _closest(rule, signals)
-            return [
-                (path, f"unknown signal {rule!r}" + (f"; did you mean {hint!r}?" if hint else ""))
-            ]
-        return []
+        problem = _reference_problem(rule, signals)
+        return [(path, problem)] if problem else []
+    if isinstance(rule, Comparison):
+        return _comparison_problems(path, rule, signals)
     if isinstance(rule, AllRule):
         return [
             p
@@ -239,6 +240,46 @@ def _rule_problems(path: str, rule: Rule, signals: set[str]) -> list[tuple[str, 
             for p in _rule_problems(f"{path}.any[{j}]", r, signals)
         ]
     return _rule_problems(f"{path}.not", rule.not_, signals)
+
+
+def _reference_problem(name: str, signals: dict[str, Any]) -> str | None:
+    if ":" not in name:
+        return f"signal reference {name!r} must be 'kind:name' (e.g. 'keyword:{name}')"
+    if name not in signals:
+        hint = _closest(name, set(signals))
+        return f"unknown signal {name!r}" + (f"; did you mean {hint!r}?" if hint else "")
+    return None
+
+
+def _comparison_problems(
+    path: str, rule: Comparison, signals: dict[str, Any]
+) -> list[tuple[str, str]]:
+    name, field = resolve_reference(rule.signal, rule.field, signals.keys())
+    problem = _reference_problem(name, signals)
+    if problem:
+        return [(path, problem)]
+    shown = f"{name}.{field}" if field else name
+    try:
+        spec = value_spec_of(declared_value_spec(signals[name]), field, shown)
+        typed_value(spec, rule.op, rule.value, shown)
+    except ValueError as exc:
+        return [(path, str(exc))]
+    return []
+
+
+def signal_class(signal: Any) -> Any:
+    """The implementation class of a configured signal's kind (None if none is registered)."""
+    from crossroads.signals.base import SIGNALS, signal_kinds
+
+    signal_kinds()  # built-in kinds register on import
+    return SIGNALS.find(signal.kind)
+
+
+def declared_value_spec(signal: Any) -> ValueSpec | None:
+    """What the value of a configured signal is, as its kind declares
+    (:attr:`crossroads.signals.base.Signal.value_spec`)."""
+    spec_for = getattr(signal_class(signal), "value_spec_for", None)
+    return spec_for(signal) if spec_for is not None else None
 
 
 def _known(names: set[str]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from crossroads.registry import SIGNALS
-from crossroads.types import RoutingRequest, SignalResult
+from crossroads.types import RoutingRequest, SignalResult, ValueSpec
 
 __all__ = ["SIGNALS", "Signal", "build_signal", "signal_kinds"]
 
@@ -19,11 +19,18 @@ class Signal:
 
     kind: ClassVar[str] = ""
     is_async: ClassVar[bool] = False
+    value_spec: ClassVar[ValueSpec | None] = None
+    """What ``SignalResult.value`` holds, for rules that compare it (None: not comparable)."""
 
     def __init__(self, config: Any) -> None:
         self.config = config
         self.name = f"{self.kind}:{config.name}"
         self.timeout_ms: float = config.timeout_ms
+
+    @classmethod
+    def value_spec_for(cls, config: Any) -> ValueSpec | None:
+        """The value spec of one configured signal (default :attr:`value_spec`)."""
+        return cls.value_spec
 
     def prepare(self) -> None:
         """Build what :meth:`compute` needs (compile patterns, load models); called once."""

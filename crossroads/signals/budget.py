@@ -4,7 +4,7 @@ can route cheaper before the budget refuses anything."""
 from __future__ import annotations
 
 from crossroads.signals.base import SIGNALS, Signal
-from crossroads.types import RoutingRequest, SignalResult
+from crossroads.types import RoutingRequest, SignalResult, ValueSpec
 
 
 @SIGNALS.register("budget")
@@ -14,6 +14,7 @@ class BudgetSignal(Signal):
     none and does not match. The fraction is read once per request, before routing."""
 
     kind = "budget"
+    value_spec = ValueSpec("number", 0, 1, nullable=True)  # the fraction left; none without budgets
 
     def compute(self, request: RoutingRequest) -> SignalResult:
         left = request.budget_remaining

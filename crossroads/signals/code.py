@@ -25,6 +25,7 @@ class HasCodeSignal(Signal):
     """Matches a code fence, or at least ``min_lines`` code-like lines."""
 
     kind = "has_code"
+    value_spec = None  # "fence", or code-like lines counted only up to min_lines: not comparable
 
     def compute(self, request: RoutingRequest) -> SignalResult:
         text = self.text_of(request)

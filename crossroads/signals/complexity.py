@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from crossroads.registry import SIGNALS
 from crossroads.signals.learned import LearnedSignal, LearnedSignalConfig
-from crossroads.types import SignalResult
+from crossroads.types import SignalResult, ValueSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,6 +51,7 @@ class ComplexitySignal(LearnedSignal):
     kind = "complexity"
     head_name = "complexity"
     config_class = ComplexitySignalConfig
+    value_spec = ValueSpec("number", 0, 1)  # the probability that a small model fails
 
     def judge(self, vector: np.ndarray, text: str) -> SignalResult:
         p = float(self.head.scores(vector[None, :])[0])

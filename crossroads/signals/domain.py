@@ -14,10 +14,23 @@ from pydantic import Field
 
 from crossroads.registry import SIGNALS
 from crossroads.signals.learned import LearnedSignal, LearnedSignalConfig
-from crossroads.types import SignalResult
+from crossroads.types import SignalResult, ValueSpec
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+BUILTIN_LABELS = (
+    "code",
+    "math",
+    "reasoning",
+    "knowledge",
+    "writing",
+    "chat",
+    "translation",
+    "extraction",
+    "other",
+)  # the labels of the built-in head
 
 
 class DomainSignalConfig(LearnedSignalConfig):
@@ -42,6 +55,12 @@ class DomainSignal(LearnedSignal):
     kind = "domain"
     head_name = "domain"
     config_class = DomainSignalConfig
+    value_spec = ValueSpec("label", labels=frozenset(BUILTIN_LABELS))  # the top label
+
+    @classmethod
+    def value_spec_for(cls, config: DomainSignalConfig) -> ValueSpec:
+        """The built-in head's labels; any label for a head trained on your own."""
+        return cls.value_spec if config.model is None else ValueSpec("label")  # type: ignore[return-value]
 
     def prepare(self) -> None:
         super().prepare()

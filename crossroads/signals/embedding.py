@@ -13,7 +13,7 @@ from typing import Any
 
 from crossroads.exceptions import ConfigError
 from crossroads.signals.base import SIGNALS, Signal
-from crossroads.types import RoutingRequest, SignalResult
+from crossroads.types import RoutingRequest, SignalResult, ValueSpec
 
 
 @cache
@@ -53,6 +53,7 @@ class EmbeddingSignal(Signal):
 
     kind = "embedding"
     is_async = True
+    value_spec = ValueSpec("number", -1, 1)  # the best cosine similarity to an exemplar
 
     def prepare(self) -> None:
         self._exemplars = shared_embedder().encode(list(self.config.exemplars))

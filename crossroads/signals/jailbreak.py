@@ -17,7 +17,7 @@ from pydantic import Field
 
 from crossroads.registry import SIGNALS
 from crossroads.signals.learned import LearnedSignal, LearnedSignalConfig
-from crossroads.types import SignalResult
+from crossroads.types import SignalResult, ValueSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -85,6 +85,7 @@ class JailbreakSignal(LearnedSignal):
     kind = "jailbreak"
     head_name = "jailbreak"
     config_class = JailbreakSignalConfig
+    value_spec = ValueSpec("number", 0, 1)  # the attack score
 
     def judge(self, vector: np.ndarray, text: str) -> SignalResult:
         score = float(self.head.scores(vector[None, :])[0])

@@ -14,7 +14,7 @@ from itertools import islice
 
 from crossroads.redact import bounded, scrub
 from crossroads.signals.base import SIGNALS, Signal
-from crossroads.types import RoutingRequest, SignalResult
+from crossroads.types import RoutingRequest, SignalResult, ValueSpec
 
 COUNT_LIMIT = 100  # matches counted per signal and request at most
 
@@ -23,6 +23,7 @@ class _MatchSignal(Signal):
     """What keyword and regex signals share: how a match is reported."""
 
     rule = ""  # the config list the rules come from: "keywords" or "patterns"
+    value_spec = ValueSpec("count", 0, COUNT_LIMIT)  # the number of matches
 
     def report(self, matched: bool, count: int, rules: list[int], text: str | None) -> SignalResult:
         if not rules:

@@ -7,7 +7,7 @@ import re
 
 from crossroads.redact import bounded
 from crossroads.signals.base import SIGNALS, Signal
-from crossroads.types import RoutingRequest, SignalResult
+from crossroads.types import RoutingRequest, SignalResult, ValueSpec
 
 
 @SIGNALS.register("metadata")
@@ -16,6 +16,7 @@ class MetadataSignal(Signal):
     result records the value bounded like every recorded caller field."""
 
     kind = "metadata"
+    value_spec = ValueSpec("label", nullable=True)  # the caller's value, any string; none if unset
 
     def prepare(self) -> None:
         self._values = frozenset(self.config.values)

@@ -17,7 +17,7 @@ from pydantic import Field
 from crossroads.registry import SIGNALS
 from crossroads.signals.heads import Head
 from crossroads.signals.learned import LearnedSignal, LearnedSignalConfig, _encoder
-from crossroads.types import SignalResult
+from crossroads.types import SignalResult, ValueSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,6 +61,7 @@ class OodSignal(LearnedSignal):
     kind = "ood"
     head_name = "domain"
     config_class = OodSignalConfig
+    value_spec = ValueSpec("flag")  # out of distribution or not
 
     def prepare(self) -> None:
         super().prepare()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from crossroads.signals.base import SIGNALS, Signal
 from crossroads.tokens import count_tokens
-from crossroads.types import RoutingRequest, SignalResult
+from crossroads.types import RoutingRequest, SignalResult, ValueSpec
 
 
 @SIGNALS.register("tokens")
@@ -12,6 +12,7 @@ class TokensSignal(Signal):
     """Prompt length in tokens (o200k), e.g. to send long contexts to long-context models."""
 
     kind = "tokens"
+    value_spec = ValueSpec("count", 0)  # the token count
 
     def compute(self, request: RoutingRequest) -> SignalResult:
         n = (

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from crossroads.config import load_config, parse_config
-from crossroads.decisions import find_conflicts
+from crossroads.conflicts import find_conflicts
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason='the schema check needs pip install "crossroads[dev]"'
