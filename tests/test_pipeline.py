@@ -193,7 +193,7 @@ class _Probe(Signal):
 
     async def evaluate(self, requests: list[RoutingRequest]) -> list[SignalResult]:
         type(self).calls += 1
-        return [SignalResult(self.name, "deep" in r.text) for r in requests]
+        return [SignalResult(self.name, "deep" in r.text, r.text.count("deep")) for r in requests]
 
 
 def probed(*decisions: dict[str, Any]) -> Pipeline:
@@ -265,3 +265,48 @@ def test_a_failing_signals_error_is_masked_and_bounded() -> None:
     error = r.signals["keyword:k"].error or ""
     assert r.model == "big" and error.startswith("ValueError: cannot read mail [redacted] yyy")
     assert "alice" not in error and len(error) < 300
+
+
+@pytest.mark.parametrize(
+    ("text", "decision", "computed"),
+    [
+        ("x marks it", "either", False),  # the cheap signal settles it: no comparison needed
+        ("deep deep", "either", True),
+        ("deep once", "default", True),
+    ],
+)
+def test_a_comparison_on_an_expensive_signal_is_computed_only_when_needed(
+    text: str, decision: str, computed: bool
+) -> None:
+    p = probed(
+        {"name": "either", "when": {"any": ["keyword:k", "keyword:a >= 2"]}, "models": ["big"]}
+    )
+    r = route(p, chat(text))
+    assert r.decision == decision and (_Probe.calls == 1) is computed
+    if not computed:
+        assert r.rule_path == ["either: any(keyword:k=T, (keyword:a >= 2)=?)=T"]
+    elif decision == "either":
+        assert r.rule_path == ["either: any(keyword:k=F, (keyword:a=2 >= 2)=T)=T"]
+
+
+def test_comparisons_route_on_signal_values() -> None:
+    p = pipeline(
+        signals=[
+            {"kind": "tokens", "name": "prompt"},
+            {"kind": "metadata", "name": "who", "source": "user", "values": ["-"]},
+        ],
+        decisions=[
+            {"name": "long", "when": "tokens:prompt >= 50", "priority": 2, "models": ["big"]},
+            {
+                "name": "team",
+                "when": "metadata:who in [ann, bob]",
+                "priority": 1,
+                "models": ["big"],
+            },
+        ],
+        default={"models": ["small"]},
+    )
+    assert route(p, chat("word " * 100)).decision == "long"
+    assert route(p, chat("hi", user="bob")).decision == "team"
+    assert route(p, chat("hi", user="eve")).decision == "default"
+    assert route(p, chat("hi")).decision == "default"  # no user: no value, not "not in"
