@@ -60,7 +60,7 @@ class DomainSignal(LearnedSignal):
     @classmethod
     def value_spec_for(cls, config: DomainSignalConfig) -> ValueSpec:
         """The built-in head's labels; any label for a head trained on your own."""
-        return cls.value_spec if config.model is None else ValueSpec("label")  # type: ignore[return-value]
+        return cls.value_spec if config.model is None else ValueSpec("label")
 
     def prepare(self) -> None:
         super().prepare()
