@@ -9,20 +9,31 @@ two decisions of equal priority that can both match, so that file order picks on
 The search is exact over finitely many cases: each signal reference is true or false, and a
 compared value takes one value per region between the thresholds rules compare it with
 (within the range its signal declares), one per label named plus one other label, or none
-(a slow signal timed out, which makes every comparison on it false). A signal's match
-and its value are treated as independent, so a finding is never spurious, though shadowing
-between ``jailbreak:attack`` and ``jailbreak:attack > 0.8`` is not seen.
+(a slow signal timed out, which makes every comparison on it false). A reference to a
+signal whose match is a function of its value (``ValueSpec.matched_when``: ``jailbreak``
+matches when its score reaches ``threshold``) is read as those comparisons, so
+``jailbreak:attack`` is seen to cover ``jailbreak:attack > 0.8``; other references are
+independent of everything, which may miss a finding but never makes a spurious one.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from crossroads.config import Config
-from crossroads.decisions import _ORDER, Atom, CompiledDecision, Node, compile_entrypoints, leaves
+from crossroads.config.schema import declared_value_spec, signal_class
+from crossroads.decisions import (
+    _ORDER,
+    Atom,
+    CompiledDecision,
+    Node,
+    compile_entrypoints,
+    compile_rule,
+    leaves,
+)
 
 SEARCH_STEPS = 20_000  # per question; past it a rule counts as fine (no finding)
 
@@ -52,14 +63,14 @@ def check_rules(config: Config) -> list[Finding]:
     """Rules that can never match, always match, compare to no effect, or tie on priority."""
     findings: list[str] = []
     outcomes = {d.name: _outcome(d) for d in config.decisions}
-    priorities = {d.name: d.priority for d in config.decisions}
+    declared = {f"{s.kind}:{s.name}": s for s in config.signals}
     for decision in config.decisions:
-        findings += _atom_findings(decision.name, decision.when, config)
+        findings += _atom_findings(decision.name, decision.when, declared)
     for entry in compile_entrypoints(config).values():
+        rules = {d.name: _related(d.rule, declared) for d in entry.decisions if d.rule}
         tried: list[CompiledDecision] = []
         for d in entry.decisions:
-            assert d.rule is not None
-            findings += _decision_findings(entry.name, d, tried, outcomes, priorities)
+            findings += _decision_findings(entry.name, d, tried, outcomes, rules)
             tried.append(d)
     return [Finding("warning", m) for m in dict.fromkeys(findings)]
 
@@ -69,10 +80,9 @@ def _decision_findings(
     d: CompiledDecision,
     tried: list[CompiledDecision],
     outcomes: dict[str, Any],
-    priorities: dict[str, int],
+    rules: dict[str, Node],
 ) -> list[str]:
-    rule = d.rule
-    assert rule is not None
+    rule = rules[d.name]
     if _solve([(rule, True)]) is None:
         return [f"decision {d.name!r} never matches: its rule contradicts itself (always false)"]
     out: list[str] = []
@@ -81,17 +91,19 @@ def _decision_findings(
             f"decision {d.name!r} always matches: its rule is always true, so no decision "
             "tried after it nor the default is ever used"
         )
-    if tried and _solve([(rule, True)] + [(t.rule, False) for t in tried]) is None:  # type: ignore[misc]
-        broader = [t for t in tried if _solve([(rule, True), (t.rule, False)]) is None]  # type: ignore[list-item]
+    if tried and _solve([(rule, True)] + [(rules[t.name], False) for t in tried]) is None:
+        broader = [t for t in tried if _solve([(rule, True), (rules[t.name], False)]) is None]
         if broader:
             b = broader[0]
             why = (
                 f"{b.name!r} has the same rule and is tried first"
-                if _shape(b.rule) == _shape(rule)  # type: ignore[arg-type]
+                if _shape(rules[b.name]) == _shape(rule)
                 else f"{b.name!r} (priority {b.priority}) is broader and is tried first"
             )
         else:
-            overlapping = [t.name for t in tried if _solve([(rule, True), (t.rule, True)])]  # type: ignore[list-item]
+            overlapping = [
+                t.name for t in tried if _solve([(rule, True), (rules[t.name], True)]) is not None
+            ]
             why = (
                 f"{', '.join(map(repr, overlapping))}, tried first, together match whenever it does"
             )
@@ -99,16 +111,38 @@ def _decision_findings(
     for i, other in enumerate(tried):
         if other.priority != d.priority or outcomes[other.name] == outcomes[d.name]:
             continue
-        goals = [(rule, True), (other.rule, True)] + [(t.rule, False) for t in tried[:i]]
-        witness = _solve(goals)  # type: ignore[arg-type]
+        goals = [(rule, True), (rules[other.name], True)]
+        witness = _solve(goals + [(rules[t.name], False) for t in tried[:i]])
         if witness:
             out.append(
                 f"entrypoint {entry!r}: decisions {other.name!r} and {d.name!r} have the same "
-                f"priority ({priorities[d.name]}) and both match when {_describe(witness)}; "
+                f"priority ({d.priority}) and both match when {_describe(witness)}; "
                 f"{other.name!r} wins only because it comes first in the file: give one a "
                 "higher priority"
             )
     return out
+
+
+def _related(rule: Node, declared: dict[str, Any]) -> Node:
+    """``rule`` with each reference to a signal whose match is a function of its value
+    (``ValueSpec.matched_when``) replaced by those comparisons, so that ``tokens:long``
+    (``min: 4000``) and ``tokens:long < 1000`` are seen to exclude each other."""
+    if rule.op == "compare":
+        return rule
+    if rule.op != "signal":
+        return replace(rule, children=tuple(_related(c, declared) for c in rule.children))
+    config = declared.get(rule.signal)
+    spec = declared_value_spec(config) if config is not None else None
+    when = spec.matched_when if spec is not None else None
+    slow = bool(getattr(signal_class(config), "is_async", False))
+    if spec is None or when is None or (slow and not when):  # a slow one may time out
+        return rule
+    atoms = [Atom(rule.signal, None, op, value, spec, slow) for op, value in when]
+    return Node(
+        "all",
+        rule.test,
+        tuple(Node("compare", rule.test, signal=a.signal, text=rule.text, atom=a) for a in atoms),
+    )
 
 
 def _shape(node: Node) -> str:
@@ -122,10 +156,7 @@ def _outcome(decision: Any) -> Any:
     return decision.model_dump(exclude={"name", "when", "priority", "description"})
 
 
-def _atom_findings(name: str, when: Any, config: Config) -> list[str]:
-    from crossroads.decisions import compile_rule
-
-    declared = {f"{s.kind}:{s.name}": s for s in config.signals}
+def _atom_findings(name: str, when: Any, declared: dict[str, Any]) -> list[str]:
     out = []
     for leaf in leaves(compile_rule(when, declared)):
         if leaf.atom is None:

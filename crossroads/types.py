@@ -26,6 +26,9 @@ class ValueSpec:
     ``label`` (one of ``labels``; ``None``: any string), ``flag`` (true/false) or ``record``
     (a mapping whose ``fields`` rules name: ``pii:found.count``). ``nullable``: the value may
     be absent though the signal ran (a budget signal for a caller without budgets).
+    ``matched_when``: the comparisons of the value that all hold exactly when the signal
+    matches, e.g. ``((">=", 0.5),)`` (``()``: it always matches; ``None``: not a function of
+    the value), so that ``crossroads validate`` relates ``kind:name`` to comparisons of it.
     """
 
     type: Literal["number", "count", "label", "flag", "record"]
@@ -34,6 +37,7 @@ class ValueSpec:
     labels: frozenset[str] | None = None
     fields: tuple[tuple[str, ValueSpec], ...] = ()
     nullable: bool = False
+    matched_when: tuple[tuple[str, Any], ...] | None = None
 
 
 Operation = Literal["chat", "completions", "embeddings"]

@@ -25,6 +25,8 @@ BASE = {
         {"kind": "metadata", "name": "team", "source": "user", "values": ["q"]},
         {"kind": "budget", "name": "left", "below": 0.5},
         {"kind": "ood", "name": "unknown"},
+        {"kind": "jailbreak", "name": "attack", "threshold": 0.5},
+        {"kind": "tokens", "name": "long", "min": 4000},
     ],
 }
 
@@ -48,6 +50,12 @@ def conflicts(*decisions: dict[str, Any], **extra: Any) -> list[str]:
         ("domain:topic in [code, math]", "domain:topic == math"),
         ("domain:topic != chat", "domain:topic in [code, math]"),
         ({"not": "keyword:x"}, {"all": ["keyword:y", {"not": "keyword:x"}]}),
+        # a reference is read as the comparisons its signal matches by
+        ("jailbreak:attack", "jailbreak:attack > 0.8"),
+        ("complexity:hard", "complexity:hard > 0.7"),  # band hard: from 0.6
+        ("keyword:x >= 1", "keyword:x"),
+        ("tokens:long", "tokens:long > 5000"),
+        ("ood:unknown", {"all": ["ood:unknown == true", "keyword:y"]}),
     ],
 )
 def test_a_broader_rule_tried_first_shadows_a_narrower_one(broad: Any, narrow: Any) -> None:
@@ -67,7 +75,9 @@ def test_a_broader_rule_tried_first_shadows_a_narrower_one(broad: Any, narrow: A
         ("keyword:x", {"any": ["keyword:x", "keyword:y"]}),
         ("metadata:team == a", "metadata:team != b"),
         ({"all": ["keyword:x", "keyword:y"]}, "keyword:x"),
-        ("keyword:x >= 1", "keyword:x"),  # a match and a count are not related here
+        ("jailbreak:attack > 0.8", "jailbreak:attack"),
+        ("complexity:hard > 0.7", "complexity:hard"),
+        ("tokens:long > 5000", "tokens:long"),
     ],
 )
 def test_a_narrower_rule_first_shadows_nothing(broad: Any, narrow: Any) -> None:

@@ -3,6 +3,9 @@ can route cheaper before the budget refuses anything."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from crossroads.signals.base import SIGNALS, Signal
 from crossroads.types import RoutingRequest, SignalResult, ValueSpec
 
@@ -15,6 +18,11 @@ class BudgetSignal(Signal):
 
     kind = "budget"
     value_spec = ValueSpec("number", 0, 1, nullable=True)  # the fraction left; none without budgets
+
+    @classmethod
+    def value_spec_for(cls, config: Any) -> ValueSpec:
+        """It matches exactly when the fraction left is under ``below``."""
+        return replace(cls.value_spec, matched_when=(("<", config.below),))
 
     def compute(self, request: RoutingRequest) -> SignalResult:
         left = request.budget_remaining

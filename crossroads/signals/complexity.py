@@ -8,7 +8,8 @@ Mixtral on RouteLLM's MMLU/GSM8K/MT-Bench, Claude 3 Haiku on RouterArena): its v
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -52,6 +53,21 @@ class ComplexitySignal(LearnedSignal):
     head_name = "complexity"
     config_class = ComplexitySignalConfig
     value_spec = ValueSpec("number", 0, 1)  # the probability that a small model fails
+
+    @classmethod
+    def value_spec_for(cls, config: ComplexitySignalConfig) -> ValueSpec:
+        """It matches exactly when the value is in the interval its ``bands`` make (when they
+        make one: not ``[easy, hard]``)."""
+        spec = ValueSpec("number", 0, 1)
+        bands = set(config.bands)
+        if bands == {"easy", "hard"}:
+            return spec
+        when: tuple[tuple[str, Any], ...] = ()
+        if "easy" not in bands:
+            when += ((">=", config.medium_at if "medium" in bands else config.hard_at),)
+        if "hard" not in bands:
+            when += (("<", config.hard_at if "medium" in bands else config.medium_at),)
+        return replace(spec, matched_when=when)
 
     def judge(self, vector: np.ndarray, text: str) -> SignalResult:
         p = float(self.head.scores(vector[None, :])[0])

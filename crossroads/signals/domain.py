@@ -8,6 +8,7 @@ trains one on your own labels. The value is the top label; the detail lists the 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -59,8 +60,17 @@ class DomainSignal(LearnedSignal):
 
     @classmethod
     def value_spec_for(cls, config: DomainSignalConfig) -> ValueSpec:
-        """The built-in head's labels; any label for a head trained on your own."""
-        return cls.value_spec if config.model is None else ValueSpec("label")
+        """The built-in head's labels (any label for a head trained on your own); without
+        ``min_confidence`` it matches exactly when the label is one of ``labels``."""
+        spec = ValueSpec(
+            "label", labels=frozenset(BUILTIN_LABELS) if config.model is None else None
+        )
+        wanted = config.labels or (
+            [x for x in BUILTIN_LABELS if x != "other"] if config.model is None else None
+        )
+        if config.min_confidence > 0 or wanted is None:
+            return spec
+        return replace(spec, matched_when=(("in", frozenset(wanted)),))
 
     def prepare(self) -> None:
         super().prepare()

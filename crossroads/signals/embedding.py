@@ -8,6 +8,7 @@ encoder calls and the event loop never waits on the model.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -54,6 +55,11 @@ class EmbeddingSignal(Signal):
     kind = "embedding"
     is_async = True
     value_spec = ValueSpec("number", -1, 1)  # the best cosine similarity to an exemplar
+
+    @classmethod
+    def value_spec_for(cls, config: Any) -> ValueSpec:
+        """It matches exactly when the similarity reaches ``threshold``."""
+        return replace(cls.value_spec, matched_when=((">=", config.threshold),))
 
     def prepare(self) -> None:
         self._exemplars = shared_embedder().encode(list(self.config.exemplars))

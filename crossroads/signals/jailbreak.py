@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -86,6 +87,11 @@ class JailbreakSignal(LearnedSignal):
     head_name = "jailbreak"
     config_class = JailbreakSignalConfig
     value_spec = ValueSpec("number", 0, 1)  # the attack score
+
+    @classmethod
+    def value_spec_for(cls, config: JailbreakSignalConfig) -> ValueSpec:
+        """It matches exactly when the score reaches ``threshold``."""
+        return replace(cls.value_spec, matched_when=((">=", config.threshold),))
 
     def judge(self, vector: np.ndarray, text: str) -> SignalResult:
         score = float(self.head.scores(vector[None, :])[0])

@@ -10,7 +10,9 @@ masked and at most ``FIELD_CHARS`` characters.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from itertools import islice
+from typing import Any
 
 from crossroads.redact import bounded, scrub
 from crossroads.signals.base import SIGNALS, Signal
@@ -24,6 +26,13 @@ class _MatchSignal(Signal):
 
     rule = ""  # the config list the rules come from: "keywords" or "patterns"
     value_spec = ValueSpec("count", 0, COUNT_LIMIT)  # the number of matches
+
+    @classmethod
+    def value_spec_for(cls, config: Any) -> ValueSpec:
+        """With ``match: any`` the signal matches exactly when it counts a match."""
+        return replace(
+            cls.value_spec, matched_when=((">=", 1.0),) if config.match == "any" else None
+        )
 
     def report(self, matched: bool, count: int, rules: list[int], text: str | None) -> SignalResult:
         if not rules:

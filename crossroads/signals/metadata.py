@@ -4,6 +4,8 @@ operation asked for (``chat``, ``completions`` or ``embeddings``)."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+from typing import Any
 
 from crossroads.redact import bounded
 from crossroads.signals.base import SIGNALS, Signal
@@ -17,6 +19,12 @@ class MetadataSignal(Signal):
 
     kind = "metadata"
     value_spec = ValueSpec("label", nullable=True)  # the caller's value, any string; none if unset
+
+    @classmethod
+    def value_spec_for(cls, config: Any) -> ValueSpec:
+        """Without a ``pattern`` it matches exactly when the value is one of ``values``."""
+        when = None if config.pattern else (("in", frozenset(config.values)),)
+        return replace(cls.value_spec, matched_when=when)
 
     def prepare(self) -> None:
         self._values = frozenset(self.config.values)

@@ -61,7 +61,7 @@ class OodSignal(LearnedSignal):
     kind = "ood"
     head_name = "domain"
     config_class = OodSignalConfig
-    value_spec = ValueSpec("flag")  # out of distribution or not
+    value_spec = ValueSpec("flag", matched_when=(("==", True),))  # out of distribution or not
 
     def prepare(self) -> None:
         super().prepare()

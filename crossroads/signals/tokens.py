@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from crossroads.signals.base import SIGNALS, Signal
 from crossroads.tokens import count_tokens
 from crossroads.types import RoutingRequest, SignalResult, ValueSpec
@@ -13,6 +16,13 @@ class TokensSignal(Signal):
 
     kind = "tokens"
     value_spec = ValueSpec("count", 0)  # the token count
+
+    @classmethod
+    def value_spec_for(cls, config: Any) -> ValueSpec:
+        """It matches exactly when the count is in ``[min, max)``."""
+        when: tuple[tuple[str, Any], ...] = ((">=", float(config.min)),) if config.min else ()
+        when += (("<", float(config.max)),) if config.max is not None else ()
+        return replace(cls.value_spec, matched_when=when)
 
     def compute(self, request: RoutingRequest) -> SignalResult:
         n = (

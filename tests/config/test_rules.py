@@ -186,3 +186,74 @@ def test_the_domain_spec_lists_the_builtin_heads_labels() -> None:
 
     assert set(BUILTIN_LABELS) == set(load_head(builtin_head_path("domain")).labels)
     assert DomainSignal.value_spec.labels == frozenset(BUILTIN_LABELS)  # type: ignore[union-attr]
+
+
+def _holds(spec: object, value: object) -> bool:
+    from crossroads.decisions import _ORDER
+
+    when = spec.matched_when  # type: ignore[attr-defined]
+    return value is not None and all(_ORDER[op](value, v) for op, v in when)
+
+
+@pytest.mark.parametrize(
+    ("signal", "texts"),
+    [
+        ({"kind": "tokens", "name": "t", "min": 3, "max": 6}, ["a", "a b c", "a b c d e f g"]),
+        ({"kind": "keyword", "name": "t", "keywords": ["x", "y"]}, ["x", "none", "y y"]),
+        ({"kind": "regex", "name": "t", "patterns": [r"\d+"]}, ["12", "none"]),
+        ({"kind": "metadata", "name": "t", "source": "user", "values": ["ann"]}, ["ann", "bob"]),
+    ],
+)
+def test_a_signal_matches_exactly_when_its_declared_comparisons_hold(
+    signal: dict, texts: list[str]
+) -> None:
+    from crossroads.config.schema import declared_value_spec
+    from crossroads.prompts import routing_request
+    from crossroads.signals import build_signal
+
+    cfg = parse_config({**BASE, "signals": [signal]})
+    spec = declared_value_spec(cfg.signals[0])
+    built = build_signal(cfg.signals[0])
+    for text in texts:
+        body = {"model": "auto", "messages": [{"role": "user", "content": text}], "user": text}
+        result = built.compute(routing_request(body))
+        assert result.matched is _holds(spec, result.value), (text, result)
+
+
+def test_references_of_other_signals_are_not_read_as_comparisons() -> None:
+    from crossroads.config.schema import declared_value_spec
+
+    cfg = parse_config(
+        {
+            **BASE,
+            "signals": [
+                {"kind": "keyword", "name": "all", "keywords": ["x", "y"], "match": "all"},
+                {"kind": "metadata", "name": "re", "source": "user", "pattern": "^a"},
+                {"kind": "complexity", "name": "ends", "bands": ["easy", "hard"]},
+                {"kind": "domain", "name": "sure", "labels": ["code"], "min_confidence": 0.5},
+            ],
+        }
+    )
+    assert [declared_value_spec(s).matched_when for s in cfg.signals] == [None] * 4  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("bands", "when"),
+    [
+        (["hard"], ((">=", 0.6),)),
+        (["medium", "hard"], ((">=", 0.35),)),
+        (["medium"], ((">=", 0.35), ("<", 0.6))),
+        (["easy"], (("<", 0.35),)),
+        (["easy", "medium"], (("<", 0.6),)),
+        (["easy", "medium", "hard"], ()),
+    ],
+)
+def test_complexity_bands_are_intervals_of_its_value(bands: list[str], when: tuple) -> None:
+    from crossroads.config.schema import declared_value_spec
+    from crossroads.signals.complexity import band_of
+
+    cfg = parse_config({**BASE, "signals": [{"kind": "complexity", "name": "c", "bands": bands}]})
+    spec = declared_value_spec(cfg.signals[0])
+    assert spec is not None and spec.matched_when == when
+    for p in (0.0, 0.2, 0.35, 0.5, 0.6, 0.9, 1.0):
+        assert (band_of(p, 0.35, 0.6) in bands) is _holds(spec, p), p
