@@ -190,9 +190,13 @@ def typed_value(spec: ValueSpec, op: str, value: Any, name: str) -> Any:
     if spec.labels is not None:
         unknown = [x for x in labels if x not in spec.labels]
         if unknown:
+            import difflib
+
+            hint = difflib.get_close_matches(unknown[0], sorted(spec.labels), n=1)
             raise ValueError(
-                f"{name} has no label {', '.join(map(repr, unknown))}; "
-                f"its labels: {', '.join(sorted(spec.labels))}"
+                f"{name} has no label {', '.join(map(repr, unknown))}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + f"; its labels: {', '.join(sorted(spec.labels))}"
             )
     return frozenset(labels) if op in ("in", "not in") else labels[0]
 

@@ -106,6 +106,7 @@ def test_comparisons_are_read_from_yaml_unquoted(tmp_path: Path) -> None:
         ("tokens:prompt > many", "tokens:prompt is a count: compare it with a number, not 'many'"),
         ("domain:topic > 3", "'>' compares numbers and domain:topic is a label"),
         ("domain:topic == cooking", "domain:topic has no label 'cooking'; its labels: chat, code"),
+        ("domain:topic == cod", "has no label 'cod' (did you mean 'code'?); its labels: chat"),
         ("ood:unknown > 0.5", "ood:unknown is true or false"),
         ("has_code:code > 2", "has_code:code has no value that rules can compare"),
         ("tokens:prompt in 4", "'in' needs a list of values"),
