@@ -101,4 +101,45 @@ def load_config(path: str | Path) -> Config:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([("", f"invalid YAML: {where}{problem}")], str(path)) from None
-    return parse_config(data, str(path))
+    try:
+        return parse_config(data, str(path))
+    except ConfigError as exc:
+        raise ConfigError(_with_lines(exc.problems, text), str(path)) from None
+
+
+def _with_lines(problems: list[tuple[str, str]], text: str) -> list[tuple[str, str]]:
+    """Each problem with the line of the file its path points at, ``... (line 14)``."""
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:  # pragma: no cover - the text parsed a moment ago
+        return problems
+    out = []
+    for where, message in problems:
+        line = _line_of(root, where) if where else None
+        out.append((where, f"{message} (line {line})" if line else message))
+    return out
+
+
+def _line_of(node: Any, where: str) -> int | None:
+    """The line of the deepest YAML node on the path ``decisions[2].when.all[0]``."""
+    import yaml
+
+    line = None
+    for part in re.findall(r"\[\d+\]|[^.\[\]]+", where):
+        if isinstance(node, yaml.SequenceNode) and part.startswith("["):
+            index = int(part[1:-1])
+            if index >= len(node.value):
+                break
+            node = node.value[index]
+            line = node.start_mark.line + 1
+        elif isinstance(node, yaml.MappingNode):
+            found = next((v for k, v in node.value if k.value == part), None)
+            if found is None:
+                break
+            key = next(k for k, v in node.value if v is found)
+            node, line = found, key.start_mark.line + 1
+        else:
+            break
+    return line

@@ -135,6 +135,36 @@ def test_the_config_file_is_named_in_the_error(tmp_path: Path) -> None:
         load_config(path)
     assert str(path) in str(info.value)
     assert "decisions[0].when: the threshold 2 is outside the range" in str(info.value)
+    assert str(info.value).endswith("(line 4)")
+
+
+def test_problems_name_the_line_of_their_yaml_path(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "upstreams: [{name: u, base_url: 'http://x/v1'}]\n"
+        "models: [{name: a, upstream: u}]\n"
+        "signals:\n"
+        "  - {kind: tokens, name: prompt}\n"
+        "decisions:\n"
+        "  - name: ok\n"
+        "    when: tokens:prompt > 5\n"
+        "    models: [a]\n"
+        "  - name: bad\n"
+        "    when:\n"
+        "      all:\n"
+        "        - tokens:prompt > 5\n"
+        "        - tokens:promt < 3\n"
+        "    models: [nope]\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [
+        (
+            "decisions[1].when.all[1]",
+            "unknown signal 'tokens:promt'; did you mean 'tokens:prompt'? (line 13)",
+        ),
+        ("decisions[1].models[0]", "unknown model 'nope'; known: a (line 14)"),
+    ]
 
 
 def test_labels_of_a_head_of_your_own_are_not_checked() -> None:
