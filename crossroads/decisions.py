@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crossroads.config import AllRule, AnyRule, Config, Decision, DefaultDecision, NotRule, Rule
-from crossroads.config.rules import (
+from crossroads.config.comparisons import (
     Comparison,
     resolve_reference,
     typed_value,

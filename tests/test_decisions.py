@@ -187,7 +187,7 @@ def test_a_missing_failed_or_absent_value_makes_every_comparison_false(rule: str
 
 
 def test_a_field_of_a_mapping_value_is_read_by_name() -> None:
-    from crossroads.config.rules import Comparison
+    from crossroads.config import Comparison
     from crossroads.decisions import Atom, _comparison_predicate
     from crossroads.types import ValueSpec
 

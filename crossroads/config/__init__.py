@@ -21,6 +21,7 @@ Secrets are never literals: upstreams name an environment variable (``api_key_en
 
 from __future__ import annotations
 
+from crossroads.config.comparisons import Comparison
 from crossroads.config.loading import expand_env, format_loc, load_config, parse_config
 from crossroads.config.models import (
     BreakerConfig,
@@ -104,6 +105,7 @@ __all__ = [
     "AllRule",
     "AnyRule",
     "NotRule",
+    "Comparison",
     "Rule",
     "FirstSelection",
     "WeightedSelection",

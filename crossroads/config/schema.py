@@ -10,21 +10,18 @@ from pydantic import (
 )
 
 from crossroads.config.base import _Strict
+from crossroads.config.comparisons import Comparison, resolve_reference, typed_value, value_spec_of
 from crossroads.config.models import DispatchConfig, ModelConfig
 from crossroads.config.observe import MetricsConfig, OpenTelemetryConfig
 from crossroads.config.plans import plan_models
 from crossroads.config.rules import (
     AllRule,
     AnyRule,
-    Comparison,
     Decision,
     DefaultDecision,
     Entrypoint,
     Rule,
     WeightedSelection,
-    resolve_reference,
-    typed_value,
-    value_spec_of,
 )
 from crossroads.config.server import ServerConfig, StoreConfig
 from crossroads.config.signals import SignalConfig

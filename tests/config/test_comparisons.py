@@ -1,4 +1,5 @@
-"""Comparisons in rules: both YAML forms, and what config load rejects, with its path."""
+"""Comparisons in rules: both YAML forms, what config load rejects (with its path and line),
+and what each signal kind declares about its value."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from crossroads.config import load_config, parse_config
-from crossroads.config.rules import Comparison, parse_comparison
+from crossroads.config.comparisons import Comparison, parse_comparison
 from crossroads.exceptions import ConfigError
 
 BASE = {
