@@ -191,7 +191,7 @@ def explain(rule: Node, signals: Signals) -> str:
         if result is None:
             return f"({rule.text})={mark}"
         read = read_value(result, atom.field)
-        shown = "none" if read is None else str(read)
+        shown = "none" if read is None else str(read).lower() if type(read) is bool else str(read)
         head = f"{atom.signal}.{atom.field}" if atom.field else atom.signal
         return f"({head}={shown} {rule.text[len(head) :].lstrip()})={mark}"
     inner = ", ".join(explain(c, signals) for c in rule.children)

@@ -220,3 +220,15 @@ def test_explain_shows_the_value_a_comparison_read() -> None:
     assert explain(d.rule, known) == "any(keyword:x=F, (complexity:hard=0.83 > 0.7)=T)=T"
     team = compiled("metadata:team in [a, b]")
     assert explain(team.rule, result("metadata:team", None)) == ("(metadata:team=none in [a, b])=F")
+
+
+def test_explain_writes_flags_as_in_rules() -> None:
+    cfg = parse_config(
+        {
+            **BASE,
+            "signals": [{"kind": "ood", "name": "far"}],
+            "decisions": [{"name": "d", "when": "ood:far == true", "models": ["a"]}],
+        }
+    )
+    d = compile_entrypoints(cfg)["auto"].decisions[0]
+    assert explain(d.rule, result("ood:far", True, True)) == "(ood:far=true == true)=T"
