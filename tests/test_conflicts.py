@@ -256,3 +256,77 @@ def test_no_finding_on_the_builtin_config_with_every_provider() -> None:
     env = {"OPENAI_API_KEY": "x", "ANTHROPIC_API_KEY": "y"}
     data = default_config_data(env, ollama_url="")
     assert [d["name"] for d in data["decisions"]] and find_conflicts(parse_config(data)) == []
+
+
+def test_the_search_agrees_with_the_router_on_random_rules() -> None:
+    """For random pairs of rules: a witness the search finds makes the first true and the
+    second false under the router's own predicates, and where it finds none, no sampled
+    request does either."""
+    import random
+
+    from crossroads.conflicts import _NULL, _related, _solve
+    from crossroads.decisions import compile_rule
+    from crossroads.types import SignalResult
+
+    rng = random.Random(16)
+    cfg = parse_config(BASE)
+    declared = {f"{s.kind}:{s.name}": s for s in cfg.signals}
+    # how each signal matches, given its value (as the signals themselves do)
+    matches = {
+        "keyword:x": lambda v: v >= 1,
+        "tokens:prompt": lambda v: True,
+        "complexity:hard": lambda v: v >= 0.6,
+        "domain:topic": lambda v: v != "other",
+        "metadata:team": lambda v: v == "q",
+    }
+    values = {
+        "keyword:x": [0, 1, 2, 3, 100],
+        "tokens:prompt": [0, 999, 1000, 1001, 4000, 9000],
+        "complexity:hard": [0.0, 0.3, 0.5, 0.6, 0.65, 0.7, 1.0, None],  # None: timed out
+        "domain:topic": ["code", "math", "chat", "other", None],
+        "metadata:team": ["q", "a", "b", None],
+    }
+    leaves_pool = [
+        "keyword:x", "complexity:hard", "domain:topic", "metadata:team",
+        "keyword:x >= 2", "keyword:x == 1", "tokens:prompt > 1000", "tokens:prompt <= 1000",
+        "tokens:prompt < 4000", "complexity:hard > 0.5", "complexity:hard <= 0.7",
+        "domain:topic == code", "domain:topic in [code, math]", "domain:topic != chat",
+        "metadata:team in [a, b]", "metadata:team not in [a]", "metadata:team == q",
+    ]  # fmt: skip
+
+    def random_rule(depth: int = 0) -> Any:
+        if depth >= 2 or rng.random() < 0.4:
+            return rng.choice(leaves_pool)
+        kind = rng.choice(["all", "any", "not"])
+        if kind == "not":
+            return {"not": random_rule(depth + 1)}
+        return {kind: [random_rule(depth + 1) for _ in range(rng.randint(1, 3))]}
+
+    def when(rule: Any) -> Any:
+        data = {**BASE, "decisions": [{"name": "d", "when": rule, "models": ["a"]}]}
+        return parse_config(data).decisions[0].when
+
+    def results(state: dict[str, Any]) -> dict[str, SignalResult]:
+        return {
+            name: SignalResult(name, value is not None and matches[name](value), value)
+            for name, value in state.items()
+        }
+
+    checked = {"witness": 0, "implication": 0}
+    for _ in range(300):
+        a, b = (compile_rule(when(random_rule()), declared) for _ in range(2))
+        witness = _solve([(_related(a, declared), True), (_related(b, declared), False)])
+        if witness:
+            state = {name: vs[0] for name, vs in values.items()}
+            for (_, name, _), value in witness.items():
+                state[name] = None if value is _NULL else value
+            signals = results(state)
+            assert a.test(signals) and not b.test(signals), (a, b, witness)
+            checked["witness"] += 1
+        elif witness is None:
+            for _ in range(200):
+                state = {name: rng.choice(vs) for name, vs in values.items()}
+                signals = results(state)
+                assert not (a.test(signals) and not b.test(signals)), (a, b, state)
+            checked["implication"] += 1
+    assert min(checked.values()) >= 20, checked
