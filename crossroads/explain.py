@@ -81,7 +81,9 @@ def render_route(route: dict[str, Any]) -> None:
                 name, "-", "-", "not computed: cheaper signals settled the decision", "-", ""
             )
         console.print(table)
-    if explained:
+    if explained and not route["rules"]:
+        console.print("no rules tried: the request names a configured model")
+    elif explained:
         table = Table(title="rules (highest priority first)", title_justify="left")
         for col in ("decision", "priority", "result", "why"):
             table.add_column(col)

@@ -171,3 +171,10 @@ def test_route_explain_shows_every_rule_and_why(tmp_path: Path) -> None:
         "decision coding (cheapest) → small",
     ):
         assert needle in out, needle
+
+
+def test_route_explain_of_a_configured_model_tries_no_rule(tmp_path: Path) -> None:
+    config = write(tmp_path, RULES)
+    result = runner.invoke(app, ["route", "python", "-c", config, "--model", "big", "--explain"])
+    assert result.exit_code == 0, result.output
+    assert "no rules tried" in result.output and "explicit" in result.output
