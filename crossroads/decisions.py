@@ -112,18 +112,32 @@ def compile_rule(rule: Rule, signals: Mapping[str, Any] | None = None) -> Node:
         return Node(
             "compare", _comparison_predicate(atom), signal=atom.signal, text=rule.text, atom=atom
         )
-    if isinstance(rule, AllRule):
-        children = tuple(compile_rule(r, signals) for r in rule.all)
-        tests = tuple(c.test for c in children)
-        return Node("all", lambda s: all(t(s) for t in tests), children)
-    if isinstance(rule, AnyRule):
-        children = tuple(compile_rule(r, signals) for r in rule.any)
-        tests = tuple(c.test for c in children)
-        return Node("any", lambda s: any(t(s) for t in tests), children)
+    if isinstance(rule, AllRule | AnyRule):
+        op = "all" if isinstance(rule, AllRule) else "any"
+        children = tuple(compile_rule(r, signals) for r in getattr(rule, op))
+        return Node(op, _joined(op, tuple(c.test for c in children)), children)
     assert isinstance(rule, NotRule)
     child = compile_rule(rule.not_, signals)
     inner = child.test
     return Node("not", lambda s: not inner(s), (child,))
+
+
+def _joined(op: str, tests: tuple[Predicate, ...]) -> Predicate:
+    # Up to three children are joined with and/or: a generator under all()/any() costs
+    # more than the tests it runs.
+    if len(tests) == 1:
+        return tests[0]
+    if len(tests) == 2:
+        a, b = tests
+        return (lambda s: a(s) and b(s)) if op == "all" else (lambda s: a(s) or b(s))
+    if len(tests) == 3:
+        a, b, c = tests
+        if op == "all":
+            return lambda s: a(s) and b(s) and c(s)
+        return lambda s: a(s) or b(s) or c(s)
+    if op == "all":
+        return lambda s: all(t(s) for t in tests)
+    return lambda s: any(t(s) for t in tests)
 
 
 def compile_atom(rule: Comparison, signals: Mapping[str, Any]) -> Atom:

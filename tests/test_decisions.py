@@ -232,3 +232,27 @@ def test_explain_writes_flags_as_in_rules() -> None:
     )
     d = compile_entrypoints(cfg)["auto"].decisions[0]
     assert explain(d.rule, result("ood:far", True, True)) == "(ood:far=true == true)=T"
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_all_and_any_of_any_width_evaluate_like_python(n: int) -> None:
+    names = [f"k{i}" for i in range(n)]
+    cfg = parse_config(
+        {
+            **BASE,
+            "signals": [{"kind": "keyword", "name": x, "keywords": [x]} for x in names],
+            "decisions": [
+                {
+                    "name": "every",
+                    "when": {"all": [f"keyword:{x}" for x in names]},
+                    "models": ["a"],
+                },
+                {"name": "some", "when": {"any": [f"keyword:{x}" for x in names]}, "models": ["a"]},
+            ],
+        }
+    )
+    every, some = compile_entrypoints(cfg)["auto"].decisions
+    for bits in range(2**n):
+        truth = [bool(bits >> i & 1) for i in range(n)]
+        known = values(**dict(zip(names, truth, strict=True)))
+        assert every.test(known) is all(truth) and some.test(known) is any(truth)
