@@ -91,15 +91,26 @@ def _comparison_predicate(atom: Atom) -> Predicate:
     name, field, compare, threshold = atom.signal, atom.field, _ORDER[atom.op], atom.value
     types = _TYPES.get(atom.spec.type, frozenset())
 
-    def test(signals: Signals) -> bool:
+    # None (no value) or a value of another type than declared is not a match.
+    if field is None:
+
+        def test(signals: Signals) -> bool:
+            result = signals.get(name)
+            if result is None:
+                return False
+            value = result.value
+            return type(value) in types and bool(compare(value, threshold))
+
+        return test
+
+    def test_field(signals: Signals) -> bool:
         result = signals.get(name)
         if result is None:
             return False
         value = read_value(result, field)
-        # None (no value) or a value of another type than declared: not a match
         return type(value) in types and bool(compare(value, threshold))
 
-    return test
+    return test_field
 
 
 def compile_rule(rule: Rule, signals: Mapping[str, Any] | None = None) -> Node:
