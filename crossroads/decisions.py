@@ -8,6 +8,7 @@ is the predicate routing calls; :func:`settled` and :func:`explain` walk the sam
 
 from __future__ import annotations
 
+import numbers
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -87,9 +88,28 @@ _TYPES: dict[str, frozenset[type]] = {
 }
 
 
+def _real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+# Values of other types that still fit (numpy scalars, str subclasses): checked after the
+# exact types above, which are what built-in signals give.
+_LOOSELY: dict[str, Callable[[object], bool]] = {
+    "number": _real,
+    "count": _real,
+    "label": _text,
+    "flag": lambda value: False,
+}
+
+
 def _comparison_predicate(atom: Atom) -> Predicate:
     name, field, compare, threshold = atom.signal, atom.field, _ORDER[atom.op], atom.value
     types = _TYPES.get(atom.spec.type, frozenset())
+    loosely = _LOOSELY.get(atom.spec.type, _LOOSELY["flag"])
 
     # None (no value) or a value of another type than declared is not a match.
     if field is None:
@@ -99,7 +119,7 @@ def _comparison_predicate(atom: Atom) -> Predicate:
             if result is None:
                 return False
             value = result.value
-            return type(value) in types and bool(compare(value, threshold))
+            return (type(value) in types or loosely(value)) and bool(compare(value, threshold))
 
         return test
 
@@ -108,7 +128,7 @@ def _comparison_predicate(atom: Atom) -> Predicate:
         if result is None:
             return False
         value = read_value(result, field)
-        return type(value) in types and bool(compare(value, threshold))
+        return (type(value) in types or loosely(value)) and bool(compare(value, threshold))
 
     return test_field
 

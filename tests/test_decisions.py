@@ -256,3 +256,13 @@ def test_all_and_any_of_any_width_evaluate_like_python(n: int) -> None:
         truth = [bool(bits >> i & 1) for i in range(n)]
         known = values(**dict(zip(names, truth, strict=True)))
         assert every.test(known) is all(truth) and some.test(known) is any(truth)
+
+
+def test_numbers_and_labels_of_other_types_still_compare() -> None:
+    np = pytest.importorskip("numpy")
+    d = compiled("complexity:hard > 0.7")
+    assert d.test(result("complexity:hard", np.float32(0.9))) is True
+    assert d.test(result("complexity:hard", np.int64(1))) is True
+    assert d.test(result("complexity:hard", True)) is False  # a flag is not a score
+    team = compiled("metadata:team == a")
+    assert team.test(result("metadata:team", np.str_("a"))) is True
