@@ -275,13 +275,26 @@ def _compile_decision(d: Decision, signals: Mapping[str, Any]) -> CompiledDecisi
         d.selection,
         node,
         node.test,
-        frozenset(leaf.signal for leaf in leaves(node)),
+        frozenset(leaf.signal for leaf in leaves(node)) | _feature_signals(d.selection),
     )
+
+
+def _feature_signals(selection: object) -> frozenset[str]:
+    # An online selector's feature signals are computed like the rules' (cheap ones always,
+    # concurrent ones when the rules need them too).
+    features = getattr(selection, "features", None)
+    return frozenset(getattr(features, "signals", ()))
 
 
 def _compile_default(d: DefaultDecision) -> CompiledDecision:
     return CompiledDecision(
-        d.name, -(2**31), tuple(d.models), d.selection, None, lambda s: True, frozenset()
+        d.name,
+        -(2**31),
+        tuple(d.models),
+        d.selection,
+        None,
+        lambda s: True,
+        _feature_signals(d.selection),
     )
 
 

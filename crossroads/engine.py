@@ -87,6 +87,7 @@ class Engine:
         A caller with a policy is checked before routing and admitted after it (rate
         windows counted, the estimated cost held against its budgets)."""
         facts = routing_request(request, request.operation, caller)
+        facts.trace_id = trace.trace_id
         limits = self.limits
         if limits is None or not limits.governs(caller):
             trace.route = await self.pipeline.route(facts, request.model)
@@ -95,6 +96,16 @@ class Engine:
         trace.route = await self.pipeline.route(facts, request.model)
         await limits.admit(facts, trace)
         return facts
+
+    async def observe(self, decision: str, trace_id: str, reward: float) -> bool:
+        """Feedback on a routed request: ``reward`` is its quality in [0, 1]. The decision's
+        online selector learns from it; False when no selector of ``decision`` learns or the
+        request is unknown to it (never routed by it, or its feedback window expired)."""
+        for selector in self.pipeline.selectors(decision):
+            observe = getattr(selector, "observe", None)
+            if observe is not None:
+                return bool(await observe(trace_id, reward))
+        return False
 
     def plan(self, route: Route) -> SingleCall:
         """How to serve a routed request."""

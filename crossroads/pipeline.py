@@ -58,6 +58,7 @@ class Pipeline:
         for e in self.entrypoints_.values():
             for d in (*e.decisions, e.default):
                 selector = build_selector(d.selection)
+                selector.bind(d.name, d.models, cfg)
                 selector.prepare()
                 self._selectors[id(d)] = selector
         self._expected_output = cfg.server.expected_output_tokens
@@ -73,6 +74,20 @@ class Pipeline:
             for m in cfg.models
         }
         return self
+
+    def selectors(self, decision: str) -> list[Selector]:
+        """The selectors of the decisions named ``decision`` (one per entrypoint using it)."""
+        return [
+            self._selectors[id(d)]
+            for e in self.entrypoints_.values()
+            for d in (*e.decisions, e.default)
+            if d.name == decision
+        ]
+
+    async def aclose(self) -> None:
+        """Stop the selectors' background work (online learners flush their statistics)."""
+        for selector in self._selectors.values():
+            await selector.aclose()
 
     def uses_signal(self, kind: str) -> bool:
         """Whether some rule reads a signal of ``kind``."""
@@ -148,6 +163,7 @@ class Pipeline:
         if not eligible:
             raise NoCandidateError(_no_candidate_message(decision, candidates), param="messages")
         selector = self._selectors[id(decision)]
+        request.signals = signals
         if selector.is_async:
             chosen = await selector.aselect(request, eligible)
         else:
@@ -161,6 +177,7 @@ class Pipeline:
             candidates=candidates,
             estimated_cost=chosen.estimated_cost,
             prompt_tokens_estimate=request.prompt_tokens,
+            propensity=chosen.propensity,
         )
 
     async def compute_signals(

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import random
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from crossroads.registry import SELECTORS
 from crossroads.types import Candidate, RoutingRequest
+
+if TYPE_CHECKING:
+    from crossroads.config import Config
 
 __all__ = ["SELECTORS", "Selector", "build_selector"]
 
@@ -21,8 +25,15 @@ class Selector:
     def __init__(self, config: Any) -> None:
         self.config = config
 
+    def bind(self, decision: str, models: Sequence[str], config: Config) -> None:
+        """Called once before :meth:`prepare` with the decision's name, its candidate models
+        and the whole config (online selectors find their state backend and model profiles)."""
+
     def prepare(self) -> None:
         """Load what selection needs (artifacts, models); called once before serving."""
+
+    async def aclose(self) -> None:
+        """Release what :meth:`prepare` opened (called at shutdown)."""
 
     def select(self, request: RoutingRequest, candidates: list[Candidate]) -> Candidate:
         """The chosen candidate."""
@@ -58,8 +69,10 @@ class WeightedSelector(Selector):
         weights = [self.config.weights.get(c.model, 1.0) for c in candidates]
         if sum(weights) <= 0:
             return candidates[0]
+        total = sum(weights)
         for c, w in zip(candidates, weights, strict=True):
             c.score = w
+            c.propensity = w / total
         return self._random.choices(candidates, weights=weights)[0]
 
 
@@ -99,6 +112,12 @@ class LearnedSelector(Selector):
 
     async def aselect(self, request: RoutingRequest, candidates: list[Candidate]) -> Candidate:
         return await self._router.aselect(request, candidates)  # type: ignore[no-any-return]
+
+
+# The online learners (numpy) import only when a decision names one.
+SELECTORS.register_lazy("linucb", "crossroads.online.linucb:LinUCBSelector")
+SELECTORS.register_lazy("thompson", "crossroads.online.thompson:ThompsonSelector")
+SELECTORS.register_lazy("ema", "crossroads.online.ema:EMASelector")
 
 
 def build_selector(config: Any) -> Selector:

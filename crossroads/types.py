@@ -203,6 +203,9 @@ class RoutingRequest:
     max_output_tokens: int | None = None
     needs: frozenset[str] = frozenset()  # capabilities the request uses: tools, vision, json
     budget_remaining: float | None = None  # of the caller's tightest budget (budget signals)
+    trace_id: str | None = None  # of the request's trace (online selection remembers it)
+    signals: dict[str, SignalResult] | None = None  # computed signals, for selection features
+    vector: Any = None  # the prompt's embedding when a signal computed it (shared, not redone)
 
 
 @dataclass(slots=True)
@@ -227,6 +230,7 @@ class Candidate:
     eligible: bool = True
     reason: str | None = None  # why not eligible
     score: float | None = None  # selection score, when the method computes one
+    propensity: float | None = None  # probability a randomised method chose it
 
 
 @dataclass(slots=True)
@@ -243,6 +247,8 @@ class Route:
     prompt_tokens_estimate: int = 0
     routing_ms: float = 0.0
     started_at: float = 0.0  # wall-clock time (epoch s) routing started
+    propensity: float | None = None  # probability the selection chose ``model`` (off-policy
+    # evaluation reads it; None: the method does not randomise)
 
 
 @dataclass(slots=True)

@@ -32,6 +32,14 @@ from crossroads.config.models import (
     RetryConfig,
 )
 from crossroads.config.observe import MetricsConfig, OpenTelemetryConfig
+from crossroads.config.online import (
+    EMASelection,
+    LinUCBSelection,
+    OnlineDecay,
+    OnlineFeatures,
+    ThompsonSelection,
+    WarmStart,
+)
 from crossroads.config.rules import (
     AllRule,
     AnyRule,
@@ -111,6 +119,12 @@ __all__ = [
     "WeightedSelection",
     "CheapestSelection",
     "RouterSelection",
+    "LinUCBSelection",
+    "ThompsonSelection",
+    "EMASelection",
+    "OnlineFeatures",
+    "OnlineDecay",
+    "WarmStart",
     "SelectionConfig",
     "Decision",
     "DefaultDecision",

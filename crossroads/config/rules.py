@@ -14,6 +14,7 @@ from pydantic import (
 
 from crossroads.config.base import _Strict, _tagged
 from crossroads.config.comparisons import Comparison, is_comparison
+from crossroads.config.online import EMASelection, LinUCBSelection, ThompsonSelection
 from crossroads.config.plans import PlanConfig
 
 
@@ -117,7 +118,15 @@ class RouterSelection(_Strict):
 
 
 if TYPE_CHECKING:
-    SelectionConfig = FirstSelection | WeightedSelection | CheapestSelection | RouterSelection
+    SelectionConfig = (
+        FirstSelection
+        | WeightedSelection
+        | CheapestSelection
+        | RouterSelection
+        | LinUCBSelection
+        | ThompsonSelection
+        | EMASelection
+    )
 else:
     from crossroads.registry import SELECTORS
 
@@ -128,6 +137,9 @@ else:
         WeightedSelection,
         CheapestSelection,
         RouterSelection,
+        LinUCBSelection,
+        ThompsonSelection,
+        EMASelection,
         plugins=SELECTORS,
     )
 

@@ -13,6 +13,7 @@ from crossroads.config.base import _Strict
 from crossroads.config.comparisons import Comparison, resolve_reference, typed_value, value_spec_of
 from crossroads.config.models import DispatchConfig, ModelConfig
 from crossroads.config.observe import MetricsConfig, OpenTelemetryConfig
+from crossroads.config.online import online_problems
 from crossroads.config.plans import plan_models
 from crossroads.config.rules import (
     AllRule,
@@ -86,6 +87,7 @@ def _reference_problems(cfg: Config) -> list[tuple[str, str]]:
     upstreams = {u.name for u in cfg.upstreams}
     models = {m.name for m in cfg.models}
     decisions = {d.name for d in cfg.decisions}
+    declared = {f"{s.kind}:{s.name}": s for s in cfg.signals}
     for label, items in (
         ("upstreams", [u.name for u in cfg.upstreams]),
         ("models", [m.name for m in cfg.models]),
@@ -145,12 +147,14 @@ def _reference_problems(cfg: Config) -> list[tuple[str, str]]:
                 )
         if entry.default:
             problems += _candidate_problems(f"entrypoints[{i}].default", entry.default, models)
-    declared = {f"{s.kind}:{s.name}": s for s in cfg.signals}
+            problems += online_problems(f"entrypoints[{i}].default", entry.default, set(declared))
     for i, d in enumerate(cfg.decisions):
         problems += _rule_problems(f"decisions[{i}].when", d.when, declared)
         problems += _candidate_problems(f"decisions[{i}]", d, models)
+        problems += online_problems(f"decisions[{i}]", d, set(declared))
     if cfg.default:
         problems += _candidate_problems("default", cfg.default, models)
+        problems += online_problems("default", cfg.default, set(declared))
     reference = cfg.ui.reference_model
     if reference is not None and reference not in models:
         problems.append(

@@ -68,7 +68,8 @@ class EmbeddingSignal(Signal):
         batcher = shared_batcher()
         vectors = await asyncio.gather(*(batcher.encode(self.text_of(r)) for r in requests))
         out = []
-        for vector in vectors:
+        for request, vector in zip(requests, vectors, strict=True):
+            request.vector = vector  # selection may read it: never embedded twice
             similarity = self._exemplars @ vector
             best = int(similarity.argmax())
             score = float(similarity[best])

@@ -86,6 +86,8 @@ class LearnedSignal(Signal):
     async def evaluate(self, requests: list[RoutingRequest]) -> list[SignalResult]:
         texts = [self.text_of(r) for r in requests]
         vectors = await asyncio.gather(*(request_vector(t) for t in texts))
+        for request, vector in zip(requests, vectors, strict=True):
+            request.vector = vector  # selection may read it: never embedded twice
         return [self.judge(v, t) for v, t in zip(vectors, texts, strict=True)]
 
     def judge(self, vector: np.ndarray, text: str) -> SignalResult:

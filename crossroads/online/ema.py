@@ -1,0 +1,46 @@
+"""A discounted running mean of quality per model (as in ORCH), epsilon-greedy: the greedy
+choice is the highest ``mean − λ·cost``, and with probability ``max_explore`` another
+candidate, uniformly. A model never observed and without a prior counts as perfect (1.0),
+so each is tried early. The averaging forgets by ``decay`` (buckets of time, each older one
+weighing ``discount`` times less): an exponential moving average over time whose updates
+commute across replicas."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from crossroads.config import EMASelection
+from crossroads.online.base import OnlineSelector
+from crossroads.registry import SELECTORS
+
+
+@SELECTORS.register("ema")
+class EMASelector(OnlineSelector):
+    """``selection: {method: ema}`` (see :class:`~crossroads.config.EMASelection`)."""
+
+    method = "ema"
+    config_class = EMASelection
+    contextual = False
+
+    def means(self) -> np.ndarray:
+        """The discounted mean quality of each model (prior included)."""
+        version = self.stats.version
+        cached = getattr(self, "_means", None)
+        if cached is not None and cached[0] == version:
+            return cached[1]  # type: ignore[no-any-return]
+        quality, strength = self.prior_arrays()
+        n = np.array([self.stats.view(a).n for a in range(len(self.models))])
+        q = np.array([self.stats.view(a).q for a in range(len(self.models))])
+        weight = strength + n
+        means = np.where(weight > 0, (strength * quality + q) / np.maximum(weight, 1e-12), 1.0)
+        self._means = (version, means)
+        return means
+
+    def distribution(
+        self, x: np.ndarray | None, arms: np.ndarray, costs: np.ndarray
+    ) -> tuple[np.ndarray, int, np.ndarray]:
+        value = self.means()[arms] - self.lam * costs
+        greedy = int(np.argmax(value))
+        k = len(arms)
+        probs = np.full(k, 1.0 / k)
+        return probs, greedy, value
