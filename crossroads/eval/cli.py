@@ -1,4 +1,4 @@
-"""CLI commands of the offline path: ``crossroads eval``, ``crossroads fit``, ``crossroads calibrate``.
+"""CLI commands of the offline path: ``crossroads eval``, ``simulate``, ``fit``, ``calibrate``.
 
 Each is a thin wrapper over a library function (``evaluate``/``write_report``, ``fit_artifact``,
 ``calibrate_artifact``). numpy, pandas, sklearn and onnxruntime are imported inside the
@@ -137,6 +137,65 @@ def register(app: typer.Typer) -> None:
             typer.echo(markdown_table(result))
         page = write_report(results, out)
         typer.echo(f"\nreport: {page}")
+
+    @app.command("simulate")
+    def simulate_command(
+        data: Annotated[
+            list[Path], typer.Option("--data", help="Dataset folder(s) (routing.parquet).")
+        ],
+        selector: Annotated[
+            str, typer.Option(help="Comma-separated online methods: linucb, thompson, ema.")
+        ] = "linucb,thompson,ema",
+        seed: Annotated[int, typer.Option(help="Seed of the stream order and the noise.")] = 0,
+        delay: Annotated[int, typer.Option(help="Feedback arrives this many requests late.")] = 0,
+        noise: Annotated[float, typer.Option(help="Std of Gaussian noise on the reward.")] = 0.0,
+        missing: Annotated[float, typer.Option(help="Fraction of feedback never sent.")] = 0.0,
+        prefix: Annotated[
+            float, typer.Option(help="Fraction of the stream the offline routers are fitted on.")
+        ] = 0.1,
+        lam: Annotated[
+            float | None,
+            typer.Option("--lambda", help="Reward = quality - lambda*cost (default: see docs)."),
+        ] = None,
+        routers: Annotated[
+            str, typer.Option(help="Offline routers to compare, fitted on the prefix.")
+        ] = "linear,knn",
+        max_explore: Annotated[float, typer.Option(help="Exploration bound per request.")] = 0.1,
+        warm_start: Annotated[
+            bool, typer.Option(help="Also run each contextual selector warm-started.")
+        ] = True,
+        limit: Annotated[int | None, typer.Option(help="Replay only this many requests.")] = None,
+        out: Annotated[Path, typer.Option(help="Report directory.")] = Path("reports/simulate"),
+    ) -> None:
+        """Replay each dataset as a stream through online selectors and report regret against
+        the oracle and the best offline router fitted on a prefix (markdown, JSON, PNG, HTML)."""
+        from crossroads.eval.simulate import ONLINE, simulate
+        from crossroads.eval.simulate_report import markdown_table, write_report
+
+        methods = tuple(_split_names(selector))
+        unknown = [m for m in methods if m not in ONLINE]
+        if unknown:
+            raise typer.BadParameter(f"unknown selector(s) {unknown}; use {', '.join(ONLINE)}")
+        results = []
+        for path in data:
+            result = simulate(
+                path,
+                methods,
+                seed=seed,
+                delay=delay,
+                noise=noise,
+                missing=missing,
+                prefix=prefix,
+                lam=lam,
+                routers=tuple(_split_names(routers)),
+                warm_start=warm_start,
+                max_explore=max_explore,
+                limit=limit,
+            )
+            results.append(result)
+            typer.echo(f"\n## {result.dataset} ({result.seconds:.1f} s, lambda {result.lam:.4g})\n")
+            typer.echo(markdown_table(result))
+        typer.echo(f"\nreport: {write_report(results, out)}")
 
     @app.command("fit")
     def fit_command(

@@ -255,35 +255,47 @@ def write_report(results: list[EvalResult], out: str | Path) -> Path:
         )
         plot(result, out / f"{result.dataset}.png")
         sections.append(_html_section(result))
-    page = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-        f"<title>crossroads evaluation</title><style>{_shared_css()}</style></head><body>"
-        "<header class='bar'><div class='brand'>cross<span>roads</span></div>"
-        "<div class='status'>router evaluation</div></header><main class='report'>"
-        "<h1>Router evaluation</h1><p class='muted'>All numbers are on each dataset's test "
-        "split, with 95% bootstrap intervals. <a href='summary.md'>summary</a></p>"
-        + "".join(sections)
-        + "</main></body></html>"
+    intro = (
+        "All numbers are on each dataset's test split, with 95% bootstrap intervals. "
+        "<a href='summary.md'>summary</a>"
     )
-    (out / "index.html").write_text(page)
+    (out / "index.html").write_text(html_page("Router evaluation", intro, sections))
     return out / "index.html"
 
 
-def _html_section(result: EvalResult) -> str:
+def html_page(title: str, intro_html: str, sections: list[str]) -> str:
+    """A self-contained report page: the dashboard's styles, a title, an intro, sections."""
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>crossroads: {html.escape(title)}</title><style>{_shared_css()}</style></head>"
+        "<body><header class='bar'><div class='brand'>cross<span>roads</span></div>"
+        f"<div class='status'>{html.escape(title.lower())}</div></header><main class='report'>"
+        f"<h1>{html.escape(title)}</h1><p class='muted'>{intro_html}</p>"
+        + "".join(sections)
+        + "</main></body></html>"
+    )
+
+
+def html_table(markdown_lines: str) -> str:
+    """A markdown table as an HTML table (cells escaped)."""
     rows: list[str] = []
-    for line in markdown_table(result).splitlines():
+    for line in markdown_lines.splitlines():
         if line.startswith("|---"):
             continue
         cells = [html.escape(c.strip()) for c in line.strip("|").split("|")]
         tag = "th" if not rows else "td"
         rows.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+    return f"<div class='table-wrap'><table>{''.join(rows)}</table></div>"
+
+
+def _html_section(result: EvalResult) -> str:
     name = html.escape(result.dataset)
     return (
         f"<h2>{name}</h2><p class='muted'>{html.escape(result.cost_note)}; features: "
         f"{html.escape(result.features)}; split: {html.escape(result.split_rule)}. "
         f"<a href='{name}.md'>markdown</a> · <a href='{name}.json'>JSON</a></p>"
-        f"<div class='table-wrap'><table>{''.join(rows)}</table></div>"
+        f"{html_table(markdown_table(result))}"
         f"<p><img src='{name}.png' width='800' alt='{name}: cost-quality curves'></p>"
     )
 

@@ -23,7 +23,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -128,7 +128,7 @@ class OnlineSelector(Selector):
         self.ttl_s = float(cfg.feedback_ttl_s)
         self._pending: OrderedDict[str, Pending] = OrderedDict()
         self._writes: dict[str, str] = {}
-        self._deltas: dict[str, Counter[str]] = {}
+        self._deltas: dict[str, np.ndarray] = {}  # summed increments per statistics key
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.selected = self.explored = self.observed = self.syncs = 0
@@ -141,6 +141,10 @@ class OnlineSelector(Selector):
         """For candidates ``arms`` (model indices) with estimated ``costs``: the policy's
         probability of each, the greedy one's position, and each one's score."""
         raise NotImplementedError
+
+    def learn(self, arm: int, x: np.ndarray | None, quality: float) -> None:
+        """Apply one local observation to the learner's model (it is already in the
+        statistics; the model is rebuilt from them after each read from the backend)."""
 
     def prior_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """Prior quality and strength per model."""
@@ -219,13 +223,17 @@ class OnlineSelector(Selector):
         now = self.clock()
         key = self._record_key(trace_id)
         pending = self._pending.pop(trace_id, None)
-        if pending is None:
-            raw = self._writes.get(key)  # forgotten here, or observed, but not yet written
-            if raw is None:
-                try:
-                    (raw,) = await self.state.call(lambda: self.state.backend.get_records([key]))
-                except StateUnavailableError:
+        raw = self._writes.get(key)  # not yet written: the newest word on it is here
+        if raw is None:
+            # Written: another replica may have taken its feedback already.
+            try:
+                (raw,) = await self.state.call(lambda: self.state.backend.get_records([key]))
+            except StateUnavailableError:
+                if pending is None:
                     return False
+        if raw == OBSERVED:
+            return False
+        if pending is None:
             pending = self._decode(raw)
             if pending is None:
                 return False
@@ -234,9 +242,12 @@ class OnlineSelector(Selector):
         r = quality - self.lam * pending.cost
         stats = self.stats
         stats.observe(pending.arm, stats.codec.moments(pending.x, quality, r))
+        self.learn(pending.arm, pending.x, quality)
         bucket = stats.buckets.current(now)
-        deltas = self._deltas.setdefault(self._stats_key(pending.arm, bucket), Counter())
-        deltas.update(stats.codec.encode(pending.x, quality, r))
+        increments = stats.codec.encode(pending.x, quality, r)
+        key_stats = self._stats_key(pending.arm, bucket)
+        known = self._deltas.get(key_stats)
+        self._deltas[key_stats] = increments if known is None else known + increments
         self._writes[key] = OBSERVED
         self.observed += 1
         return True
@@ -282,14 +293,15 @@ class OnlineSelector(Selector):
         deltas, self._deltas = self._deltas, {}
         self.stats.begin_sync()
         if deltas:
-            updates = {k: dict(v) for k, v in deltas.items()}
+            updates = {k: self.stats.codec.counters(v) for k, v in deltas.items()}
             ttl_s = self.stats.buckets.ttl_s
             try:
                 await self.state.call(lambda: backend.add_counters(updates, ttl_s))
             except StateUnavailableError:
                 self.stats.abort_sync()
                 for k, v in deltas.items():
-                    self._deltas.setdefault(k, Counter()).update(v)
+                    known = self._deltas.get(k)
+                    self._deltas[k] = v if known is None else known + v
                 return False
         read = self.stats.to_read(now)
         keys = [self._stats_key(arm, bucket) for arm, bucket in read]

@@ -22,19 +22,23 @@ class EMASelector(OnlineSelector):
     config_class = EMASelection
     contextual = False
 
+    _version = -1
+
     def means(self) -> np.ndarray:
         """The discounted mean quality of each model (prior included)."""
-        version = self.stats.version
-        cached = getattr(self, "_means", None)
-        if cached is not None and cached[0] == version:
-            return cached[1]  # type: ignore[no-any-return]
-        quality, strength = self.prior_arrays()
-        n = np.array([self.stats.view(a).n for a in range(len(self.models))])
-        q = np.array([self.stats.view(a).q for a in range(len(self.models))])
-        weight = strength + n
-        means = np.where(weight > 0, (strength * quality + q) / np.maximum(weight, 1e-12), 1.0)
-        self._means = (version, means)
-        return means
+        if self._version != self.stats.version:
+            quality, strength = self.prior_arrays()
+            views = [self.stats.view(a) for a in range(len(self.models))]
+            self._weight = strength + np.array([v.n for v in views])
+            self._sum = strength * quality + np.array([v.q for v in views])
+            self._version = self.stats.version
+        weight = self._weight
+        return np.where(weight > 0, self._sum / np.maximum(weight, 1e-12), 1.0)
+
+    def learn(self, arm: int, x: np.ndarray | None, quality: float) -> None:
+        if self._version == self.stats.version:
+            self._weight[arm] += 1.0
+            self._sum[arm] += quality
 
     def distribution(
         self, x: np.ndarray | None, arms: np.ndarray, costs: np.ndarray

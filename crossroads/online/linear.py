@@ -1,6 +1,7 @@
 """The posterior shared by LinUCB and linear Thompson sampling: per model a ridge
 regression of quality on the context, its prior mean folded in as pseudo-observations of the
-bias feature."""
+bias feature. The inverse of each model's ``A`` is rebuilt after every read from the state
+backend and updated in between by Sherman-Morrison (one observation: O(d²), no inversion)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,9 @@ from crossroads.online.base import OnlineSelector
 class LinearPosterior(OnlineSelector):
     """Adds :meth:`posterior`: per candidate the predicted quality and its variance."""
 
-    def _fit(self) -> tuple[np.ndarray, np.ndarray]:
-        version = self.stats.version
-        cached = getattr(self, "_fitted", None)
-        if cached is not None and cached[0] == version:
-            return cached[1], cached[2]
+    _version = -1
+
+    def _refit(self) -> None:
         d = self.stats.codec.d
         quality, strength = self.prior_arrays()
         k = len(self.models)
@@ -29,14 +28,25 @@ class LinearPosterior(OnlineSelector):
         A += self.config.ridge * np.eye(d)
         A[:, 0, 0] += strength
         b[:, 0] += strength * quality
-        inverse = np.linalg.inv(A)
-        theta = np.einsum("kij,kj->ki", inverse, b)
-        self._fitted = (version, theta, inverse)
-        return theta, inverse
+        self._inverse = np.linalg.inv(A)
+        self._b = b
+        self._theta = np.einsum("kij,kj->ki", self._inverse, b)
+        self._version = self.stats.version
+
+    def learn(self, arm: int, x: np.ndarray | None, quality: float) -> None:
+        if self._version != self.stats.version or x is None:
+            return  # rebuilt from the statistics (which hold it) at the next selection
+        inverse = self._inverse[arm]
+        ax = inverse @ x
+        inverse -= np.outer(ax, ax) / (1.0 + x @ ax)
+        self._b[arm] += quality * x
+        self._theta[arm] = inverse @ self._b[arm]
 
     def posterior(self, x: np.ndarray, arms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Predicted quality and its variance (in units of the regression) per arm."""
-        theta, inverse = self._fit()
-        mean = theta[arms] @ x
-        variance = np.einsum("i,kij,j->k", x, inverse[arms], x)
+        if self._version != self.stats.version:
+            self._refit()
+        mean = self._theta[arms] @ x
+        inverse = self._inverse if len(arms) == len(self.models) else self._inverse[arms]
+        variance = inverse @ x @ x
         return mean, np.maximum(variance, 0.0)

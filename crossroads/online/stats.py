@@ -57,16 +57,21 @@ class Codec:
         self.rows, self.cols = np.triu_indices(d)
         self.a_fields = [f"A{i}.{j}" for i, j in zip(self.rows, self.cols, strict=True)]
         self.b_fields = [f"b{i}" for i in range(d)]
+        self.fields = ["n", "q", "r", *self.a_fields, *self.b_fields]
 
-    def encode(self, x: np.ndarray | None, quality: float, reward: float) -> dict[str, int]:
-        """The counter increments of one observation."""
-        out = {"n": SCALE, "q": round(quality * SCALE), "r": round(reward * SCALE)}
+    def encode(self, x: np.ndarray | None, quality: float, reward: float) -> np.ndarray:
+        """The counter increments of one observation, in the order of :attr:`fields`."""
+        out = np.zeros(len(self.fields), dtype=np.int64)
+        out[0], out[1], out[2] = SCALE, round(quality * SCALE), round(reward * SCALE)
         if x is not None and self.d:
-            outer = np.rint(np.outer(x, x)[self.rows, self.cols] * SCALE).astype(np.int64)
-            bq = np.rint(x * (quality * SCALE)).astype(np.int64)
-            out.update(zip(self.a_fields, outer.tolist(), strict=True))
-            out.update(zip(self.b_fields, bq.tolist(), strict=True))
-        return {k: v for k, v in out.items() if v}
+            t = len(self.a_fields)
+            out[3 : 3 + t] = np.rint(np.outer(x, x)[self.rows, self.cols] * SCALE)
+            out[3 + t :] = np.rint(x * (quality * SCALE))
+        return out
+
+    def counters(self, increments: np.ndarray) -> dict[str, int]:
+        """Increments (as from :meth:`encode`, summed) as the hash ``add_counters`` takes."""
+        return {f: v for f, v in zip(self.fields, increments.tolist(), strict=True) if v}
 
     def moments(self, x: np.ndarray | None, quality: float, reward: float) -> Moments:
         """One observation as floats (the same numbers :meth:`encode` counts)."""
@@ -136,12 +141,12 @@ class SharedStatistics:
         self._backend = [Moments.zeros(d) for _ in self.models]  # weighted, as last read
         self._local = [Moments.zeros(d) for _ in self.models]  # not yet read back
         self._inflight = [Moments.zeros(d) for _ in self.models]  # sent, not yet read back
-        self.version = 0  # changes whenever the view does
+        self.version = 0  # changes whenever the backend's part of the view does
 
     def observe(self, arm: int, moments: Moments) -> None:
-        """Add one local observation to the view."""
+        """Add one local observation to the view (``version`` counts only reads: a learner
+        applies a local observation to its own model incrementally)."""
         self._local[arm].add(moments)
-        self.version += 1
 
     def view(self, arm: int) -> Moments:
         """The statistics of ``arm`` as this replica sees them now."""
