@@ -330,6 +330,7 @@ class _Stream:
                 await selector.sync()
         await selector.aclose()
         detail = {
+            "observed": selector.observed,
             "explored": selector.explored / max(1, selector.selected),
             "mean_propensity": float(propensity.mean()),
             "select_us": select_s / max(1, n) * 1e6,

@@ -225,6 +225,7 @@ class Gateway:
                 log.exception("closing upstream %s failed", upstream.name)
         if self.fleet is not None:
             await self.fleet.aclose()
+        await self.pipeline.aclose()
         await self.limits.aclose(self.config.server.shutdown_timeout_s / 2)
         self.store.close()
         if self.key_ring is not None:
