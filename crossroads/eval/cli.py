@@ -165,6 +165,10 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option(help="Also run each contextual selector warm-started.")
         ] = True,
         limit: Annotated[int | None, typer.Option(help="Replay only this many requests.")] = None,
+        drift: Annotated[
+            float,
+            typer.Option(help="From mid-stream the prefix's best model loses this quality share."),
+        ] = 0.0,
         out: Annotated[Path, typer.Option(help="Report directory.")] = Path("reports/simulate"),
     ) -> None:
         """Replay each dataset as a stream through online selectors and report regret against
@@ -191,6 +195,7 @@ def register(app: typer.Typer) -> None:
                 warm_start=warm_start,
                 max_explore=max_explore,
                 limit=limit,
+                drift=drift,
             )
             results.append(result)
             typer.echo(f"\n## {result.dataset} ({result.seconds:.1f} s, lambda {result.lam:.4g})\n")

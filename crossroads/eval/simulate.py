@@ -121,27 +121,37 @@ def simulate(
     sync_every: int = 20,
     features: np.ndarray | None = None,
     limit: int | None = None,
+    drift: float = 0.0,
     options: dict[str, dict[str, Any]] | None = None,
 ) -> SimulationResult:
     """Replay ``data`` through each of ``selectors`` (see the module docstring). With
     ``warm_start`` each contextual selector also runs warm-started from the best offline
-    router (``<name>+warm``). ``options``: extra selection settings per selector name."""
+    router (``<name>+warm``). ``drift``: from the middle of the stream the model best on the
+    prefix loses this fraction of its quality, and the selectors forget (``decay``: buckets of
+    50 requests, discount 0.7, 12 of them). ``options``: extra selection settings per selector name."""
     started = time.perf_counter()
     ds = data if isinstance(data, RoutingDataset) else load_dataset(data)
-    if features is None:
-        features, feature_name = features_for(ds, progress=False)
-    else:
-        feature_name = "given"
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(ds))[:limit]
+    if features is None:
+        features, feature_name = _features(ds, order)
+    else:
+        feature_name = "given"
+        features = np.asarray(features)[order]
     quality = fill_missing(ds.outcomes.quality)[order]
     assert ds.outcomes.cost is not None
     cost = ds.outcomes.cost[order]
-    x = np.asarray(features, dtype=np.float32)[order]
+    x = np.asarray(features, dtype=np.float32)
     texts = [ds.prompts[i] for i in order] if ds.prompts is not None else None
     tasks = ds.tasks[order]
     n_prefix = max(1, int(round(prefix * len(order))))
     lam = default_lambda(quality[:n_prefix], cost[:n_prefix]) if lam is None else lam
+    drifted = None
+    if drift:
+        # The model best on the prefix gets worse halfway: what a fitted router cannot see.
+        drifted = int(np.argmax((quality[:n_prefix] - lam * cost[:n_prefix]).mean(axis=0)))
+        quality = quality.copy()
+        quality[len(order) // 2 :, drifted] *= 1.0 - drift
     reward = quality - lam * cost
     oracle = reward.max(axis=1)
     models = list(ds.outcomes.models)
@@ -172,8 +182,9 @@ def simulate(
         rest = np.arange(n_prefix, len(order))
         best_name = max(fitted, key=lambda n: float(reward[rest, fitted[n][0][rest]].mean()))
         best_router = (best_name, fitted[best_name][1])
+    decay = {"bucket_s": 50.0, "buckets": 12, "discount": 0.7} if drift else None
     stream = _Stream(
-        quality, cost, x, texts, tasks, models, lam, delay, noise, missing, sync_every, seed
+        quality, cost, x, texts, tasks, models, lam, delay, noise, missing, sync_every, seed, decay
     )
     with tempfile.TemporaryDirectory() as tmp:
         artifact = None
@@ -199,6 +210,8 @@ def simulate(
         "sync_every": sync_every,
         "requests": len(order),
         "routers": list(routers),
+        "drift": drift,
+        "drifted_model": None if drifted is None else models[drifted],
     }
     return SimulationResult(
         ds.name,
@@ -212,6 +225,17 @@ def simulate(
         policies,
         time.perf_counter() - started,
     )
+
+
+def _features(ds: RoutingDataset, order: np.ndarray) -> tuple[np.ndarray, str]:
+    """Features of the replayed rows only (a ``limit`` embeds only the prompts it replays)."""
+    if ds.prompts is None or len(order) == len(ds):
+        features, name = features_for(ds, progress=True)
+        return np.asarray(features)[order], name
+    from crossroads.embeddings import EmbeddingCache
+
+    texts = [ds.prompts[i] for i in order]
+    return EmbeddingCache(ds.name).encode(texts, progress=True), "minilm-embedding"
 
 
 def _offline(
@@ -252,11 +276,12 @@ class _Stream:
         missing: float,
         sync_every: int,
         seed: int,
+        decay: dict[str, Any] | None,
     ) -> None:
         self.quality, self.cost, self.x = quality, cost, x
         self.texts, self.tasks, self.models = texts, tasks, models
         self.lam, self.delay, self.noise, self.missing = lam, delay, noise, missing
-        self.sync_every, self.seed = sync_every, seed
+        self.sync_every, self.seed, self.decay = sync_every, seed, decay
 
     def selector(self, method: str, max_explore: float, extra: dict[str, Any], warm: Any) -> Any:
         from crossroads.config.rules import Decision
@@ -268,7 +293,7 @@ class _Stream:
             "objective": {"lambda": self.lam},
             "max_explore": max_explore,
             "seed": self.seed,
-            "decay": None,
+            "decay": self.decay,
         }
         if method != "ema":
             selection["features"] = {

@@ -48,6 +48,13 @@ def describe(result: SimulationResult) -> str:
         f"{best.name if best else '–'}; λ = {result.lam:.4g} per {result.cost_unit}; "
         f"max_explore {s['max_explore']}; statistics synchronised every {s['sync_every']} "
         f"requests; features: {result.features}."
+        + (
+            f" Drift: from request {s['requests'] // 2} {s['drifted_model']} loses "
+            f"{s['drift']:.0%} of its quality; the selectors forget (buckets of 50 requests, "
+            "discount 0.7, the last 12)."
+            if s.get("drift")
+            else ""
+        )
     )
 
 

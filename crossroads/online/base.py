@@ -127,7 +127,8 @@ class OnlineSelector(Selector):
         self.state = GuardedState(backend, timeout, settings.retry_after_s)
         self.ttl_s = float(cfg.feedback_ttl_s)
         self._pending: OrderedDict[str, Pending] = OrderedDict()
-        self._writes: dict[str, str] = {}
+        self._writes: dict[str, Pending | str] = {}  # records to write (or OBSERVED)
+        self._arms: dict[tuple[str, ...], np.ndarray] = {}
         self._deltas: dict[str, np.ndarray] = {}  # summed increments per statistics key
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -176,41 +177,46 @@ class OnlineSelector(Selector):
         self, trace_id: str | None, x: np.ndarray | None, candidates: list[Candidate]
     ) -> Candidate:
         """Draw a candidate for context ``x`` and remember it under ``trace_id``."""
-        index = self.index
-        arms = np.array([index[c.model] for c in candidates])
+        names = tuple(c.model for c in candidates)
+        arms = self._arms.get(names)
+        if arms is None:
+            arms = self._arms[names] = np.array([self.index[m] for m in names])
         costs = np.array([c.estimated_cost for c in candidates], dtype=np.float64)
         probs, greedy, scores = self.distribution(x, arms, costs)
         probs = bound_exploration(probs, greedy, self.config.max_explore)
-        cumulative = np.cumsum(probs)
-        i = min(
-            int(np.searchsorted(cumulative, self._rng.random() * cumulative[-1], "right")),
-            len(candidates) - 1,
-        )
-        for c, s in zip(candidates, scores.tolist(), strict=True):
-            c.score = round(s, 6)
+        weights = probs.tolist()
+        u = self._rng.random() * sum(weights)
+        i = len(weights) - 1
+        for j, w in enumerate(weights):
+            u -= w
+            if u < 0:
+                i = j
+                break
+        for c, score in zip(candidates, scores.tolist(), strict=True):
+            c.score = round(score, 6)
         chosen = candidates[i]
-        chosen.propensity = round(float(probs[i]), 6)
+        chosen.propensity = round(weights[i], 6)
         self.selected += 1
         self.explored += i != greedy
         if trace_id is not None:
-            self._remember(
-                trace_id, Pending(int(arms[i]), x, chosen.propensity, float(costs[i]), self.clock())
-            )
+            pending = Pending(int(arms[i]), x, chosen.propensity, costs.item(i), self.clock())
+            self._pending[trace_id] = pending
+            if len(self._pending) > MAX_PENDING:
+                self._pending.popitem(last=False)
+            if len(self._writes) < MAX_QUEUED:
+                self._writes[self._record_key(trace_id)] = pending  # serialised when written
         return chosen
 
-    def _remember(self, trace_id: str, pending: Pending) -> None:
-        self._pending[trace_id] = pending
-        if len(self._pending) > MAX_PENDING:
-            self._pending.popitem(last=False)
-        if len(self._writes) < MAX_QUEUED:
-            record = {
+    def _record(self, pending: Pending) -> str:
+        return orjson.dumps(
+            {
                 "arm": self.models[pending.arm],
                 "x": None if pending.x is None else np.round(pending.x, 6).tolist(),
                 "p": pending.propensity,
                 "c": pending.cost,
                 "t": pending.at,
             }
-            self._writes[self._record_key(trace_id)] = orjson.dumps(record).decode()
+        ).decode()
 
     # ------------------------------------------------------------------ feedback
 
@@ -234,7 +240,7 @@ class OnlineSelector(Selector):
         if raw == OBSERVED:
             return False
         if pending is None:
-            pending = self._decode(raw)
+            pending = raw if isinstance(raw, Pending) else self._decode(raw)
             if pending is None:
                 return False
         if now - pending.at > self.ttl_s:
@@ -283,7 +289,12 @@ class OnlineSelector(Selector):
             ttl = self.ttl_s
 
             async def put() -> None:
-                await asyncio.gather(*(backend.put_record(k, v, ttl) for k, v in writes.items()))
+                await asyncio.gather(
+                    *(
+                        backend.put_record(k, v if isinstance(v, str) else self._record(v), ttl)
+                        for k, v in writes.items()
+                    )
+                )
 
             try:
                 await self.state.call(put)

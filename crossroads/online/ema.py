@@ -25,26 +25,29 @@ class EMASelector(OnlineSelector):
     _version = -1
 
     def means(self) -> np.ndarray:
-        """The discounted mean quality of each model (prior included)."""
+        """The discounted mean quality of each model (prior included; 1.0 if nothing is
+        known: untried models are tried first)."""
         if self._version != self.stats.version:
             quality, strength = self.prior_arrays()
             views = [self.stats.view(a) for a in range(len(self.models))]
             self._weight = strength + np.array([v.n for v in views])
             self._sum = strength * quality + np.array([v.q for v in views])
+            known = self._weight > 0
+            self._means = np.where(known, self._sum / np.where(known, self._weight, 1.0), 1.0)
             self._version = self.stats.version
-        weight = self._weight
-        return np.where(weight > 0, self._sum / np.maximum(weight, 1e-12), 1.0)
+        return self._means
 
     def learn(self, arm: int, x: np.ndarray | None, quality: float) -> None:
         if self._version == self.stats.version:
             self._weight[arm] += 1.0
             self._sum[arm] += quality
+            self._means[arm] = self._sum[arm] / self._weight[arm]
 
     def distribution(
         self, x: np.ndarray | None, arms: np.ndarray, costs: np.ndarray
     ) -> tuple[np.ndarray, int, np.ndarray]:
         value = self.means()[arms] - self.lam * costs
-        greedy = int(np.argmax(value))
+        greedy = int(value.argmax())
         k = len(arms)
         probs = np.full(k, 1.0 / k)
         return probs, greedy, value

@@ -26,5 +26,5 @@ class LinUCBSelector(LinearPosterior):
         value = mean - self.lam * costs
         upper = value + self.config.alpha * np.sqrt(variance)
         probs = np.zeros(len(arms))
-        probs[int(np.argmax(upper))] = 1.0
-        return probs, int(np.argmax(value)), upper
+        probs[upper.argmax()] = 1.0
+        return probs, int(value.argmax()), upper

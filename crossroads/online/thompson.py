@@ -28,5 +28,5 @@ class ThompsonSelector(LinearPosterior):
         value = mean - self.lam * costs
         std = self.config.scale * np.sqrt(variance)
         draws = self._rng.standard_normal((self.config.samples, len(arms))) * std + value
-        wins = np.bincount(np.argmax(draws, axis=1), minlength=len(arms))
-        return wins / wins.sum(), int(np.argmax(value)), value
+        wins = np.bincount(draws.argmax(axis=1), minlength=len(arms))
+        return wins / self.config.samples, int(value.argmax()), value

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from crossroads.online.base import Pending
 from tests.online.support import candidates, request, run_stream, selector
 from tests.online.test_linucb import FEATURES, sublinear
 
@@ -19,7 +20,8 @@ async def test_regret_is_sublinear() -> None:
 async def test_propensities_match_the_observed_choice_frequencies() -> None:
     s = selector({"method": "thompson", "features": FEATURES, "max_explore": 1.0, "seed": 7})
     for t, (model, q) in enumerate([("cheap", 0.5), ("mid", 0.55), ("strong", 0.45)] * 3):
-        s._remember(f"w{t}", _pending(s, model))
+        x = s.features.vector(request(f"w{t}", "prose"))
+        s._pending[f"w{t}"] = Pending(s.index[model], x, 1.0, 0.0, s.clock())
         assert await s.observe(f"w{t}", q)
     counts: dict[str, int] = {}
     propensity: dict[str, list[float]] = {}
@@ -31,10 +33,3 @@ async def test_propensities_match_the_observed_choice_frequencies() -> None:
     for model, k in counts.items():
         # The state does not change (no feedback): every draw uses one distribution.
         assert abs(k / n - float(np.mean(propensity[model]))) < 0.05
-
-
-def _pending(s, model):  # type: ignore[no-untyped-def]
-    from crossroads.online.base import Pending
-
-    x = s.features.vector(request("w", "prose"))
-    return Pending(s.index[model], x, 1.0, 0.0, s.clock())
