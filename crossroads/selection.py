@@ -25,7 +25,7 @@ class Selector:
     def __init__(self, config: Any) -> None:
         self.config = config
 
-    def bind(self, decision: str, models: Sequence[str], config: Config) -> None:
+    def bind(self, decision: str, models: Sequence[str], config: Config | None) -> None:
         """Called once before :meth:`prepare` with the decision's name, its candidate models
         and the whole config (online selectors find their state backend and model profiles)."""
 

@@ -285,6 +285,7 @@ class _Stream:
 
     def selector(self, method: str, max_explore: float, extra: dict[str, Any], warm: Any) -> Any:
         from crossroads.config.rules import Decision
+        from crossroads.online.base import OnlineSelector
         from crossroads.selection import build_selector
         from crossroads.state.memory import MemoryState
 
@@ -308,6 +309,7 @@ class _Stream:
             {"name": "simulate", "when": TASK_SIGNAL, "models": self.models, "selection": selection}
         )
         selector = build_selector(decision.selection)
+        assert isinstance(selector, OnlineSelector)
         selector.bind("simulate", self.models, None)
         selector.state_backend = MemoryState()
         selector.autosync = False

@@ -90,7 +90,7 @@ class OnlineSelector(Selector):
         self.clock = time.time
         self.autosync = True  # False: the caller runs :meth:`sync` (replays, tests)
 
-    def bind(self, decision: str, models: Sequence[str], config: Config) -> None:
+    def bind(self, decision: str, models: Sequence[str], config: Config | None) -> None:
         self.decision = decision
         self.models = list(models)
         self.gateway_config = config

@@ -191,9 +191,9 @@ class SharedStatistics:
         for arm in range(len(self.models)):
             total = Moments.zeros(self.codec.d)
             for bucket in live:
-                m = fresh.get((arm, bucket)) or self._sealed.get((arm, bucket))
-                if m is not None:
-                    total.add(m, self.buckets.weight(bucket, now))
+                found = fresh.get((arm, bucket)) or self._sealed.get((arm, bucket))
+                if found is not None:
+                    total.add(found, self.buckets.weight(bucket, now))
             self._backend[arm] = total
             self._inflight[arm] = Moments.zeros(self.codec.d)
         self.version += 1

@@ -103,3 +103,14 @@ def test_the_command_writes_a_report(tmp_path: Path) -> None:
     assert "syn.png" in page and (out / "syn.png").stat().st_size > 1000
     bad = CliRunner().invoke(app, ["simulate", "--data", str(data), "--selector", "ucb"])
     assert bad.exit_code != 0 and "unknown selector" in bad.output
+
+
+def test_under_drift_the_online_selector_beats_the_router_fitted_before_it(tmp_path: Path) -> None:
+    ds = load_dataset(_topics(tmp_path / "syn"))
+    x = pd.get_dummies(pd.Series(ds.tasks)).to_numpy(dtype=np.float32)
+    result = simulate(ds, ("linucb",), features=x, drift=0.8, routers=("linear",), seed=2)
+    assert result.settings["drifted_model"] in ds.outcomes.models
+    online = result.summary(result.policy("linucb"))
+    assert online["regret_offline_after"] < 0  # negative: more reward than the router
+    steady = simulate(ds, ("linucb",), features=x, routers=("linear",), seed=2)
+    assert steady.summary(steady.policy("linucb"))["regret_offline_after"] > 0
