@@ -60,16 +60,17 @@ class Pending:
     at: float
 
 
-def bound_exploration(probs: np.ndarray, greedy: int, max_explore: float) -> np.ndarray:
+def bound_exploration(probs: list[float], greedy: int, max_explore: float) -> list[float]:
     """``probs`` with the mass off ``greedy`` scaled down to at most ``max_explore``.
 
-    >>> bound_exploration(np.array([0.0, 1.0]), 0, 0.1).tolist()
+    >>> bound_exploration([0.0, 1.0], 0, 0.1)
     [0.9, 0.1]
     """
-    explore = 1.0 - float(probs[greedy])
+    explore = 1.0 - probs[greedy]
     if explore <= max_explore:
         return probs
-    out = probs * (max_explore / explore)
+    scale = max_explore / explore
+    out = [p * scale for p in probs]
     out[greedy] = 1.0 - max_explore
     return out
 
@@ -138,7 +139,7 @@ class OnlineSelector(Selector):
 
     def distribution(
         self, x: np.ndarray | None, arms: np.ndarray, costs: np.ndarray
-    ) -> tuple[np.ndarray, int, np.ndarray]:
+    ) -> tuple[list[float], int, np.ndarray]:
         """For candidates ``arms`` (model indices) with estimated ``costs``: the policy's
         probability of each, the greedy one's position, and each one's score."""
         raise NotImplementedError
@@ -183,8 +184,7 @@ class OnlineSelector(Selector):
             arms = self._arms[names] = np.array([self.index[m] for m in names])
         costs = np.array([c.estimated_cost for c in candidates], dtype=np.float64)
         probs, greedy, scores = self.distribution(x, arms, costs)
-        probs = bound_exploration(probs, greedy, self.config.max_explore)
-        weights = probs.tolist()
+        weights = bound_exploration(probs, greedy, self.config.max_explore)
         u = self._rng.random() * sum(weights)
         i = len(weights) - 1
         for j, w in enumerate(weights):

@@ -45,9 +45,7 @@ class EMASelector(OnlineSelector):
 
     def distribution(
         self, x: np.ndarray | None, arms: np.ndarray, costs: np.ndarray
-    ) -> tuple[np.ndarray, int, np.ndarray]:
+    ) -> tuple[list[float], int, np.ndarray]:
         value = self.means()[arms] - self.lam * costs
         greedy = int(value.argmax())
-        k = len(arms)
-        probs = np.full(k, 1.0 / k)
-        return probs, greedy, value
+        return [1.0 / len(arms)] * len(arms), greedy, value

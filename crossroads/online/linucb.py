@@ -20,11 +20,11 @@ class LinUCBSelector(LinearPosterior):
 
     def distribution(
         self, x: np.ndarray | None, arms: np.ndarray, costs: np.ndarray
-    ) -> tuple[np.ndarray, int, np.ndarray]:
+    ) -> tuple[list[float], int, np.ndarray]:
         assert x is not None
         mean, variance = self.posterior(x, arms)
         value = mean - self.lam * costs
         upper = value + self.config.alpha * np.sqrt(variance)
-        probs = np.zeros(len(arms))
-        probs[upper.argmax()] = 1.0
+        probs = [0.0] * len(arms)
+        probs[int(upper.argmax())] = 1.0
         return probs, int(value.argmax()), upper

@@ -22,11 +22,11 @@ class ThompsonSelector(LinearPosterior):
 
     def distribution(
         self, x: np.ndarray | None, arms: np.ndarray, costs: np.ndarray
-    ) -> tuple[np.ndarray, int, np.ndarray]:
+    ) -> tuple[list[float], int, np.ndarray]:
         assert x is not None
         mean, variance = self.posterior(x, arms)
         value = mean - self.lam * costs
         std = self.config.scale * np.sqrt(variance)
         draws = self._rng.standard_normal((self.config.samples, len(arms))) * std + value
         wins = np.bincount(draws.argmax(axis=1), minlength=len(arms))
-        return wins / self.config.samples, int(value.argmax()), value
+        return (wins / self.config.samples).tolist(), int(value.argmax()), value

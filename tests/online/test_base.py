@@ -37,9 +37,9 @@ async def close(*selectors: OnlineSelector) -> None:
 
 
 def test_bound_exploration_caps_the_mass_off_the_greedy_choice() -> None:
-    probs = bound_exploration(np.array([0.2, 0.5, 0.3]), 0, 0.1)
-    assert probs.tolist() == pytest.approx([0.9, 0.0625, 0.0375])
-    same = np.array([0.95, 0.05])
+    probs = bound_exploration([0.2, 0.5, 0.3], 0, 0.1)
+    assert probs == pytest.approx([0.9, 0.0625, 0.0375])
+    same = [0.95, 0.05]
     assert bound_exploration(same, 0, 0.1) is same
 
 
