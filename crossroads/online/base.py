@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("crossroads.online")
 OBSERVED = "observed"  # the record of a trace whose feedback was taken
-MAX_PENDING = 100_000  # contexts remembered in memory at most (oldest forgotten first)
+MAX_PENDING = 20_000  # contexts kept in memory at most (older ones are read from the backend)
 MAX_QUEUED = 100_000  # records waiting to be written at most
 
 
