@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +111,17 @@ async def test_a_dead_backend_never_blocks_selection() -> None:
     assert s._deltas  # noqa: SLF001
     assert sublinear(regret)  # learned from the local view
     await dead.aclose()
+
+
+async def test_two_workers_on_one_sqlite_file_learn_together(tmp_path: Path) -> None:
+    spec = f"sqlite:///{tmp_path / 'state.db'}"
+    state = {"backend": spec}
+    a = selector({"method": "thompson", "features": FEATURES}, state, open_state(spec))
+    b = selector({"method": "thompson", "features": FEATURES}, state, open_state(spec))
+    await run_stream(a, 200, seed=1)
+    await a.sync()
+    await b.sync()
+    for arm in range(len(MODELS)):
+        assert b.stats.view(arm).n == a.stats.view(arm).n
+    assert sum(b.stats.view(arm).n for arm in range(len(MODELS))) == 200
+    await close(a, b)
