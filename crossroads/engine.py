@@ -154,9 +154,17 @@ class Engine:
 
     def finish(self, trace: Trace) -> None:
         """The request is over, however it ended: settle its reservation (the actual cost
-        on the trace, nothing if no answer came)."""
+        on the trace, nothing if no answer came). A randomised selection whose model did
+        not answer (an error, a fallback) is forgotten: feedback on it would be about
+        another model."""
         if trace.reservation is not None and self.limits is not None:
             self.limits.settle(trace)
+        route = trace.route
+        if route is not None and route.propensity is not None and trace.model != route.model:
+            for selector in self.pipeline.selectors(route.decision):
+                forget = getattr(selector, "forget", None)
+                if forget is not None:
+                    forget(trace.trace_id)
 
 
 class EngineStream:

@@ -258,7 +258,13 @@ class OnlineSelector(Selector):
         self.observed += 1
         return True
 
-    def _decode(self, raw: str | None) -> Pending | None:
+    def forget(self, trace_id: str) -> None:
+        """Drop the context of ``trace_id``: its feedback will be refused everywhere (the
+        model chosen did not answer it)."""
+        self._pending.pop(trace_id, None)
+        self._writes[self._record_key(trace_id)] = OBSERVED
+
+    def _decode(self, raw: str | Pending | None) -> Pending | None:
         if raw is None or raw == OBSERVED:
             return None
         try:
