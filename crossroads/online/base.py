@@ -264,7 +264,7 @@ class OnlineSelector(Selector):
         self._pending.pop(trace_id, None)
         self._writes[self._record_key(trace_id)] = OBSERVED
 
-    def _decode(self, raw: str | Pending | None) -> Pending | None:
+    def _decode(self, raw: str | None) -> Pending | None:
         if raw is None or raw == OBSERVED:
             return None
         try:
