@@ -1,10 +1,13 @@
 """Request metrics, aggregated from finished traces in plain Python dictionaries.
 
-:meth:`RequestMetrics.observe` queues one :class:`~crossroads.types.Trace`; queued traces are
-folded into counters and histograms keyed by label tuples, 256 at a time: about 3 µs a
-request in all, against about 20 µs through prometheus-client's own metric objects and 28 µs
-in its multiprocess mode (bench/RESULTS.md, "Metrics"). :meth:`RequestMetrics.snapshot` is
-the JSON-able state that workers exchange and :mod:`crossroads.observe.exposition` renders.
+:meth:`RequestMetrics.observe` adds one :class:`~crossroads.types.Trace` to the record of its
+label combination: a row of its times, tokens and cost, and its signal and attempt times in
+lists; rows and times are folded into sums and histograms about a thousand requests at a
+time (a sort and a few searches per series instead of a bucket search per time). That is
+about 9,000 instructions a request; prompt-derived work and prometheus-client's own metric
+objects would cost several times more (bench/RESULTS.md, "Metrics").
+:meth:`RequestMetrics.snapshot` is the JSON-able state that workers exchange and
+:mod:`crossroads.observe.exposition` renders.
 
 Every label value comes from the config (entrypoints, decisions, models, endpoints, signals,
 API key and team names) or from a small fixed set (statuses, formats, failure categories):
@@ -14,11 +17,12 @@ nothing a client writes becomes a label, so the number of series is bounded by t
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from crossroads.types import Route, Trace
+from crossroads.types import Attempt, RecordedCaller, Route, SignalResult, Trace, Usage
 
 REQUEST_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 ROUTING_BUCKETS_S = (
@@ -197,10 +201,39 @@ def _seconds(h: Histogram) -> Histogram:
     return out
 
 
-class _Requests:
-    """What the requests of one full label combination add up to."""
+def _bucket(h: Histogram, bounds: tuple[float, ...], values: Sequence[float | None]) -> None:
+    """Add ``values`` (ms; None: not observed) to ``h``: sorted once (a float sort compares
+    fast, unlike ``min`` and ``max``), then one search per bucket boundary they span (most
+    values of a series fall into a few buckets). That costs less than a search per value."""
+    try:
+        ordered = sorted(values)  # type: ignore[type-var]
+    except TypeError:  # None among them (sorting compares every value)
+        ordered = sorted(v for v in values if v is not None)
+    if not ordered or ordered[0] is None:
+        return
+    h[-1] += sum(ordered)
+    lo, hi = bisect_left(bounds, ordered[0]), bisect_left(bounds, ordered[-1])
+    start = 0
+    for i in range(lo, hi):
+        end = bisect_right(ordered, bounds[i], start)
+        h[i] += end - start
+        start = end
+    h[hi] += len(ordered) - start
 
-    __slots__ = ("count", "duration", "ttft", "routing", "prompt", "completion", "cost")
+
+def _total(values: Sequence[float | None]) -> float:
+    try:
+        return sum(values)  # type: ignore[arg-type]
+    except TypeError:
+        return sum(v for v in values if v is not None)
+
+
+class _Requests:
+    """What the requests of one full label combination add up to. Each request adds a row
+    (duration, time to first token, routing time, prompt and completion tokens, cost),
+    folded into the sums and histograms a batch at a time."""
+
+    __slots__ = ("count", "duration", "ttft", "routing", "prompt", "completion", "cost", "rows")
 
     def __init__(self) -> None:
         self.count = 0
@@ -209,6 +242,21 @@ class _Requests:
         self.routing = _histogram(ROUTING_MS)
         self.prompt = self.completion = 0
         self.cost = 0.0
+        self.rows: list[tuple[Any, ...]] = []
+
+    def fold(self) -> None:
+        rows = self.rows
+        if not rows:
+            return
+        self.count += len(rows)
+        duration, ttft, routing, prompt, completion, cost = zip(*rows, strict=True)
+        rows.clear()
+        _bucket(self.duration, REQUEST_MS, duration)
+        _bucket(self.ttft, REQUEST_MS, ttft)
+        _bucket(self.routing, ROUTING_MS, routing)
+        self.prompt += sum(prompt)
+        self.completion += sum(completion)
+        self.cost += _total(cost)
 
 
 class _Attempts:
@@ -231,20 +279,25 @@ class _Signal:
         self.timeouts = self.errors = 0
 
 
-# Requests are folded in batches: the aggregates and their code stay in the CPU's caches
-# through a batch, which costs less than half of folding each request as it ends
-# (bench/RESULTS.md, "Metrics"). 256 traces take about half a millisecond to fold.
-FOLD_EVERY = 256
+# Requests wait as rows, and times as list items, until this many wait in all (at least 16
+# a series): an append a request instead of a bucket search a time (bench/RESULTS.md,
+# "Metrics").
+FOLD_EVERY = 1024
+# Stand-ins for a request that ended before routing, a caller not counted, an answer
+# without usage: the request path reads them like the real ones, without a branch.
+_NO_ROUTE = Route(model="", decision="", selection="", routing_ms=None)  # type: ignore[arg-type]
+_NO_CALLER = RecordedCaller()
+_NO_USAGE = Usage()
 
 
 class RequestMetrics:
     """The counters and histograms of one worker. ``names``: entrypoints and models, the
     only requested names kept as labels (any other is ``unknown``).
 
-    A request costs an append to a list; folding it in, one dictionary lookup by its whole
-    label combination (entrypoint,
-    decision, model, endpoint, format, status, error code, stream, key, team); the families
-    with fewer labels are sums of those records, made when a snapshot is taken."""
+    A request costs one dictionary lookup by its whole label combination (entrypoint,
+    decision, model, endpoint, format, status, error code, stream, key, team), a row
+    appended to that record, and a list append per signal and upstream attempt; the
+    families with fewer labels are sums of those records, made when a snapshot is taken."""
 
     def __init__(self, names: frozenset[str], by_key: bool = True) -> None:
         self.names = names
@@ -254,115 +307,113 @@ class RequestMetrics:
         self.signals: dict[str, _Signal] = {}
         self.fallbacks: dict[tuple[str, str], int] = {}
         self.cache: dict[tuple[str, str, str], int] = {}
-        self.pending: list[Trace] = []
+        self.fold_at = FOLD_EVERY  # rows of one series that start a fold
+        self._ok_ms: dict[tuple[str, str], list[float]] = {}  # of attempts, unfolded
+        self._failed_ms: dict[tuple[str, str], list[float]] = {}
+        self._signal_ms: dict[str, list[float]] = {}
+        self._entries = {"": "", **{name: name for name in names}}  # requested -> label
 
     def observe(self, trace: Trace) -> None:
-        """Count one finished request: queued, and folded in with the next
-        :data:`FOLD_EVERY` (or at the next snapshot)."""
-        pending = self.pending
-        pending.append(trace)
-        if len(pending) >= FOLD_EVERY:
-            self.fold()
-
-    def fold(self) -> None:
-        """Fold the queued requests into the counters and histograms."""
-        add = self._add
-        for trace in self.pending:
-            add(trace)
-        self.pending.clear()
-
-    def _add(self, trace: Trace) -> None:
-        requested = trace.requested_model
-        entry = requested if requested in self.names else ("unknown" if requested else "")
-        route = trace.route
-        decision = model = ""
-        if route is not None:
-            decision, model = route.decision, trace.model or route.model
-        key_name = team = ""
-        caller = trace.caller
-        if caller is not None and self.by_key:
-            key_name, team = caller.key_name or "", caller.team or ""
+        """Count one finished request."""
+        entry = self._entries.get(trace.requested_model, "unknown")
+        route = trace.route or _NO_ROUTE
+        caller = (self.by_key and trace.caller) or _NO_CALLER
+        usage = trace.usage or _NO_USAGE
         key = (
             entry,
-            decision,
-            model,
-            trace.upstream or "",
+            route.decision,
+            trace.model or route.model,
+            trace.upstream,
             trace.format,
             trace.status,
-            trace.error_code or "",
+            trace.error_code,
             trace.stream,
-            key_name,
-            team,
+            caller.key_name,
+            caller.team,
         )
-        series = self.requests.get(key)
-        if series is None:
-            series = self.requests[key] = _Requests()
-        series.count += 1
-        # Histograms inline (no call per observation): a bucket count and the sum in ms.
-        ms = trace.latency_ms
-        if ms is not None:
-            h = series.duration
-            h[bisect_left(REQUEST_MS, ms)] += 1
-            h[-1] += ms
-        ms = trace.ttft_ms
-        if ms is not None:
-            h = series.ttft
-            h[bisect_left(REQUEST_MS, ms)] += 1
-            h[-1] += ms
-        usage = trace.usage
-        if usage is not None:
-            series.prompt += usage.prompt_tokens
-            series.completion += usage.completion_tokens
-            series.cost += trace.cost or 0.0
-        if route is not None:
-            h = series.routing
-            ms = route.routing_ms
-            h[bisect_left(ROUTING_MS, ms)] += 1
-            h[-1] += ms
-            if route.signals:
-                self._signals(route)
-        if trace.attempts:
-            self._attempts(trace)
-        if trace.cache is not None:
-            lookup = (entry, decision, trace.cache)
-            self.cache[lookup] = self.cache.get(lookup, 0) + 1
-
-    def _signals(self, route: Route) -> None:
-        signals = self.signals
+        try:
+            rows = self.requests[key].rows
+        except KeyError:
+            rows = self._series(key).rows
+        rows.append(
+            (
+                trace.latency_ms,
+                trace.ttft_ms,
+                route.routing_ms,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                trace.cost,
+            )
+        )
+        signal_ms = self._signal_ms
         for result in route.signals.values():
-            signal = signals.get(result.name)
-            if signal is None:
-                signal = signals[result.name] = _Signal()
-            h = signal.duration
-            ms = result.elapsed_ms
-            h[bisect_left(ROUTING_MS, ms)] += 1
-            h[-1] += ms
+            try:
+                signal_ms[result.name].append(result.elapsed_ms)
+            except KeyError:
+                signal_ms[result.name] = [result.elapsed_ms]
             if result.error is not None:
-                if result.timed_out:
-                    signal.timeouts += 1
-                else:
-                    signal.errors += 1
-
-    def _attempts(self, trace: Trace) -> None:
-        previous = None
-        for attempt in trace.attempts:
+                self._signal_failed(result)
+        attempts = trace.attempts
+        if len(attempts) == 1 and (attempt := attempts[0]).outcome == "ok":
             where = (attempt.model, attempt.upstream)
-            record = self.attempts.get(where)
-            if record is None:
-                record = self.attempts[where] = _Attempts()
-            ms = attempt.latency_ms
-            h = record.ok if attempt.outcome == "ok" else record.failed
-            h[bisect_left(REQUEST_MS, ms)] += 1
-            h[-1] += ms
-            if h is record.failed:
+            try:
+                self._ok_ms[where].append(attempt.latency_ms)
+            except KeyError:
+                self._ok_ms[where] = [attempt.latency_ms]
+        elif attempts:
+            self._attempts(attempts)
+        if trace.cache is not None:
+            lookup = (entry, route.decision, trace.cache)
+            self.cache[lookup] = self.cache.get(lookup, 0) + 1
+        if len(rows) >= self.fold_at:
+            self.fold()
+
+    def _series(self, key: tuple[Any, ...]) -> _Requests:
+        series = self.requests[key] = _Requests()
+        self.fold_at = max(16, FOLD_EVERY // len(self.requests))
+        return series
+
+    def _signal_failed(self, result: SignalResult) -> None:
+        signal = self.signals.get(result.name) or self.signals.setdefault(result.name, _Signal())
+        if result.timed_out:
+            signal.timeouts += 1
+        else:
+            signal.errors += 1
+
+    def _attempts(self, attempts: list[Attempt]) -> None:
+        previous = None
+        for attempt in attempts:
+            where = (attempt.model, attempt.upstream)
+            times = self._ok_ms if attempt.outcome == "ok" else self._failed_ms
+            times.setdefault(where, []).append(attempt.latency_ms)
+            if attempt.outcome != "ok":
+                errors = self._attempt(where).errors
                 category = attempt.category or "error"
-                record.errors[category] = record.errors.get(category, 0) + 1
+                errors[category] = errors.get(category, 0) + 1
             if previous is not None:
-                record.retries += 1
+                self._attempt(where).retries += 1
                 if attempt.model != previous:
                     step = (previous, attempt.model)
                     self.fallbacks[step] = self.fallbacks.get(step, 0) + 1
             previous = attempt.model
+
+    def _attempt(self, where: tuple[str, str]) -> _Attempts:
+        return self.attempts.get(where) or self.attempts.setdefault(where, _Attempts())
+
+    def fold(self) -> None:
+        """Fold the waiting rows and times into the sums and histograms."""
+        for series in self.requests.values():
+            series.fold()
+        for name, times in self._signal_ms.items():
+            if times:
+                signal = self.signals.get(name) or self.signals.setdefault(name, _Signal())
+                _bucket(signal.duration, ROUTING_MS, times)
+                times.clear()
+        for waiting, outcome in ((self._ok_ms, "ok"), (self._failed_ms, "failed")):
+            for where, times in waiting.items():
+                if times:
+                    _bucket(getattr(self._attempt(where), outcome), REQUEST_MS, times)
+                    times.clear()
 
     def tables(
         self,
@@ -393,6 +444,8 @@ class RequestMetrics:
 
         for key, series in self.requests.items():
             entry, decision, model, endpoint, fmt, status, code, stream, key_name, team = key
+            # the request path keeps None where a label reads "" (no endpoint, code, key)
+            endpoint, code, key_name, team = endpoint or "", code or "", key_name or "", team or ""
             where = (entry, decision, model, endpoint)
             add(counters["crossroads_requests"], (*where, fmt, str(status)), series.count)
             if status >= 400:

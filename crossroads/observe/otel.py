@@ -20,6 +20,8 @@ import logging
 import os
 import threading
 from collections import deque
+from functools import cache
+from types import SimpleNamespace
 from typing import Any
 
 from crossroads.config import Config, OpenTelemetryConfig
@@ -38,6 +40,25 @@ PATHS = {
 OPERATIONS = {"chat": "chat", "completions": "text_completion", "embeddings": "embeddings"}
 PROVIDERS = {"openai": "openai", "anthropic": "anthropic"}  # other kinds: their kind's name
 BATCH = 512
+
+
+@cache
+def _sdk() -> SimpleNamespace:
+    """The OpenTelemetry classes spans are made of, imported once (an import statement
+    in a function that runs per span costs more than the span's own fields)."""
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+    from opentelemetry.trace.status import Status, StatusCode
+
+    return SimpleNamespace(
+        Event=Event,
+        ReadableSpan=ReadableSpan,
+        SpanContext=SpanContext,
+        SpanKind=SpanKind,
+        sampled=TraceFlags(TraceFlags.SAMPLED),
+        error=Status(StatusCode.ERROR),
+        unset=Status(StatusCode.UNSET),
+    )
 
 
 def _span_id() -> int:
@@ -154,9 +175,7 @@ class SpanExport:
 
     def spans(self, trace: Trace) -> list[Any]:
         """The spans of one trace, request span first."""
-        from opentelemetry.sdk.trace import Event
-        from opentelemetry.trace import SpanKind
-
+        sdk = _sdk()
         context = trace_context(trace, self.settings.sample_ratio)
         request_id = _span_id()
         start = trace.created_at
@@ -191,7 +210,7 @@ class SpanExport:
         events = []
         if trace.ttft_ms is not None:
             attributes["crossroads.ttft_ms"] = trace.ttft_ms
-            events.append(Event("first_token", timestamp=_ns(start + trace.ttft_ms / 1000)))
+            events.append(sdk.Event("first_token", timestamp=_ns(start + trace.ttft_ms / 1000)))
         name = f"POST {attributes['url.path']}"
         spans = [
             self._span(
@@ -202,7 +221,7 @@ class SpanExport:
                 start,
                 end,
                 attributes,
-                SpanKind.SERVER,
+                sdk.SpanKind.SERVER,
                 trace.status >= 500,
                 events,
             )
@@ -269,8 +288,6 @@ class SpanExport:
         last: bool,
         request_end: float,
     ) -> Any:
-        from opentelemetry.trace import SpanKind
-
         upstream, _, upstream_model = attempt.upstream.partition("/")
         operation = OPERATIONS.get(trace.operation, trace.operation)
         attributes: dict[str, Any] = {
@@ -306,7 +323,7 @@ class SpanExport:
             start,
             end,
             attributes,
-            SpanKind.CLIENT,
+            _sdk().SpanKind.CLIENT,
             not ok,
         )
 
@@ -323,26 +340,25 @@ class SpanExport:
         error: bool = False,
         events: list[Any] | None = None,
     ) -> Any:
-        from opentelemetry.sdk.trace import ReadableSpan
-        from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
-        from opentelemetry.trace.status import Status, StatusCode
-
+        sdk = _sdk()
         trace_id = int(context.trace_id, 16)
-        flags = TraceFlags(TraceFlags.SAMPLED)
+        flags = sdk.sampled
         parent_context = None
         if parent is not None:
             remote = isinstance(parent, str)
             parent_id = int(parent, 16) if isinstance(parent, str) else parent
-            parent_context = SpanContext(trace_id, parent_id, is_remote=remote, trace_flags=flags)
-        return ReadableSpan(
+            parent_context = sdk.SpanContext(
+                trace_id, parent_id, is_remote=remote, trace_flags=flags
+            )
+        return sdk.ReadableSpan(
             name,
-            context=SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags),
+            context=sdk.SpanContext(trace_id, span_id, is_remote=False, trace_flags=flags),
             parent=parent_context,
             resource=self.resource,
             attributes=attributes,
             events=events or (),
-            kind=kind if kind is not None else SpanKind.INTERNAL,
-            status=Status(StatusCode.ERROR) if error else Status(StatusCode.UNSET),
+            kind=kind if kind is not None else sdk.SpanKind.INTERNAL,
+            status=sdk.error if error else sdk.unset,
             start_time=_ns(start),
             end_time=max(_ns(end), _ns(start)),
             instrumentation_scope=self.scope,

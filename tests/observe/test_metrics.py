@@ -4,6 +4,7 @@ against the traces the store holds."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -303,3 +304,38 @@ def test_histogram_buckets_and_signal_timeouts() -> None:
         ("m", "u/m"): 1
     }
     assert snap["counters"]["crossroads_fallbacks"] == []
+
+
+def test_times_folded_in_batches_land_where_each_value_belongs() -> None:
+    """Times wait in rows and are bucketed a batch at a time (sorted, a search per bucket
+    boundary): every value, those on a boundary included (``le``), counts where a search
+    per value would put it; requests without a time to first token add no observation."""
+    metrics = RequestMetrics(frozenset({"auto"}))
+    bounds_ms = [b * 1000 for b in FAMILIES["crossroads_request_duration_seconds"].buckets]
+    times = [
+        [0.2, 5.0, 7.5, 10.0, 49.9, 50.0, 2600.0, 400_000.0][i % 8] + i % 3 for i in range(2500)
+    ]
+    for i, ms in enumerate(times):  # 2500 requests: folds at 1024 rows, and at the snapshot
+        ttft = None if i % 4 == 0 else ms
+        trace = Trace("t", 0.0, "auto", "chat", False, latency_ms=ms, ttft_ms=ttft)
+        trace.route = Route(model="m", decision="d", selection="first", routing_ms=0.01)
+        metrics.observe(trace)
+    snap = metrics.snapshot({})
+
+    def only(family: str) -> list[float]:
+        (h,) = [h for _, h in snap["histograms"][family]]
+        return h
+
+    expected = [0] * (len(bounds_ms) + 1)
+    for ms in times:
+        expected[bisect_left(bounds_ms, ms)] += 1
+    duration = only("crossroads_request_duration_seconds")
+    assert duration[:-1] == expected
+    assert duration[-1] == pytest.approx(sum(times) / 1000)
+    ttft = only("crossroads_time_to_first_token_seconds")
+    assert sum(ttft[:-1]) == 2500 - 625
+    routing = only("crossroads_routing_duration_seconds")
+    assert routing[0] == 2500 and sum(routing[:-1]) == 2500
+    assert snap["counters"]["crossroads_requests"] == [
+        [["auto", "d", "m", "", "openai_chat", "200"], 2500]
+    ]
