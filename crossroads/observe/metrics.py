@@ -2,10 +2,10 @@
 
 :meth:`RequestMetrics.observe` adds one :class:`~crossroads.types.Trace` to the record of its
 label combination: a row of its times, tokens and cost, and its signal and attempt times in
-lists; rows and times are folded into sums and histograms about a thousand requests at a
+lists; rows and times are folded into sums and histograms 256 requests at a
 time (a sort and a few searches per series instead of a bucket search per time). That is
-about 9,000 instructions a request; prompt-derived work and prometheus-client's own metric
-objects would cost several times more (bench/RESULTS.md, "Metrics").
+about 10,000 instructions a request, against 110,000 through prometheus-client's own metric
+objects with every label child cached (bench/RESULTS.md, "Metrics").
 :meth:`RequestMetrics.snapshot` is the JSON-able state that workers exchange and
 :mod:`crossroads.observe.exposition` renders.
 
@@ -280,9 +280,9 @@ class _Signal:
 
 
 # Requests wait as rows, and times as list items, until this many wait in all (at least 16
-# a series): an append a request instead of a bucket search a time (bench/RESULTS.md,
-# "Metrics").
-FOLD_EVERY = 1024
+# a series): an append a request instead of a bucket search a time. 256 costs the least
+# (sorting grows with the batch, the fixed cost of a fold shrinks; bench/RESULTS.md, "Metrics").
+FOLD_EVERY = 256
 # Stand-ins for a request that ended before routing, a caller not counted, an answer
 # without usage: the request path reads them like the real ones, without a branch.
 _NO_ROUTE = Route(model="", decision="", selection="", routing_ms=None)  # type: ignore[arg-type]

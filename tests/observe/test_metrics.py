@@ -315,7 +315,7 @@ def test_times_folded_in_batches_land_where_each_value_belongs() -> None:
     times = [
         [0.2, 5.0, 7.5, 10.0, 49.9, 50.0, 2600.0, 400_000.0][i % 8] + i % 3 for i in range(2500)
     ]
-    for i, ms in enumerate(times):  # 2500 requests: folds at 1024 rows, and at the snapshot
+    for i, ms in enumerate(times):  # 2500 requests: folds every 256 rows, and at the snapshot
         ttft = None if i % 4 == 0 else ms
         trace = Trace("t", 0.0, "auto", "chat", False, latency_ms=ms, ttft_ms=ttft)
         trace.route = Route(model="m", decision="d", selection="first", routing_ms=0.01)
