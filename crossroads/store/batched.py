@@ -1,5 +1,6 @@
-"""The trace writer every database store shares: the request path appends to a bounded deque,
-a writer thread drains it in batches, and whatever cannot be written is dropped and counted."""
+"""The trace writer every database store shares: the request path encodes a trace and appends
+its row to a bounded deque, a writer thread drains it in batches, and whatever cannot be
+written is dropped and counted."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ BACKOFF_S = (0.1, 0.3, 0.6)
 UNHEALTHY_AFTER_S = 30  # writes failing this long make the store unhealthy (/ready says 503)
 LOG_EVERY_S = 60  # each kind of write error is logged at most this often
 CLOSE_GRACE_S = 2.0  # close waits this long past the drain bound for a writer stuck in a call
+BAD_TRACE = "dropped trace %s: it cannot be stored (%r)"
 
 Row = tuple[Any, Any, bytes]
 
@@ -34,8 +36,12 @@ Row = tuple[Any, Any, bytes]
 class BatchedTraceStore(TraceStore):
     """Traces written by a background thread in batches; subclasses say where rows go.
 
-    The request path only appends to a deque (no lock, no wake-up), up to ``max_queue``
-    traces; beyond that a trace is dropped. The writer wakes every ``flush_interval_ms``,
+    The request path encodes the trace (its JSON) and appends the row to a deque (no lock, no
+    wake-up), up to ``max_queue`` traces; beyond that a trace is dropped. Encoding there, not
+    in the writer, keeps the writer's time holding the GIL short (binding rows; the database
+    call releases it), so the event loop never waits for the GIL behind a batch being
+    encoded (nor behind a niced writer preempted while it holds the GIL), and a queued
+    trace is one row of bytes, not a tree of objects for the cyclic GC to scan. The writer wakes every ``flush_interval_ms``,
     drains what has accumulated and writes it in transactions of at most ``batch_size`` rows.
     A trace that cannot be serialised or inserted is dropped alone; a write the database
     refuses (locked, full, unreachable) is retried for a few seconds, then dropped.
@@ -63,13 +69,14 @@ class BatchedTraceStore(TraceStore):
         self.retention_days = retention_days
         self.max_queue = max_queue
         self.drain_timeout_s = drain_timeout_s
-        self._queue: deque[Trace] = deque()
+        self._queue: deque[Row] = deque()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._deadline: float | None = None  # set by close: the drain ends then
         self._conn: Any = None  # the writer thread's connection
         self._appended = 0  # written only by request threads
         self._queue_full = 0  # written only by request threads
+        self._unencodable = 0  # written only by request threads
         self._written = 0  # written only by the writer thread
         # Written by the writer thread (and by close once it has stopped); every key is
         # present from the start so that stats() may copy it from another thread.
@@ -132,8 +139,14 @@ class BatchedTraceStore(TraceStore):
         if len(self._queue) >= self.max_queue:
             self._queue_full += 1
             return
+        try:
+            row = self._encode(trace)
+        except Exception as exc:
+            self._unencodable += 1
+            self._log("bad_trace", BAD_TRACE, trace.trace_id, exc)
+            return
         self._appended += 1
-        self._queue.append(trace)
+        self._queue.append(row)
 
     # ------------------------------------------------------------------ the writer thread
 
@@ -178,14 +191,9 @@ class BatchedTraceStore(TraceStore):
             self._conn = self._connect()
         return self._conn
 
-    def _write(self, batch: list[Trace]) -> None:
+    def _write(self, batch: list[Row]) -> None:
         """Write ``batch``; whatever cannot be written is dropped and counted."""
-        rows: list[Row] = []
-        for trace in batch:
-            try:
-                rows.append(self._encode(trace))
-            except Exception as exc:
-                self._drop_bad(trace.trace_id, exc)
+        rows = batch
         for attempt, pause in enumerate((*BACKOFF_S, None), 1):
             if not rows:
                 return
@@ -246,7 +254,7 @@ class BatchedTraceStore(TraceStore):
 
     def _drop_bad(self, trace_id: Any, exc: Exception) -> None:
         self._dropped["bad_trace"] += 1
-        self._log("bad_trace", "dropped trace %s: it cannot be stored (%r)", trace_id, exc)
+        self._log("bad_trace", BAD_TRACE, trace_id, exc)
 
     def _drop_queued(self, reason: str) -> int:
         n = 0
@@ -345,6 +353,7 @@ class BatchedTraceStore(TraceStore):
     def stats(self) -> dict[str, Any]:
         dropped = dict(self._dropped)
         dropped["queue_full"] = self._queue_full
+        dropped["bad_trace"] += self._unencodable
         thread = self._thread
         return store_stats(
             queued=max(0, self._appended - self._settled()),

@@ -1,4 +1,4 @@
-"""SQLite trace store (WAL): a writer thread batches inserts; the request path only enqueues."""
+"""SQLite trace store (WAL): rows queued by the request path, inserted in batches by a writer."""
 
 from __future__ import annotations
 

@@ -646,12 +646,17 @@ async def test_freeze_gc_keeps_start_up_objects_out_of_collections(
 ) -> None:
     import gc
 
+    from crossroads.gateway.app import GC_FIRST_THRESHOLD
+
+    thresholds = gc.get_threshold()
     app = create_app(routing_config(fake_upstream.base_url), freeze_gc=True)
     try:
         await app.startup()
         assert gc.get_freeze_count() > 1000
+        assert gc.get_threshold()[0] == GC_FIRST_THRESHOLD > thresholds[0]
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
         await app.shutdown()
 
 
