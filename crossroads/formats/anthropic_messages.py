@@ -15,7 +15,6 @@ What a canonical request cannot say to Anthropic:
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Any, Literal
 
@@ -422,7 +421,7 @@ TOOL_CHOICES = {"auto": "auto", "required": "any", "none": "none"}
 JSON_ONLY = "Answer with a single valid JSON object and nothing else: no prose, no code fences."
 # A batch of stream events with none of these is text and tool deltas only: a client that
 # speaks Messages too gets it forwarded unread.
-STREAM_MARKS = re.compile(rb'"message_(?:start|delta|stop)"|"error"')
+STREAM_MARKS = (b'"message_start"', b'"message_delta"', b'"message_stop"', b'"error"')
 LAST_EVENT = "'message_stop'"
 
 Turn = dict[str, Any]

@@ -8,7 +8,6 @@ upstream unchanged.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, NotRequired
@@ -497,8 +496,9 @@ def usage_json(usage: Usage) -> dict[str, int]:
 
 
 # A batch of stream events with none of these is deltas only: a client that speaks this
-# format too gets it forwarded unread.
-STREAM_MARKS = re.compile(rb'"usage"|\[DONE\]|"error"')
+# format too gets it forwarded unread. Literals, looked for with ``in``: a regex alternation
+# of them tries a match at every quote of every event (about 8,000 instructions a batch).
+STREAM_MARKS = (b'"usage"', b"[DONE]", b'"error"')
 LAST_EVENT = "[DONE]"
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
+import math
 from collections import deque
 from typing import Any
 from urllib.parse import unquote
@@ -46,6 +47,8 @@ DEFAULTS = ServerConfig()
 MAX_HEAD_BYTES = DEFAULTS.max_head_bytes
 DISCARD_BYTES = 16 * 1024 * 1024  # body bytes read and dropped after a refusal, at most
 LINGER_S = 2.0  # after a refusal, what the client still sends is dropped for this long
+_SLACK = 0.002  # loop timers may fire this early (uvloop rounds to milliseconds)
+_ASGI = {"version": "3.0", "spec_version": "2.3"}
 
 STATUS_LINES = {
     status.value: b"HTTP/1.1 %d %s\r\n" % (status.value, status.phrase.encode())
@@ -219,7 +222,9 @@ class GatewayProtocol(asyncio.Protocol):
         self.queue: deque[_Request] = deque()  # parsed, waiting for the one in service
         self.serving: _Request | None = None
         self.timer: asyncio.TimerHandle | None = None  # idle, head or body deadline
-        self.timing = ""  # which of "idle", "head", "body" the timer is for
+        self.timer_at = math.inf  # when the timer fires
+        self.deadline = 0.0  # when what is timed times out (loop time)
+        self.timing = ""  # which of "idle", "head", "body" is timed
         self.stalled: asyncio.TimerHandle | None = None  # write deadline while paused
         self.head_fed = 0  # bytes fed inside an unfinished head
         self.head_ended = False  # a head (or a message) ended during the current feed
@@ -232,6 +237,8 @@ class GatewayProtocol(asyncio.Protocol):
         self.rejection: bytes | None = None  # the answer to a request that was refused
         self._date_source: Any = None
         self._date = b""
+        self.peer: Any = None
+        self.sock: Any = None
 
     # ------------------------------------------------------------------ connection
 
@@ -249,6 +256,8 @@ class GatewayProtocol(asyncio.Protocol):
             self._linger()
             return
         connections.add(self)
+        self.peer = transport.get_extra_info("peername")  # once, not per request
+        self.sock = transport.get_extra_info("sockname")
         self._arm("idle", self.keep_alive_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -302,16 +311,27 @@ class GatewayProtocol(asyncio.Protocol):
             self.drained.set_result(None)
 
     def _arm(self, timing: str, delay: float) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
+        """Time ``timing`` out ``delay`` s from now. One timer serves every phase of the
+        connection: it is moved only when it would fire too late, and when it fires early
+        it sleeps again until the deadline, so a keep-alive request costs no timer of its
+        own (no ``call_later`` and ``cancel`` per request)."""
         self.timing = timing
-        self.timer = self.loop.call_later(delay, self._timed_out)
+        at = self.deadline = self.loop.time() + delay
+        if at < self.timer_at:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_at(at, self._timed_out)
+            self.timer_at = at
 
     def _disarm(self) -> None:
+        self.timing = ""  # the timer, if armed, fires and finds nothing timed
+
+    def _stop_timer(self) -> None:
+        self.timing = ""
+        self.timer_at = math.inf
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        self.timing = ""
 
     def _watch_reading(self) -> None:
         """After a feed: time the head or the body of the request being read, if any."""
@@ -327,9 +347,15 @@ class GatewayProtocol(asyncio.Protocol):
             self._arm("head", self.header_timeout_s)
 
     def _timed_out(self) -> None:
-        timing, self.timer, self.timing = self.timing, None, ""
-        if self.transport.is_closing():
+        self.timer, self.timer_at = None, math.inf
+        timing = self.timing
+        if not timing or self.transport.is_closing():
             return
+        if self.loop.time() + _SLACK < self.deadline:  # re-armed since: sleep until then
+            self.timer = self.loop.call_at(self.deadline, self._timed_out)
+            self.timer_at = self.deadline
+            return
+        self.timing = ""
         if timing == "idle":
             if self.serving is None:
                 # An answer still unread in the buffer is dropped, not flushed forever.
@@ -357,7 +383,7 @@ class GatewayProtocol(asyncio.Protocol):
         if self.rejection is not None:
             transport.write(self.rejection)
             self.rejection = None
-        self._disarm()
+        self._stop_timer()
         if not transport.can_write_eof():
             transport.close()
             return
@@ -462,7 +488,7 @@ class GatewayProtocol(asyncio.Protocol):
         request.keep_alive = parser.should_keep_alive() and not self.closing
         request.scope = {
             "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "asgi": _ASGI,
             "http_version": parser.get_http_version(),
             "method": method,
             "scheme": "http",
@@ -471,8 +497,8 @@ class GatewayProtocol(asyncio.Protocol):
             "query_string": query,
             "root_path": "",
             "headers": request.headers,
-            "client": self.transport.get_extra_info("peername"),
-            "server": self.transport.get_extra_info("sockname"),
+            "client": self.peer,
+            "server": self.sock,
         }
         for name, value in request.headers:
             if name == b"content-length":

@@ -66,9 +66,23 @@ class KeywordSignal(_MatchSignal):
             parts = [re.escape(w) for w in keywords]
         self._any = re.compile("|".join(f"({parts[i]})" for i in self._order), flags)
         self._each = [re.compile(p, flags) for p in parts]
+        # A keyword matches only where it occurs as a substring. For ASCII keywords in ASCII
+        # text, lowercasing is exactly IGNORECASE, so a text holding none of them (most
+        # prompts) is settled by ``in`` checks instead of a regex scan of every position.
+        self._needles: list[str] | None = None
+        if keywords and all(k.isascii() for k in keywords):
+            self._needles = [k if self.config.case_sensitive else k.lower() for k in keywords]
 
     def compute(self, request: RoutingRequest) -> SignalResult:
         text = self.text_of(request)
+        needles = self._needles
+        if needles is not None and text.isascii():
+            hay = text if self.config.case_sensitive else text.lower()
+            for needle in needles:
+                if needle in hay:
+                    break
+            else:
+                return self.report(False, 0, [], None)
         if self.config.match == "any":
             hits = list(islice(self._any.finditer(text), COUNT_LIMIT))
             if not hits:

@@ -337,6 +337,25 @@ async def test_idle_keep_alive_connections_are_closed(fake_upstream: FakeUpstrea
         conn.close()
 
 
+async def test_idle_time_counts_from_the_last_answer_not_the_connection(
+    fake_upstream: FakeUpstream,
+) -> None:
+    """One timer serves a connection's whole life: when it fires while the connection was
+    busy since, it sleeps again instead of closing a connection that is not idle."""
+    app = create_app(routing_config(fake_upstream.base_url))
+    async with BackgroundServer(
+        app, http=GatewayProtocol, lifespan="on", timeout_keep_alive=0.3
+    ) as server:
+        conn = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
+        for n in range(1, 9):  # 8 requests 0.1 s apart: well past the first 0.3 s deadline
+            await conn.send(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            responses = await conn.read(n)
+            assert len(responses) == n and responses[-1].status == 200
+            await asyncio.sleep(0.1)
+        assert await conn.closed(timeout=3)
+        conn.close()
+
+
 async def test_slow_reader_gets_the_whole_stream(
     fake_upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:

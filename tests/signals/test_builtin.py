@@ -47,6 +47,11 @@ def req(text: str, caller: Caller | None = None, **kw: Any):
         ({"keywords": ["c++"]}, "I write abc++ daily", False),
         ({"keywords": ["python", "rust"], "match": "all"}, "python and rust", True),
         ({"keywords": ["python", "rust"], "match": "all"}, "python only", False),
+        # IGNORECASE matches the long s (U+017F) as "s", which lowercasing does not: non-ASCII
+        # text is never settled by the substring check
+        ({"keywords": ["class"]}, "a cla\u017fs of its own", True),
+        ({"keywords": ["pyth\u00f6n"]}, "PYTH\u00d6N", True),
+        ({"keywords": ["rust", "python"]}, "no keyword here", False),
     ],
 )
 def test_keyword(options: dict, text: str, expected: bool) -> None:
