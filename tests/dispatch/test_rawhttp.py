@@ -212,6 +212,31 @@ async def test_first_byte_timeout() -> None:
         await pool.aclose()
 
 
+async def test_a_reused_connection_times_its_call_from_the_call_not_the_first_one() -> None:
+    """A warm connection's timer outlives each call and is taken over by the next: a call
+    that the server then leaves unanswered still times out after first_byte, and one that
+    starts after an earlier call's deadline has passed is not cut at that deadline."""
+
+    async def answer_twice_then_hang(conn: Conn) -> None:
+        for _ in range(2):
+            req = await conn.request()
+            assert req is not None
+            await conn.answer(req[1])
+        await conn.request()
+        await asyncio.sleep(10)
+
+    async with Script(answer_twice_then_hang) as script:
+        pool = pool_for(script, first_byte=0.3)
+        head = pool.request_head("POST", "/x", HEADERS)
+        assert (await pool.fetch(head, b"1"))[2] == b"1"
+        await asyncio.sleep(0.25)  # the first call's first_byte deadline passes during the next
+        assert (await pool.fetch(head, b"2"))[2] == b"2"
+        with pytest.raises(UpstreamTimeoutError, match=r"timeouts.first_byte \(0.3 s\)"):
+            await pool.fetch(head, b"3")
+        assert script.connections == 1
+        await pool.aclose()
+
+
 async def test_stream_first_byte_runs_until_the_first_body_byte() -> None:
     async def head_only(conn: Conn) -> None:
         await conn.request()

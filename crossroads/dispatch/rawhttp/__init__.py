@@ -22,7 +22,8 @@ What it does, and why:
   (``first_byte`` from the send until the status line, or for streams until the first body
   byte; then ``read``, the longest silence between body chunks) and ``total``. Body chunks
   only note the time; the handle re-arms itself when it wakes early, so a fast call costs
-  one ``call_at`` and one ``cancel``.
+  at most one ``call_at`` and one ``cancel``, and a call on a warm pooled connection none:
+  the timer outlives the call and the next call, whose deadlines are later, takes it over.
 * Streams pause reading once more than ``HIGH_WATER`` bytes wait for a slow consumer, and
   resume when it takes them; ``read`` does not run while paused.
 * Stale connections: a pooled connection the server closed while idle is dropped when its

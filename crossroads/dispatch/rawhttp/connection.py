@@ -196,6 +196,12 @@ class Connection(asyncio.Protocol):
             self.timer_at = at
 
     def _disarm(self) -> None:
+        # The timer stays armed: it fires, finds nothing timed and stops; or the next call
+        # on this pooled connection, whose deadlines are later, takes it over. So a call
+        # on a warm connection costs no timer of its own.
+        self.phase = _IDLE
+
+    def _cancel_timer(self) -> None:
         self.phase = _IDLE
         if self.timer is not None:
             self.timer.cancel()
@@ -284,7 +290,7 @@ class Connection(asyncio.Protocol):
                 self._wake()
             else:
                 self._fail(self._lost_error(exc))
-        self._disarm()
+        self._cancel_timer()
         self.pool.free_slot(self)
 
     def _until_close(self) -> bool:

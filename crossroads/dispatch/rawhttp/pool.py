@@ -224,7 +224,7 @@ class ConnectionPool:
 
     def discard(self, conn: Connection) -> None:
         conn.in_use = False
-        conn._disarm()
+        conn._cancel_timer()
         if not conn.closed and conn.transport is not None:
             conn.transport.abort()  # connection_lost frees the slot
 
