@@ -149,7 +149,10 @@ async def serve_and_load(args: argparse.Namespace, upstream_url: str) -> dict[st
     if args.garbage:
         gc.set_debug(gc.DEBUG_SAVEALL)
     stop = asyncio.Event()
-    probing = asyncio.create_task(rec.probe(args.probe_ms / 1000, stop))
+    # --probe-ms 0: no probe, for CPU per request without the probe's own wake-ups
+    probing = asyncio.create_task(
+        rec.probe(args.probe_ms / 1000, stop) if args.probe_ms else stop.wait()
+    )
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
     cmd = [sys.executable, "-m", "bench.loadgen", "--url", url, "--model", "auto"]
     cmd += ["--mode", "closed", "--connections", str(args.connections)]
@@ -157,10 +160,11 @@ async def serve_and_load(args: argparse.Namespace, upstream_url: str) -> dict[st
     if args.cpu_aux and Path("/usr/bin/taskset").exists():
         cmd = ["taskset", "-c", args.cpu_aux, *cmd]
     t0 = time.perf_counter()
-    cpu0 = time.process_time()
+    times0 = os.times()
     load = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=asyncio.subprocess.PIPE)
     out, _ = await load.communicate()
-    cpu = time.process_time() - cpu0
+    times1 = os.times()
+    user, system = times1.user - times0.user, times1.system - times0.system
     stop.set()
     await probing
     gc.callbacks.remove(rec.on_gc)
@@ -183,7 +187,9 @@ async def serve_and_load(args: argparse.Namespace, upstream_url: str) -> dict[st
         "p99_ms": lat["p99"],
         "max_ms": lat["max"],
         "errors": summary["errors"],
-        "server_cpu_us_per_req": round(cpu / max(1, summary["sent_total"]) * 1e6, 1),
+        "server_cpu_us_per_req": round((user + system) / max(1, summary["sent_total"]) * 1e6, 1),
+        "server_user_us_per_req": round(user / max(1, summary["sent_total"]) * 1e6, 1),
+        "server_system_us_per_req": round(system / max(1, summary["sent_total"]) * 1e6, 1),
     }
     if args.garbage:
         sent = max(1, summary["sent_total"])

@@ -12,10 +12,8 @@ import time
 from collections import deque
 from typing import Any
 
-import orjson
-
 from crossroads.exceptions import StoreError
-from crossroads.store.base import DROP_REASONS, TraceStore, store_stats
+from crossroads.store.base import DROP_REASONS, TraceStore, store_stats, trace_json
 from crossroads.types import Trace
 
 log = logging.getLogger("crossroads.store")
@@ -110,7 +108,7 @@ class BatchedTraceStore(TraceStore):
         return True
 
     def _encode(self, trace: Trace) -> Row:
-        return (trace.trace_id, trace.created_at, orjson.dumps(trace))
+        return (trace.trace_id, trace.created_at, trace_json(trace))
 
     # ------------------------------------------------------------------ the request path
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from crossroads.exceptions import StoreError
-from crossroads.store.base import SUMMARY_COLUMNS, TraceQuery
+from crossroads.store.base import SUMMARY_COLUMNS, TraceQuery, trace_json
 from crossroads.store.batched import BatchedTraceStore, Row
 from crossroads.store.spend import check_dimensions, spend_range, spend_sql
 from crossroads.store.sqlite import where
@@ -155,7 +153,7 @@ class PostgresTraceStore(BatchedTraceStore):
 
     def _encode(self, trace: Any) -> Row:
         # JSONB holds no NUL character; the trace keeps the replacement character instead.
-        data = orjson.dumps(trace).replace(b"\\u0000", b"\\ufffd")
+        data = trace_json(trace).replace(b"\\u0000", b"\\ufffd")
         return (trace.trace_id, trace.created_at, data)
 
     def _insert_rows(self, conn: Any, rows: list[Row]) -> None:

@@ -9,11 +9,22 @@ from pathlib import Path
 import pytest
 
 from crossroads.exceptions import StoreError
-from crossroads.store.base import TraceQuery, TraceStore
+from crossroads.store.base import TraceQuery, TraceStore, trace_json
 from crossroads.store.memory import MemoryTraceStore
 from crossroads.store.postgres import PostgresTraceStore
 from crossroads.store.sqlite import SQLiteTraceStore
-from crossroads.types import Candidate, RecordedCaller, Route, Trace, Usage
+from crossroads.types import (
+    Attempt,
+    Candidate,
+    RateWindow,
+    RecordedCaller,
+    Reservation,
+    Route,
+    SignalResult,
+    StageCall,
+    Trace,
+    Usage,
+)
 
 T0 = 1_700_000_000.0
 
@@ -159,3 +170,20 @@ def test_a_search_past_its_time_bound_is_a_store_error(
         store.search(TraceQuery(model="nothing-matches", limit=10, timeout_s=1e-9))
     assert len(store.search(TraceQuery(limit=10))) == 10
     store.close()
+
+
+def test_trace_json_writes_what_orjson_writes_for_every_part_of_a_trace() -> None:
+    import orjson
+
+    full = trace(3)
+    assert full.route is not None
+    full.route.signals = {"keyword:k": SignalResult("keyword:k", True, 2, "keywords[0]", 0.01)}
+    full.attempts = [Attempt("big", "up/0", "error", 1.5, "boom", 502, 0.1, "http_502", "s1")]
+    full.stages = [StageCall(0, "small", "rejected", 2.0, Usage(1, 2), 0.1, "low", 0.4, "up")]
+    full.reservation = Reservation("h1", "big", 0.2, ["team:a/day"], ["k"], 1.0)
+    full.rate_limits = [RateWindow("key:a", "requests", 10, 9, 30.0)]
+    full.error = "caf\u00e9 \x00"
+    for t in (full, trace(4), trace(5, route=None, caller=None, usage=None)):
+        assert trace_json(t) == orjson.dumps(t)
+    with pytest.raises(TypeError):  # orjson.JSONEncodeError: the writer drops it as bad
+        trace_json(trace(6, route=object()))
