@@ -290,6 +290,6 @@ class EngineStream:
 def _marked(batch: bytes, marks: tuple[bytes, ...]) -> bool:
     """Whether ``batch`` holds any of a format's ``STREAM_MARKS``."""
     for mark in marks:  # noqa: SIM110 (any() would build a generator for every batch)
-        if mark in batch:
+        if batch.find(mark) != -1:  # not ``in``: CPython 3.11 raises a TypeError inside it
             return True
     return False

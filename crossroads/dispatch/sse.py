@@ -31,7 +31,7 @@ async def frames(
     pending = bytearray()  # the start of an unfinished event (never holds a blank line)
     held_cr = False  # the last chunk ended with CR: it may be the first half of a CRLF
     async for chunk in chunks:
-        if held_cr or b"\r" in chunk:
+        if held_cr or chunk.find(b"\r") != -1:  # not ``in``: it raises a TypeError inside
             if held_cr:
                 chunk = b"\r" + chunk
             held_cr = chunk.endswith(b"\r")

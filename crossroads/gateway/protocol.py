@@ -145,22 +145,32 @@ class _Request:
             self.started = True
             status = message["status"]
             parts = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
+            lines = 2  # the status line and the blank line that ends the head
             length: int | None = None
             for name, value in message.get("headers", ()):
-                if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name:
-                    raise RuntimeError("invalid character in a response header")
                 if name == b"content-length":
                     length = int(value)
                 parts += (name, b": ", value, b"\r\n")
-            parts.append(protocol.date_header())
+                lines += 1
+            date = protocol.date_header()
+            parts.append(date)
+            lines += protocol.date_lines
             if not self.keep_alive:
                 parts.append(b"connection: close\r\n")
+                lines += 1
             if length is None and status not in (204, 304) and self.scope["method"] != "HEAD":
                 self.chunked = True
                 parts.append(b"transfer-encoding: chunked\r\n")
+                lines += 1
             self.remaining = length or 0
             parts.append(b"\r\n")
-            self.head = b"".join(parts)
+            head = b"".join(parts)
+            # Each line above ends in CRLF, so any other CR or LF came from a header name or
+            # value (response splitting). Two counts over the head, not a test per header:
+            # ``bytes in bytes`` raises and clears a TypeError inside CPython 3.11 each time.
+            if head.count(b"\n") != lines or head.count(b"\r") != lines:
+                raise RuntimeError("invalid character in a response header")
+            self.head = head
             return
         if self.complete or kind != "http.response.body":
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
@@ -237,6 +247,7 @@ class GatewayProtocol(asyncio.Protocol):
         self.rejection: bytes | None = None  # the answer to a request that was refused
         self._date_source: Any = None
         self._date = b""
+        self.date_lines = 0
         self.peer: Any = None
         self.sock: Any = None
 
@@ -399,6 +410,7 @@ class GatewayProtocol(asyncio.Protocol):
         if source is not self._date_source:  # uvicorn renews the list once a second
             self._date_source = source
             self._date = b"".join(b"%b: %b\r\n" % pair for pair in source)
+            self.date_lines = len(source)
         return self._date
 
     # ------------------------------------------------------------------ parsing

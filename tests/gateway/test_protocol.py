@@ -428,6 +428,28 @@ async def test_an_app_that_fails_never_leaves_the_client_waiting(behaviour: str)
         conn.close()
 
 
+@pytest.mark.parametrize(
+    "header",
+    [(b"x-ok", b"a\r\nset-cookie: evil=1"), (b"x-ok\nset-cookie", b"evil"), (b"x-ok", b"a\rb")],
+)
+async def test_a_response_header_with_cr_or_lf_is_never_written(
+    header: tuple[bytes, bytes],
+) -> None:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        await receive()
+        headers = [(b"content-type", b"text/plain"), header, (b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with BackgroundServer(app, http=GatewayProtocol) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"GET /x HTTP/1.1\r\nhost: x\r\n\r\n")
+        async with asyncio.timeout(5):
+            received = await reader.read()  # until the server closes
+        assert b"evil" not in received and b"200 OK" not in received
+        writer.close()
+
+
 # ---------------------------------------------------------------------- limits and timers
 
 
