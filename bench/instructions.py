@@ -2,7 +2,7 @@
 so two checkouts (or a commit and its baseline) compare on a busy machine where CPU time
 cannot. User-space instructions only: system calls and the kernel's share are not counted.
 
-    python -m bench.instructions [--requests 300] [--stream] [--metrics off]   # in process
+    python -m bench.instructions [--requests 300] [--stream] [--metrics off] [--policy heuristic]
     python -m bench.instructions --wire [--traces none]        # crossroads serve over loopback
 
 In process, the request path of ``bench.request_path`` (parsing, routing, format conversion,
@@ -54,11 +54,12 @@ def _toggle(pid: int, on: bool) -> None:
     )
 
 
-def in_process(requests: int, stream: bool, metrics: bool = True) -> float:
+def in_process(requests: int, stream: bool, metrics: bool = True, policy: str = "small") -> float:
     """Instructions per request of the in-process request path."""
     cmd = [sys.executable, "-m", "bench.instructions", "--child", str(requests)]
     cmd += ["--stream"] if stream else []
     cmd += [] if metrics else ["--metrics", "off"]
+    cmd += ["--policy", policy]
     child = _callgrind(cmd, cwd=os.getcwd())
     _, err = child.communicate(timeout=1800)
     if child.returncode != 0:
@@ -66,10 +67,10 @@ def in_process(requests: int, stream: bool, metrics: bool = True) -> float:
     return _collected(err) / requests
 
 
-async def _child(requests: int, stream: bool, metrics: bool) -> None:
+async def _child(requests: int, stream: bool, metrics: bool, policy: str) -> None:
     from bench.request_path import app_and_request
 
-    app, call = await app_and_request(stream, metrics)
+    app, call = await app_and_request(stream, metrics, policy)
     for _ in range(WARM):
         await call()
     _toggle(os.getpid(), True)
@@ -133,18 +134,27 @@ def main() -> None:
         default="on",
         help="in process: the metrics section (over the wire: CROSSROADS_BENCH_METRICS)",
     )
+    parser.add_argument(
+        "--policy",
+        choices=["small", "heuristic"],
+        default="small",
+        help="in process: bench.request_path's config, or the signals and decisions of "
+        "crossroads-heuristic (what --wire serves)",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        asyncio.run(_child(args.child, args.stream, args.metrics == "on"))
+        asyncio.run(_child(args.child, args.stream, args.metrics == "on", args.policy))
         return
     if args.wire:
         n = over_the_wire(args.requests, args.traces)
         print(f"wire ({args.traces}): {n:,.0f} instructions per request")
     else:
-        n = in_process(args.requests, args.stream, args.metrics == "on")
+        n = in_process(args.requests, args.stream, args.metrics == "on", args.policy)
         kind = "stream" if args.stream else "json"
-        print(f"{kind}, metrics {args.metrics}: {n:,.0f} instructions per request")
+        print(
+            f"{kind}, {args.policy} policy, metrics {args.metrics}: {n:,.0f} instructions per request"
+        )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import gc
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -87,11 +88,25 @@ CONFIG = {
 }
 
 
+def heuristic_config() -> dict[str, Any]:
+    """``CONFIG`` with the models, signals and decisions of
+    ``bench/configs/crossroads-heuristic.yaml`` (what ``--wire`` serves), on the in-memory
+    upstream: the same routing work as over the wire, without the sockets."""
+    import yaml
+
+    path = Path(__file__).parent / "configs" / "crossroads-heuristic.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    models = [{"name": m["name"], "upstream": "mem", "price": m["price"]} for m in cfg["models"]]
+    return {**CONFIG, "models": models, **{k: cfg[k] for k in ("signals", "decisions", "default")}}
+
+
 async def app_and_request(
-    stream: bool, metrics: bool = True
+    stream: bool, metrics: bool = True, policy: str = "small"
 ) -> tuple[Any, Callable[[], Awaitable[None]]]:
-    """The started app and a call that sends it one chat request (JSON or a stream)."""
-    config = parse_config({**CONFIG, "metrics": {"enabled": metrics}})
+    """The started app and a call that sends it one chat request (JSON or a stream);
+    ``policy``: ``small`` (``CONFIG``) or ``heuristic`` (:func:`heuristic_config`)."""
+    base = heuristic_config() if policy == "heuristic" else CONFIG
+    config = parse_config({**base, "metrics": {"enabled": metrics}})
     app = create_app(config, store=MemoryTraceStore(), upstreams={"mem": InMemory()})
     await app.startup()
     body = orjson.dumps(
