@@ -14,13 +14,22 @@ LABELS = {"solved": 1.0, "partial": 0.5}
 
 @pytest.mark.parametrize(
     ("reward", "value", "label"),
-    [(0.25, 0.25, None), (1, 1.0, None), ("up", 1.0, "up"), ("down", 0.0, "down"),
-     ("partial", 0.5, "partial")],
+    [
+        (0.25, 0.25, None),
+        (1, 1.0, None),
+        ("up", 1.0, "up"),
+        ("down", 0.0, "down"),
+        ("partial", 0.5, "partial"),
+    ],
 )
 def test_rewards_are_numbers_thumbs_or_labels(reward: Any, value: float, label: Any) -> None:
     got = parse_feedback({"trace_id": "t1", "reward": reward}, LABELS, key_name="k", now=5.0)
     assert (got.reward, got.label, got.source, got.key_name, got.created_at) == (
-        value, label, "client", "k", 5.0
+        value,
+        label,
+        "client",
+        "k",
+        5.0,
     )
 
 

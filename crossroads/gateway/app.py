@@ -5,6 +5,7 @@ Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/mess
 ``GET /v1/models``,
 ``GET /v1/models/{id}``, ``GET /health``, ``GET /ready`` (the ``/v1`` prefix is optional),
 ``GET /v1/crossroads/endpoints``: live endpoint state (load, latency, circuit),
+``POST /v1/crossroads/feedback``: a reward for an answer (:mod:`crossroads.gateway.feedback`),
 ``GET /metrics`` (Prometheus, at ``metrics.path``),
 ``GET /openapi.json``: the OpenAPI 3.1 document of all of these (no API key needed), and,
 behind the admin key, the dashboard at ``/ui`` and its API under ``/v1/crossroads/admin/``
@@ -42,6 +43,7 @@ from crossroads.exceptions import (
 from crossroads.formats import get_format
 from crossroads.gateway.admin import ADMIN_PATHS, AdminAPI
 from crossroads.gateway.errors import error_code, render, too_large
+from crossroads.gateway.feedback import FEEDBACK_PATHS, INLINE_KEY, FeedbackAPI
 from crossroads.gateway.handlers import FormatHandler, routing_headers, send_body
 from crossroads.gateway.openapi import openapi_json
 from crossroads.limits import Limits
@@ -149,6 +151,7 @@ class Gateway:
                 cfg.dispatch.prefix_chars,
                 build_plans(cfg, self.limits.state.backend),
                 self.limits,
+                keep_prompts=cfg.store.prompts,
             )
             self.handlers: dict[str, FormatHandler] = {}
             for path, name in FORMAT_ROUTES.items():
@@ -172,6 +175,7 @@ class Gateway:
             self.key_ring = _key_ring(cfg)
             self._auth = bool(self.keys) or self.key_ring is not None
             self.admin_api = AdminAPI(self)
+            self.feedback_api = FeedbackAPI(self)
             self.admin_key = _admin_key(cfg)
             self.dashboard = Dashboard(self).prepare()
             self._header_names = frozenset(
@@ -300,6 +304,8 @@ class Gateway:
                 return await self._error(send, exc)
             body = orjson.dumps({"object": "list", "data": self.dispatcher.snapshot()})
             return await send_body(send, 200, body, JSON_HEADERS)
+        if path in FEEDBACK_PATHS:
+            return await self.feedback_api(scope, receive, send)
         if path.startswith(ADMIN_PATHS):
             return await self.admin_api(scope, receive, send)
         if path.startswith(ADMIN_PREFIXES) or path == "/ui":
@@ -336,6 +342,8 @@ class Gateway:
             request = handler.parse(await self._read_body(scope, receive))
             trace.operation = request.operation
             caller.user = request.user
+            if request.metadata and INLINE_KEY in request.metadata:
+                trace.feedback = await self.feedback_api.inline(request, caller.key_name)
             # Fast requests never pay for a watcher task: it starts after WATCH_AFTER_S.
             self._watchers.add(gone)
             watching = True
@@ -454,8 +462,12 @@ class Gateway:
         if not hmac.compare_digest(hashlib.sha256(token.encode()).digest(), self.admin_key):
             raise Unauthorized("Missing or wrong admin key: send 'Authorization: Bearer <key>'.")
 
-    async def _read_body(self, scope: Scope, receive: Any) -> bytes:
-        limit = self.config.server.max_body_bytes
+    async def _read_body(
+        self, scope: Scope, receive: Any, limit: int | None = None, setting: str | None = None
+    ) -> bytes:
+        """The request's body, at most ``limit`` bytes (the ``setting``; 413 beyond)."""
+        setting = setting or "server.max_body_bytes"
+        limit = limit or self.config.server.max_body_bytes
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -463,7 +475,7 @@ class Gateway:
                 except ValueError:
                     raise InvalidRequestError("Invalid Content-Length header.") from None
                 if declared > limit:
-                    raise too_large(declared, limit)
+                    raise too_large(declared, limit, setting)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -473,7 +485,7 @@ class Gateway:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise too_large(size, limit)
+                raise too_large(size, limit, setting)
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)

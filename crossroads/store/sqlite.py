@@ -192,7 +192,12 @@ class SQLiteTraceStore(BatchedTraceStore):
                 added = conn.execute(
                     "INSERT OR IGNORE INTO feedback (trace_id, source, created_at, data) "
                     "VALUES (?, ?, ?, ?)",
-                    (feedback.trace_id, feedback.source, feedback.created_at, orjson.dumps(feedback)),
+                    (
+                        feedback.trace_id,
+                        feedback.source,
+                        feedback.created_at,
+                        orjson.dumps(feedback),
+                    ),
                 ).rowcount
                 stored = conn.execute(
                     "SELECT data FROM feedback WHERE trace_id = ? AND source = ?",

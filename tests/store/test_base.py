@@ -164,7 +164,9 @@ def test_a_search_past_its_time_bound_is_a_store_error(
 # ---------------------------------------------------------------------- feedback
 
 
-def feedback(trace_id: str, reward: float = 1.0, source: str = "client", **changes: object) -> Feedback:
+def feedback(
+    trace_id: str, reward: float = 1.0, source: str = "client", **changes: object
+) -> Feedback:
     return Feedback(trace_id, reward, source, created_at=T0 + 100, **changes)  # type: ignore[arg-type]
 
 
