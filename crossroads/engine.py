@@ -72,6 +72,7 @@ class Engine:
         self.plans = plans or None
         self.limits = limits
         self.keep_prompts = keep_prompts  # store.prompts: the trace keeps the prompt
+        self.in_flight = 0  # requests the gateway serves on this engine now
 
     async def serve(
         self, request: Request, caller: Caller, trace: Trace, start: float

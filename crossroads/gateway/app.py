@@ -21,6 +21,7 @@ import hmac
 import logging
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -46,6 +47,7 @@ from crossroads.gateway.errors import error_code, render, too_large
 from crossroads.gateway.feedback import FEEDBACK_PATHS, INLINE_KEY, FeedbackAPI
 from crossroads.gateway.handlers import FormatHandler, routing_headers, send_body
 from crossroads.gateway.openapi import openapi_json
+from crossroads.gateway.reload import Reloader
 from crossroads.limits import Limits
 from crossroads.pipeline import Pipeline
 from crossroads.plans import build_plans
@@ -114,11 +116,13 @@ class Gateway:
         store: TraceStore | None = None,
         upstreams: dict[str, Upstream] | None = None,
         freeze_gc: bool = False,
+        config_path: str | Path | None = None,
     ) -> None:
         self.config = config
         self.freeze_gc = freeze_gc
         self._store_override = store
         self._upstream_overrides = upstreams or {}
+        self.config_path = config_path
         self._started = False
         self._start_lock: asyncio.Lock | None = None
 
@@ -145,18 +149,7 @@ class Gateway:
             self.pipeline = Pipeline(cfg, availability=self.dispatcher.unavailable).prepare()
             self.limits = Limits(cfg, budget_signal=self.pipeline.uses_signal("budget"))
             self.fleet = Fleet.start_for(cfg, self.dispatcher, self.limits.state)
-            self.engine = Engine(
-                self.pipeline,
-                self.dispatcher,
-                cfg.dispatch.prefix_chars,
-                build_plans(cfg, self.limits.state.backend),
-                self.limits,
-                keep_prompts=cfg.store.prompts,
-            )
-            self.handlers: dict[str, FormatHandler] = {}
-            for path, name in FORMAT_ROUTES.items():
-                handler = FormatHandler(get_format(name), self.engine)
-                self.handlers[path] = self.handlers[path.removeprefix("/v1")] = handler
+            self.install(cfg, self.upstreams, self.dispatcher, self.pipeline)
             self.store = self._store_override or open_trace_store(
                 cfg.store.traces,
                 cfg.store.flush_interval_ms,
@@ -178,25 +171,55 @@ class Gateway:
             self.feedback_api = FeedbackAPI(self)
             self.admin_key = _admin_key(cfg)
             self.dashboard = Dashboard(self).prepare()
-            self._header_names = frozenset(
-                s.header.lower()
-                for s in cfg.signals
-                if s.kind == "metadata" and s.source == "header" and s.header
-            ) | ({"traceparent"} if cfg.opentelemetry.enabled else set())
-            created = int(time.time())
-            self._model_cards = {
-                name: {"id": name, "object": "model", "created": created, "owned_by": "crossroads"}
-                for name in self.pipeline.model_names()
-            }
-            self._models_body = orjson.dumps(
-                {"object": "list", "data": list(self._model_cards.values())}
-            )
+            self.reloader = Reloader(self)
+            self.reloader.listen()
             self._started = True
             if self.freeze_gc:
                 # Everything built so far lives as long as the process: keep it out of the
                 # cyclic GC's full collections, which otherwise scan it all (tens of ms).
                 gc.collect()
                 gc.freeze()
+
+    def install(
+        self,
+        cfg: Config,
+        upstreams: dict[str, Upstream],
+        dispatcher: Dispatcher,
+        pipeline: Pipeline,
+    ) -> None:
+        """Serve ``cfg`` with these parts from now on: a new engine and handlers, and what
+        is derived from the config. Nothing here awaits, so a request sees all of the old
+        parts or all of the new (one that started on the old engine finishes on it)."""
+        self.config = cfg
+        self.upstreams = upstreams
+        self.dispatcher = dispatcher
+        self.pipeline = pipeline
+        self.engine = Engine(
+            pipeline,
+            dispatcher,
+            cfg.dispatch.prefix_chars,
+            build_plans(cfg, self.limits.state.backend),
+            self.limits,
+            keep_prompts=cfg.store.prompts,
+        )
+        handlers: dict[str, FormatHandler] = {}
+        for path, name in FORMAT_ROUTES.items():
+            handler = FormatHandler(get_format(name), self.engine)
+            handlers[path] = handlers[path.removeprefix("/v1")] = handler
+        self.handlers = handlers
+        self._header_names = frozenset(
+            s.header.lower()
+            for s in cfg.signals
+            if s.kind == "metadata" and s.source == "header" and s.header
+        ) | ({"traceparent"} if cfg.opentelemetry.enabled else set())
+        created = int(time.time())
+        self._model_cards = {
+            name: {"id": name, "object": "model", "created": created, "owned_by": "crossroads"}
+            for name in pipeline.model_names()
+        }
+        self._models_body = orjson.dumps(
+            {"object": "list", "data": list(self._model_cards.values())}
+        )
 
     def _metrics(self) -> WorkerMetrics:
         from crossroads.observe.workers import DIR_ENV, WorkerMetrics
@@ -218,6 +241,7 @@ class Gateway:
         """Close upstream connections and flush traces."""
         if not self._started:
             return
+        await self.reloader.aclose()
         if self.metrics is not None:
             self.metrics.close()
         if self.spans is not None:
@@ -336,6 +360,8 @@ class Gateway:
         trace = Trace(new_trace_id(now), now, "", "chat", False, format=handler.fmt.NAME)
         gone = _Disconnect(receive, start)
         watching = False
+        engine = handler.engine  # a reload meanwhile: this request finishes on its engine
+        engine.in_flight += 1
         try:
             caller = self._caller(scope)
             trace.caller = caller
@@ -379,7 +405,8 @@ class Gateway:
                 if gone.watcher is not None:
                     gone.watcher.cancel()
             trace.latency_ms = (time.perf_counter() - start) * 1000
-            self.engine.finish(trace)
+            engine.in_flight -= 1
+            engine.finish(trace)
             _bound_caller_fields(trace)
             self.store.record(trace)
             for observe in self._observers:
@@ -664,11 +691,16 @@ def create_app(
     store: TraceStore | None = None,
     upstreams: dict[str, Upstream] | None = None,
     freeze_gc: bool = False,
+    config_path: str | Path | None = None,
 ) -> Gateway:
     """The gateway for ``config``; nothing happens until the ASGI server starts it.
     ``freeze_gc`` (for a process that only serves this app) moves everything built at
-    start-up out of the cyclic garbage collector's reach."""
-    return Gateway(config, store=store, upstreams=upstreams, freeze_gc=freeze_gc)
+    start-up out of the cyclic garbage collector's reach. ``config_path``: the file
+    ``config`` came from, read again on a reload (SIGHUP, ``POST
+    /v1/crossroads/admin/reload``)."""
+    return Gateway(
+        config, store=store, upstreams=upstreams, freeze_gc=freeze_gc, config_path=config_path
+    )
 
 
 def app_from_env() -> Gateway:
@@ -678,4 +710,4 @@ def app_from_env() -> Gateway:
     path = os.environ.get("CROSSROADS_CONFIG")
     if not path:
         raise CrossroadsError("CROSSROADS_CONFIG is not set: it must name the config file")
-    return create_app(load_config(path), freeze_gc=True)
+    return create_app(load_config(path), freeze_gc=True, config_path=path)
