@@ -134,10 +134,10 @@ def test_sighup_and_the_endpoint_reload_under_load_without_a_failed_request(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ADMIN_KEY", "admin-key")
-    with FakeUpstream(models=["s", "b"], chunks=3, delay=0.02, chunk_delay=0.005) as upstream:
-        with GatewayProcess(config(upstream.base_url, ["small"]), tmp_path / "gw") as gw:
-            path = tmp_path / "gw" / "config.yaml"
-            outcome = asyncio.run(_load_while_reloading(gw, path, upstream.base_url))
+    upstream = FakeUpstream(models=["s", "b"], chunks=3, delay=0.02, chunk_delay=0.005)
+    with upstream, GatewayProcess(config(upstream.base_url, ["small"]), tmp_path / "gw") as gw:
+        path = tmp_path / "gw" / "config.yaml"
+        outcome = asyncio.run(_load_while_reloading(gw, path, upstream.base_url))
     assert outcome["failures"] == [], outcome["failures"][:5]
     assert outcome["requests"] >= 100
     assert {"small", "big"} <= outcome["models"]  # both configs served
