@@ -126,6 +126,7 @@ def test_nothing_to_export_is_a_clear_error(tmp_path: Path) -> None:
     empty.start()
     empty.close()
     result = runner.invoke(
-        app, ["dataset", "export", "--traces", str(tmp_path / "empty.db"), "--out", str(tmp_path / "x")]
+        app,
+        ["dataset", "export", "--traces", str(tmp_path / "empty.db"), "--out", str(tmp_path / "x")],
     )
     assert result.exit_code != 0 and "no trace with feedback" in result.output
