@@ -123,6 +123,7 @@ class Gateway:
         self._store_override = store
         self._upstream_overrides = upstreams or {}
         self.config_path = config_path
+        self.several_workers = False  # other worker processes serve (and trace) beside it
         self._started = False
         self._start_lock: asyncio.Lock | None = None
 
@@ -168,7 +169,7 @@ class Gateway:
             self.key_ring = _key_ring(cfg)
             self._auth = bool(self.keys) or self.key_ring is not None
             self.admin_api = AdminAPI(self)
-            self.feedback_api = FeedbackAPI(self)
+            self.feedback_api = FeedbackAPI(self, self.several_workers)
             self.admin_key = _admin_key(cfg)
             self.dashboard = Dashboard(self).prepare()
             self.reloader = Reloader(self)
@@ -710,4 +711,6 @@ def app_from_env() -> Gateway:
     path = os.environ.get("CROSSROADS_CONFIG")
     if not path:
         raise CrossroadsError("CROSSROADS_CONFIG is not set: it must name the config file")
-    return create_app(load_config(path), freeze_gc=True, config_path=path)
+    app = create_app(load_config(path), freeze_gc=True, config_path=path)
+    app.several_workers = True
+    return app

@@ -51,16 +51,18 @@ FEEDBACK_PATHS = ("/v1/crossroads/feedback", "/crossroads/feedback")
 INLINE_KEY = "crossroads_feedback"
 JSON_HEADERS = [(b"content-type", b"application/json")]
 POLL_S = 0.05  # how often a trace not found yet is looked for again
-# A trace another worker answered is in its writer's queue for up to a flush interval: a
-# trace not found is looked for again for two of them, plus this.
+# With several workers, a trace another worker answered is in that worker's writer queue for
+# up to a flush interval: a trace not found is looked for again for two of them, plus this.
+# One worker finds its own queued traces at once (BatchedTraceStore.get).
 WAIT_EXTRA_S = 0.5
 
 
 class FeedbackAPI:
     """Takes feedback for ``gateway``'s traces, from the API and from request metadata."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, several_workers: bool = False) -> None:
         self.gateway = gateway
+        self.several_workers = several_workers  # other processes write traces too
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         try:
@@ -140,10 +142,13 @@ class FeedbackAPI:
         return answer, new
 
     def _find(self, trace_id: str) -> dict[str, Any] | None:
-        """The trace, looked for again for a while when not found: another worker may still
-        hold it in its writer's queue."""
+        """The trace, looked for again for a while when not found and other workers may
+        still hold it in their writer's queue."""
         store = self.gateway.store
-        wait = 2 * self.gateway.config.store.flush_interval_ms / 1000 + WAIT_EXTRA_S
+        config = self.gateway.config
+        wait = 0.0
+        if self.several_workers:
+            wait = 2 * config.store.flush_interval_ms / 1000 + WAIT_EXTRA_S
         deadline = time.monotonic() + wait
         while True:
             found = store.get(trace_id)
