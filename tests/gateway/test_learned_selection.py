@@ -215,3 +215,43 @@ async def test_a_failing_shadow_is_recorded_and_the_request_served(
     assert response.status_code == 200
     shadow = store.get(response.headers["x-crossroads-trace-id"])["route"]["shadow"]
     assert shadow["model"] == "" and "NoCandidateError" in shadow["error"]
+
+
+async def test_a_shadow_shares_the_served_routers_embedding(
+    artifact: Path, fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    import shutil
+
+    shadow_path = tmp_path / "shadow.joblib"
+    shutil.copy(artifact, shadow_path)
+    selection = {
+        "method": "router",
+        "router": str(artifact),
+        "shadow": str(shadow_path),
+        "model_map": {"big-key": "big"},
+    }
+    cfg = routing_config(
+        fake_upstream.base_url,
+        signals=[],
+        decisions=[],
+        default={"models": ["big", "small"], "selection": selection},
+    )
+    store = MemoryTraceStore()
+    app = create_app(cfg, store=store)
+    await app.startup()
+    selector = app.pipeline.selector("default")
+    assert selector._shadow.embedder_ is selector.service.embedder_  # one model, loaded once
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as client:
+        code = await client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "auto",
+                "messages": [{"role": "user", "content": "write python code to parse json"}],
+            },
+        )
+    await app.shutdown()
+    route = store.get(code.headers["x-crossroads-trace-id"])["route"]
+    assert route["model"] == route["shadow"]["model"] == "big"  # the same router, twice
+    assert route["shadow"]["error"] is None and route["shadow"]["elapsed_ms"] > 0
