@@ -38,6 +38,7 @@ def parse_feedback(
             f"Unknown field {unknown[0]!r}; known: {', '.join(sorted(FIELDS))}.", param=unknown[0]
         )
     trace_id = _text(body, "trace_id", MAX_ID_CHARS, required=True)
+    assert trace_id is not None  # required
     source = _text(body, "source", MAX_SOURCE_CHARS) or "client"
     comment = _text(body, "comment", MAX_COMMENT_CHARS)
     metadata = body.get("metadata")

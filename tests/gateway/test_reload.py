@@ -212,3 +212,35 @@ async def _load_while_reloading(gw: GatewayProcess, path: Path, base_url: str) -
         "refused": refused,
         "generations": generations,
     }
+
+
+async def test_a_reload_serves_the_artifact_a_promotion_switched_to(
+    fake_upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crossroads.config import load_config
+    from crossroads.eval.promote import switch_pointer
+    from tests.gateway.test_learned_selection import mean_artifact
+
+    monkeypatch.setenv("ADMIN_KEY", "admin-key")
+    mean_artifact(tmp_path / "v1.joblib", small=0.9, big=0.5)  # prefers small
+    mean_artifact(tmp_path / "v2.joblib", small=0.2, big=0.8)  # prefers big
+    live = tmp_path / "live.joblib"
+    live.symlink_to("v1.joblib")
+    selection = {"method": "router", "router": str(live), "model_map": {"big-key": "big"}}
+    path = tmp_path / "crossroads.yaml"
+    data = config(fake_upstream.base_url, ["big", "small"])
+    data["default"]["selection"] = selection
+    path.write_text(yaml.safe_dump(data))
+    app = create_app(load_config(path), config_path=path)
+    await app.startup()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as client:
+        assert await model_of(client) == "small"
+        switch_pointer(live, tmp_path / "v2.joblib")
+        assert await model_of(client) == "small"  # loaded once: nothing changes until a reload
+        done = await client.post("/v1/crossroads/admin/reload", headers=ADMIN)
+        assert done.status_code == 200, done.text
+        assert done.json()["routers"][0]["artifact"] == str(live)
+        assert await model_of(client) == "big"
+    await app.shutdown()
