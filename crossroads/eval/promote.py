@@ -128,7 +128,9 @@ def logged_choices(
             skipped["no_reward"] += 1
             continue
         chosen = route.get("model")
-        if chosen is None or trace.get("model") != chosen:  # the answer came from a fallback, not the choice
+        if (
+            chosen is None or trace.get("model") != chosen
+        ):  # the answer came from a fallback, not the choice
             skipped["fallback"] += 1
             continue
         propensity = route.get("propensity")
