@@ -71,13 +71,20 @@ async def test_the_admin_endpoint_serves_the_changed_file(
     app, client, path = served
     assert await model_of(client) == "small"
     dispatcher = app.dispatcher
-    path.write_text(yaml.safe_dump(config(fake_upstream.base_url, ["big"])))
+    changed = config(
+        fake_upstream.base_url, ["big"], entrypoints=[{"name": "auto"}, {"name": "fresh"}]
+    )
+    path.write_text(yaml.safe_dump(changed))
     assert (await client.post("/v1/crossroads/admin/reload")).status_code == 401
     done = await client.post("/v1/crossroads/admin/reload", headers=ADMIN)
     assert done.status_code == 200, done.text
     assert done.json()["generation"] == 1 and done.json()["upstreams_replaced"] == []
     assert await model_of(client) == "big"
     assert app.dispatcher is dispatcher  # models and upstreams unchanged: endpoint state kept
+    fresh = await client.post("/v1/chat/completions", json={**HELLO, "model": "fresh"})
+    assert fresh.status_code == 200
+    assert "fresh" in (await client.get("/v1/models")).text
+    assert 'entrypoint="fresh"' in (await client.get("/metrics")).text
     wrong = await client.get("/v1/crossroads/admin/reload", headers=ADMIN)
     assert wrong.status_code == 405
 
