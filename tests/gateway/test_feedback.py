@@ -197,3 +197,39 @@ async def test_feedback_finds_a_trace_the_sqlite_writer_still_holds(
     assert response.status_code == 200, response.text
     ((trace, (feedback,)),) = store.labeled()
     assert (trace["trace_id"], feedback.reward) == (trace_id, 0.75)
+
+
+@pytest.mark.parametrize("several_workers", [True, False])
+async def test_a_trace_another_worker_still_holds_is_waited_for(
+    fake_upstream: FakeUpstream, tmp_path: Any, several_workers: bool
+) -> None:
+    from crossroads.types import RecordedCaller, Route, Trace
+
+    cfg = routing_config(fake_upstream.base_url, store={"flush_interval_ms": 2000})
+    path = tmp_path / "t.db"
+    app = create_app(cfg, store=SQLiteTraceStore(path, flush_interval_ms=5))
+    app.several_workers = several_workers
+    await app.startup()
+    other = SQLiteTraceStore(path, flush_interval_ms=2000)  # another worker's writer
+    other.start()
+    other.record(
+        Trace(
+            "t-other",
+            1.0,
+            "auto",
+            "chat",
+            False,
+            route=Route("small", "default", "first"),
+            model="small",
+            caller=RecordedCaller(),
+        )
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as client:
+        response = await client.post(
+            "/v1/crossroads/feedback", json={"trace_id": "t-other", "reward": 1}
+        )
+    other.close()
+    await app.shutdown()
+    assert response.status_code == (200 if several_workers else 404), response.text
