@@ -83,6 +83,7 @@ class WeightedSelector(Selector):
     def select(self, request: RoutingRequest, candidates: list[Candidate]) -> Candidate:
         weights = [self.config.weights.get(c.model, 1.0) for c in candidates]
         if sum(weights) <= 0:
+            candidates[0].propensity = 1.0  # no weight anywhere: the first, every time
             return candidates[0]
         total = sum(weights)
         for c, w in zip(candidates, weights, strict=True):

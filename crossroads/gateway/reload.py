@@ -202,12 +202,17 @@ class Reloader:
             gateway.metrics.dispatcher = dispatcher
 
     async def _retire(self, engine: Engine, upstreams: list[Upstream]) -> None:
-        """Once ``engine`` serves nothing: close the clients the new config does not use,
+        """Once ``engine`` serves nothing: close its selectors and the clients the new
+        config does not use,
         and, in a process that froze its start-up objects out of the cyclic GC
         (``freeze_gc``), collect the old engine's cycles and freeze what lives again (else
         every reload would keep its predecessor's pipeline for good)."""
         while engine.in_flight > 0:
             await asyncio.sleep(RETIRE_POLL_S)
+        try:
+            await engine.pipeline.aclose()  # online learners send what they hold
+        except Exception:
+            log.exception("closing the old config's selectors failed")
         del engine
         self._unused = [u for u in self._unused if u not in upstreams]
         await _close(upstreams)

@@ -239,7 +239,7 @@ async def test_a_shadow_shares_the_served_routers_embedding(
     store = MemoryTraceStore()
     app = create_app(cfg, store=store)
     await app.startup()
-    selector = app.pipeline.selector("default")
+    selector = app.pipeline.selectors("default")[0]
     assert selector._shadow.embedder_ is selector.service.embedder_  # one model, loaded once
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://gw"

@@ -129,12 +129,24 @@ async def test_a_request_in_flight_finishes_on_the_old_engine(
     while app.engine.in_flight == 0:
         await asyncio.sleep(0.01)
     old = app.engine
+    closed: list[bool] = []
+
+    async def aclose() -> None:
+        closed.append(old.in_flight == 0)
+
+    old.pipeline.aclose = aclose  # type: ignore[method-assign]
     path.write_text(yaml.safe_dump(config(fake_upstream.base_url, ["big"])))
     assert (await client.post("/v1/crossroads/admin/reload", headers=ADMIN)).status_code == 200
     assert app.engine is not old
+    assert closed == []  # its selectors still serve the request in flight
     response = await slow
     assert response.status_code == 200 and response.headers["x-crossroads-model"] == "small"
     assert old.in_flight == 0
+    for _ in range(50):
+        if closed:
+            break
+        await asyncio.sleep(0.02)
+    assert closed == [True]  # closed once, after its last request
 
 
 def test_sighup_and_the_endpoint_reload_under_load_without_a_failed_request(
