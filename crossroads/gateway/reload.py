@@ -117,7 +117,7 @@ class Reloader:
             gateway.install(config, upstreams, dispatcher, pipeline)
             gateway.dashboard.prepare()
             if gateway.metrics is not None:  # new entrypoints and models become labels
-                gateway.metrics.requests.names = frozenset(pipeline.model_names())
+                gateway.metrics.requests.label_names(frozenset(pipeline.model_names()))
             self.generation += 1
             unused = [u for name, u in old_upstreams.items() if upstreams.get(name) is not u]
             self._unused += unused
