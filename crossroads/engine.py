@@ -24,6 +24,7 @@ from crossroads.exceptions import UpstreamProtocolError
 from crossroads.pipeline import Pipeline
 from crossroads.plans.settle import settle_stages
 from crossroads.prompts import routing_request
+from crossroads.redact import bounded, scrub
 from crossroads.tokens import count_tokens
 from crossroads.types import (
     Caller,
@@ -39,6 +40,9 @@ from crossroads.types import (
 if TYPE_CHECKING:
     from crossroads.limits import Limits
     from crossroads.plans import Plan
+
+
+PROMPT_CHARS = 8000  # of a prompt a trace keeps (store.prompts)
 
 
 @dataclass(slots=True)
@@ -60,12 +64,15 @@ class Engine:
         prefix_chars: int,
         plans: dict[str, Plan] | None = None,
         limits: Limits | None = None,
+        keep_prompts: bool = False,
     ) -> None:
         self.pipeline = pipeline
         self.dispatcher = dispatcher
         self.prefix_chars = prefix_chars
         self.plans = plans or None
         self.limits = limits
+        self.keep_prompts = keep_prompts  # store.prompts: the trace keeps the prompt
+        self.in_flight = 0  # requests the gateway serves on this engine now
 
     async def serve(
         self, request: Request, caller: Caller, trace: Trace, start: float
@@ -88,6 +95,8 @@ class Engine:
         windows counted, the estimated cost held against its budgets)."""
         facts = routing_request(request, request.operation, caller)
         facts.trace_id = trace.trace_id
+        if self.keep_prompts:
+            trace.prompt = bounded(scrub(facts.last_user_text or facts.text), PROMPT_CHARS)
         limits = self.limits
         if limits is None or not limits.governs(caller):
             trace.route = await self.pipeline.route(facts, request.model)

@@ -13,7 +13,10 @@
     │   ├── NoCandidateError        400: no candidate fits the request (context, capabilities)
     │   ├── RequestEncodingError    400: the body cannot be encoded for the upstream
     │   ├── NotFoundError           404: no such API key or team (key store, admin API)
-    │   ├── ConflictError           409: the name is taken, or the team still has keys
+    │   ├── ConflictError           409: the name is taken, the team still has keys, or a
+    │   │                                feedback repeat disagrees with the one stored
+    │   ├── UnprocessableError      422: well-formed, but a value cannot be used (a reward
+    │   │                                out of [0, 1], an unknown label)
     │   ├── PolicyDeniedError       403: the key's policy does not allow this model or operation
     │   ├── RateLimitError          429: a key's or team's rpm/tpm is used up (Retry-After)
     │   │   └── BudgetExceededError 429: the request's cost does not fit a budget
@@ -146,10 +149,18 @@ class NotFoundError(RequestError):
 
 
 class ConflictError(RequestError):
-    """409: the key store refuses a change (an active key has the name; a team has keys)."""
+    """409: the key store refuses a change (an active key has the name; a team has keys), or
+    feedback repeats a (trace, source) with another reward."""
 
     status = 409
     code = "conflict"
+
+
+class UnprocessableError(RequestError):
+    """422: the body is well-formed JSON of the right shape, but a value cannot be used."""
+
+    status = 422
+    code = "unprocessable"
 
 
 class PolicyDeniedError(RequestError):

@@ -63,6 +63,11 @@ class Limits:
         self.used = False
         self._downgrade = _downgrading(config)
 
+    def reconfigure(self, config: Config) -> None:
+        """Follow a reloaded config (which decisions downgrade); state and policies stay."""
+        self.config = config
+        self._downgrade = _downgrading(config)
+
     # ------------------------------------------------------------------ before routing
 
     def governs(self, caller: Caller) -> bool:

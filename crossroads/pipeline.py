@@ -150,6 +150,7 @@ class Pipeline:
             candidates=[candidate],
             estimated_cost=candidate.estimated_cost,
             prompt_tokens_estimate=request.prompt_tokens,
+            propensity=1.0,
         )
 
     async def _routed(self, request: RoutingRequest, entry: CompiledEntrypoint) -> Route:
@@ -168,6 +169,9 @@ class Pipeline:
             chosen = await selector.aselect(request, eligible)
         else:
             chosen = selector.select(request, eligible)
+        propensity = chosen.propensity
+        if propensity is None and selector.deterministic:
+            propensity = 1.0
         return Route(
             model=chosen.model,
             decision=decision.name,
@@ -177,7 +181,8 @@ class Pipeline:
             candidates=candidates,
             estimated_cost=chosen.estimated_cost,
             prompt_tokens_estimate=request.prompt_tokens,
-            propensity=chosen.propensity,
+            propensity=propensity,
+            shadow=selector.take_shadow(request) if selector.shadows else None,
         )
 
     async def compute_signals(

@@ -203,7 +203,8 @@ def _run(
         with _metrics_dir(cfg):
             uvicorn.run("crossroads.gateway.app:app_from_env", factory=True, workers=n, **options)
         return
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg, freeze_gc=True), **options))
+    app = create_app(cfg, freeze_gc=True, config_path=config_path)
+    server = uvicorn.Server(uvicorn.Config(app, **options))
     text = banner(cfg, options["host"], options["port"], 1)
     if pool is not None:
         text = text.replace("\ntry:", "\n" + "\n".join(pool_lines(pool)) + "\ntry:", 1)

@@ -248,7 +248,21 @@ class Route:
     routing_ms: float = 0.0
     started_at: float = 0.0  # wall-clock time (epoch s) routing started
     propensity: float | None = None  # probability the selection chose ``model`` (off-policy
-    # evaluation reads it; None: the method does not randomise)
+    # evaluation reads it; 1.0 for a method that does not randomise; None: unknown)
+    shadow: ShadowChoice | None = None  # a candidate router's would-be choice, not served
+
+
+@dataclass(slots=True)
+class ShadowChoice:
+    """What a shadow router (``selection.shadow``) would have chosen for the request: scored
+    after the served choice, never served. ``estimated_cost`` is in the artifact's unit."""
+
+    artifact: str  # the artifact's resolved path
+    model: str
+    estimated_cost: float | None = None
+    quality: float | None = None  # its predicted quality of that model
+    elapsed_ms: float = 0.0
+    error: str | None = None  # scoring failed (the served request went on)
 
 
 @dataclass(slots=True)
@@ -344,6 +358,22 @@ class Reservation:
 
 
 @dataclass(slots=True)
+class Feedback:
+    """A reward for one answered request, from one ``source`` (a client, a grader, a user's
+    thumbs): ``reward`` in [0, 1]; ``label`` the thumbs or named label it was given as.
+    One per (``trace_id``, ``source``): see :mod:`crossroads.feedback`."""
+
+    trace_id: str
+    reward: float
+    source: str = "client"
+    label: str | None = None
+    comment: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+    key_name: str | None = None  # the API key that sent it (None: admin or no auth)
+
+
+@dataclass(slots=True)
 class Trace:
     """Everything the gateway knows about one request, stored off the request path."""
 
@@ -370,3 +400,7 @@ class Trace:
     cache: str | None = None  # a semantic cache's outcome: "hit", "miss", "store"
     reservation: Reservation | None = None
     rate_limits: list[RateWindow] | None = None
+    prompt: str | None = None  # the last user message, kept when ``store.prompts`` is on
+    # the outcome of the feedback this request carried in its metadata (``accepted``,
+    # ``duplicate`` or the error's code); the feedback is for another trace
+    feedback: str | None = None

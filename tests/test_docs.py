@@ -84,6 +84,7 @@ def test_every_setting_is_in_the_configuration_reference() -> None:
         cfg.PolicyConfig,
         cfg.BudgetConfig,
         cfg.TeamConfig,
+        cfg.FeedbackConfig,
     ]
     missing = {f"{m.__name__}.{s}" for m in models for s in _settings(m) if s not in documented}
     assert not missing, f"document these settings in docs/configuration.md: {sorted(missing)}"

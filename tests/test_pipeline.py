@@ -102,6 +102,19 @@ def test_weighted_selection_follows_weights() -> None:
     assert 0.65 < share < 0.85
 
 
+def test_the_route_logs_the_chance_its_choice_had() -> None:
+    weighted = pipeline(
+        default={
+            "models": ["small", "big"],
+            "selection": {"method": "weighted", "weights": {"small": 3, "big": 1}, "seed": 1},
+        }
+    )
+    chances = {r.model: r.propensity for r in (route(weighted, chat("hi")) for _ in range(50))}
+    assert chances == {"small": 0.75, "big": 0.25}
+    assert route(pipeline(default={"models": ["big", "small"]}), chat("hi")).propensity == 1.0
+    assert route(pipeline(), chat("hi"), model="big").propensity == 1.0
+
+
 def test_signals_no_rule_reads_are_never_built() -> None:
     p = pipeline(
         signals=[

@@ -22,6 +22,7 @@ Secrets are never literals: upstreams name an environment variable (``api_key_en
 from __future__ import annotations
 
 from crossroads.config.comparisons import Comparison
+from crossroads.config.feedback import FeedbackConfig
 from crossroads.config.loading import expand_env, format_loc, load_config, parse_config
 from crossroads.config.models import (
     BreakerConfig,
@@ -79,6 +80,7 @@ from crossroads.config.upstreams import (
 )
 
 __all__ = [
+    "FeedbackConfig",
     "ApiKey",
     "BudgetConfig",
     "PolicyConfig",

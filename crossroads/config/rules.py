@@ -102,10 +102,13 @@ class RouterSelection(_Strict):
     """A learned router artifact (``crossroads fit``) picks the candidate: maximise predicted
     quality − λ·cost (``objective: {lambda: ...}``), or the cheapest candidate predicted to
     reach a quality (``objective: {quality_target: ...}``); default: the calibrated λ stored
-    in the artifact. ``model_map`` maps the artifact's model keys to model names here."""
+    in the artifact. ``model_map`` maps the artifact's model keys to model names here.
+    ``shadow``: another artifact scored on the same requests after the served choice, its
+    would-be choice traced (``route.shadow``) and never served (``crossroads promote``)."""
 
     method: Literal["router"]
     router: str
+    shadow: str | None = None
     objective: dict[Literal["lambda", "quality_target"], float] | None = None
     model_map: dict[str, str] = {}
 

@@ -11,6 +11,7 @@ from pydantic import (
 
 from crossroads.config.base import _Strict
 from crossroads.config.comparisons import Comparison, resolve_reference, typed_value, value_spec_of
+from crossroads.config.feedback import FeedbackConfig
 from crossroads.config.models import DispatchConfig, ModelConfig
 from crossroads.config.observe import MetricsConfig, OpenTelemetryConfig
 from crossroads.config.online import online_problems
@@ -50,6 +51,7 @@ class Config(_Strict):
     teams: list[TeamConfig] = []
     ui: UiConfig = UiConfig()
     state: StateConfig | None = None
+    feedback: FeedbackConfig = FeedbackConfig()
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -89,6 +89,11 @@ class StoreConfig(_Strict):
         le=100_000_000,
         description="traces waiting for the writer at most; beyond, new ones are dropped",
     )
+    prompts: bool = Field(
+        False,
+        description="keep each request's last user message (PII masked, bounded) in its "
+        "trace, so that crossroads dataset export can give prompt text to routers",
+    )
     drain_timeout_s: float = Field(
         10,
         ge=0,

@@ -101,8 +101,111 @@ def calibrate_artifact(
     return result
 
 
+def open_traces(spec: str) -> Any:
+    """The trace store a ``--traces`` option names: a store spec (``sqlite:///path``,
+    ``postgresql://...``) or the path of a SQLite trace file."""
+    from crossroads.store import open_trace_store
+
+    if "://" not in spec and spec not in ("sqlite", "memory", "none"):
+        if not Path(spec).is_file():
+            raise typer.BadParameter(f"no trace file {spec}: give a path or a store URL")
+        spec = f"sqlite:///{spec}"
+    return open_trace_store(spec)
+
+
 def register(app: typer.Typer) -> None:
-    """Add the ``eval``, ``fit`` and ``calibrate`` commands to ``app``."""
+    """Add the ``eval``, ``fit``, ``calibrate``, ``dataset export`` and ``promote``
+    commands to ``app``."""
+    dataset = typer.Typer(help="Routing datasets made from the gateway's traces.")
+    app.add_typer(dataset, name="dataset")
+
+    @dataset.command("export")
+    def dataset_export_command(
+        traces: Annotated[
+            str, typer.Option(help="Trace store: a SQLite file, sqlite:///path or postgresql://...")
+        ],
+        out: Annotated[Path, typer.Option(help="Dataset folder to write.")],
+        source: Annotated[
+            str | None,
+            typer.Option(help="Only feedback from this source (default: all, averaged)."),
+        ] = None,
+        since: Annotated[
+            str | None, typer.Option(help="Traces from this day (YYYY-MM-DD, UTC) or unix time.")
+        ] = None,
+        until: Annotated[
+            str | None, typer.Option(help="Traces before this day (YYYY-MM-DD, UTC) or unix time.")
+        ] = None,
+    ) -> None:
+        """Write the traces that have feedback as a routing dataset (routing.parquet,
+        models.json) for crossroads fit and eval."""
+        import json
+
+        from crossroads.eval.export import export_dataset
+        from crossroads.store.spend import parse_day
+
+        store = open_traces(traces)
+        try:
+            meta = export_dataset(
+                store,
+                out,
+                since=parse_day(since, "--since") if since else None,
+                until=parse_day(until, "--until") if until else None,
+                source=source,
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        typer.echo(json.dumps(meta, indent=2))
+        typer.echo(f"wrote {out}")
+
+    @app.command("promote")
+    def promote_command(
+        traces: Annotated[
+            str, typer.Option(help="Trace store: a SQLite file, sqlite:///path or postgresql://...")
+        ],
+        live: Annotated[
+            Path,
+            typer.Option(help="The symbolic link selection.router names (switched on success)."),
+        ],
+        candidate: Annotated[Path, typer.Option(help="The candidate router artifact.")],
+        confidence: Annotated[
+            float, typer.Option(help="Required confidence that the candidate is better.")
+        ] = 0.95,
+        decision: Annotated[str | None, typer.Option(help="Only traces of this decision.")] = None,
+        source: Annotated[
+            str | None, typer.Option(help="Only feedback from this source (default: all).")
+        ] = None,
+        min_matched: Annotated[
+            int,
+            typer.Option(
+                help="Traces where the candidate agrees with the logged choice, at least."
+            ),
+        ] = 30,
+        dry_run: Annotated[bool, typer.Option(help="Compare, but switch nothing.")] = False,
+    ) -> None:
+        """Switch LIVE to CANDIDATE only if logged traffic shows, off-policy (SNIPS with a
+        bootstrap bound), that it earns more reward with CONFIDENCE. Exit 0 promoted,
+        3 kept."""
+        from crossroads.eval.promote import promote
+        from crossroads.exceptions import CrossroadsError
+
+        store = open_traces(traces)
+        try:
+            verdict = promote(
+                store.labeled(),
+                live,
+                candidate,
+                confidence=confidence,
+                decision=decision,
+                source=source,
+                min_matched=min_matched,
+                dry_run=dry_run,
+            )
+        except (CrossroadsError, ValueError) as exc:
+            typer.secho(str(exc), fg=typer.colors.RED, err=True)
+            raise typer.Exit(1) from exc
+        typer.echo("\n".join(verdict.lines()))
+        if not verdict.promote:
+            raise typer.Exit(3)
 
     @app.command("eval")
     def eval_command(

@@ -14,6 +14,10 @@ GET, POST    ``/teams``                                  list; create or replace
                                                          policy}``
 GET, DELETE  ``/teams/{name}``                           one team; delete (when keyless)
 GET          ``/spend?by=key,day&since=&until=``         spend from the trace store
+POST         ``/reload``                                 read the config file and router
+                                                         artifacts again and serve them
+                                                         (:mod:`crossroads.gateway.reload`);
+                                                         422 ``reload_refused``: old one stays
 ===========  ==========================================  =====================================
 
 Store calls run in worker threads: the event loop never waits on the database.
@@ -42,7 +46,7 @@ log = logging.getLogger("crossroads.admin")
 
 ADMIN_PREFIX = "/v1/crossroads/admin/"
 # The admin routes served here; the rest of the prefix is the dashboard's (crossroads.dashboard).
-ADMIN_PATHS = tuple(ADMIN_PREFIX + name for name in ("keys", "teams", "spend"))
+ADMIN_PATHS = tuple(ADMIN_PREFIX + name for name in ("keys", "teams", "spend", "reload"))
 JSON_HEADERS = [(b"content-type", b"application/json")]
 CREATE_FIELDS = {"name", "team", "policy", "expires_at", "expires_in_days"}
 
@@ -77,6 +81,12 @@ class AdminAPI:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         if parts == ["spend"] and method == "GET":
             return 200, await self._spend(query)
+        if parts == ["reload"]:
+            if method != "POST":
+                raise MethodNotAllowedError(f"Use POST for {scope['path']}.")
+            done = await self.gateway.reloader.reload()
+            log.warning("admin: reloaded %s (generation %d)", done["config"], done["generation"])
+            return 200, done
         if not parts or parts[0] not in ("keys", "teams") or len(parts) > 3:
             from crossroads.exceptions import UnsupportedRouteError
 

@@ -5,6 +5,7 @@ Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``POST /v1/mess
 ``GET /v1/models``,
 ``GET /v1/models/{id}``, ``GET /health``, ``GET /ready`` (the ``/v1`` prefix is optional),
 ``GET /v1/crossroads/endpoints``: live endpoint state (load, latency, circuit),
+``POST /v1/crossroads/feedback``: a reward for an answer (:mod:`crossroads.gateway.feedback`),
 ``GET /metrics`` (Prometheus, at ``metrics.path``),
 ``GET /openapi.json``: the OpenAPI 3.1 document of all of these (no API key needed), and,
 behind the admin key, the dashboard at ``/ui`` and its API under ``/v1/crossroads/admin/``
@@ -20,6 +21,7 @@ import hmac
 import logging
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -42,8 +44,10 @@ from crossroads.exceptions import (
 from crossroads.formats import get_format
 from crossroads.gateway.admin import ADMIN_PATHS, AdminAPI
 from crossroads.gateway.errors import error_code, render, too_large
+from crossroads.gateway.feedback import FEEDBACK_PATHS, INLINE_KEY, FeedbackAPI
 from crossroads.gateway.handlers import FormatHandler, routing_headers, send_body
 from crossroads.gateway.openapi import openapi_json
+from crossroads.gateway.reload import Reloader
 from crossroads.limits import Limits
 from crossroads.pipeline import Pipeline
 from crossroads.plans import build_plans
@@ -112,11 +116,14 @@ class Gateway:
         store: TraceStore | None = None,
         upstreams: dict[str, Upstream] | None = None,
         freeze_gc: bool = False,
+        config_path: str | Path | None = None,
     ) -> None:
         self.config = config
         self.freeze_gc = freeze_gc
         self._store_override = store
         self._upstream_overrides = upstreams or {}
+        self.config_path = config_path
+        self.several_workers = False  # other worker processes serve (and trace) beside it
         self._started = False
         self._start_lock: asyncio.Lock | None = None
 
@@ -143,17 +150,7 @@ class Gateway:
             self.pipeline = Pipeline(cfg, availability=self.dispatcher.unavailable).prepare()
             self.limits = Limits(cfg, budget_signal=self.pipeline.uses_signal("budget"))
             self.fleet = Fleet.start_for(cfg, self.dispatcher, self.limits.state)
-            self.engine = Engine(
-                self.pipeline,
-                self.dispatcher,
-                cfg.dispatch.prefix_chars,
-                build_plans(cfg, self.limits.state.backend),
-                self.limits,
-            )
-            self.handlers: dict[str, FormatHandler] = {}
-            for path, name in FORMAT_ROUTES.items():
-                handler = FormatHandler(get_format(name), self.engine)
-                self.handlers[path] = self.handlers[path.removeprefix("/v1")] = handler
+            self.install(cfg, self.upstreams, self.dispatcher, self.pipeline)
             self.store = self._store_override or open_trace_store(
                 cfg.store.traces,
                 cfg.store.flush_interval_ms,
@@ -172,21 +169,11 @@ class Gateway:
             self.key_ring = _key_ring(cfg)
             self._auth = bool(self.keys) or self.key_ring is not None
             self.admin_api = AdminAPI(self)
+            self.feedback_api = FeedbackAPI(self, self.several_workers)
             self.admin_key = _admin_key(cfg)
             self.dashboard = Dashboard(self).prepare()
-            self._header_names = frozenset(
-                s.header.lower()
-                for s in cfg.signals
-                if s.kind == "metadata" and s.source == "header" and s.header
-            ) | ({"traceparent"} if cfg.opentelemetry.enabled else set())
-            created = int(time.time())
-            self._model_cards = {
-                name: {"id": name, "object": "model", "created": created, "owned_by": "crossroads"}
-                for name in self.pipeline.model_names()
-            }
-            self._models_body = orjson.dumps(
-                {"object": "list", "data": list(self._model_cards.values())}
-            )
+            self.reloader = Reloader(self)
+            self.reloader.listen()
             self._started = True
             if self.freeze_gc:
                 # Everything built so far lives as long as the process: keep it out of the
@@ -199,6 +186,47 @@ class Gateway:
                 # reference cycles, so collect rarely, each collection still scanning only
                 # what was allocated since the last.
                 gc.set_threshold(GC_FIRST_THRESHOLD)
+
+    def install(
+        self,
+        cfg: Config,
+        upstreams: dict[str, Upstream],
+        dispatcher: Dispatcher,
+        pipeline: Pipeline,
+    ) -> None:
+        """Serve ``cfg`` with these parts from now on: a new engine and handlers, and what
+        is derived from the config. Nothing here awaits, so a request sees all of the old
+        parts or all of the new (one that started on the old engine finishes on it)."""
+        self.config = cfg
+        self.upstreams = upstreams
+        self.dispatcher = dispatcher
+        self.pipeline = pipeline
+        self.engine = Engine(
+            pipeline,
+            dispatcher,
+            cfg.dispatch.prefix_chars,
+            build_plans(cfg, self.limits.state.backend),
+            self.limits,
+            keep_prompts=cfg.store.prompts,
+        )
+        handlers: dict[str, FormatHandler] = {}
+        for path, name in FORMAT_ROUTES.items():
+            handler = FormatHandler(get_format(name), self.engine)
+            handlers[path] = handlers[path.removeprefix("/v1")] = handler
+        self.handlers = handlers
+        self._header_names = frozenset(
+            s.header.lower()
+            for s in cfg.signals
+            if s.kind == "metadata" and s.source == "header" and s.header
+        ) | ({"traceparent"} if cfg.opentelemetry.enabled else set())
+        created = int(time.time())
+        self._model_cards = {
+            name: {"id": name, "object": "model", "created": created, "owned_by": "crossroads"}
+            for name in pipeline.model_names()
+        }
+        self._models_body = orjson.dumps(
+            {"object": "list", "data": list(self._model_cards.values())}
+        )
 
     def _metrics(self) -> WorkerMetrics:
         from crossroads.observe.workers import DIR_ENV, WorkerMetrics
@@ -220,6 +248,7 @@ class Gateway:
         """Close upstream connections and flush traces."""
         if not self._started:
             return
+        await self.reloader.aclose()
         if self.metrics is not None:
             self.metrics.close()
         if self.spans is not None:
@@ -306,6 +335,8 @@ class Gateway:
                 return await self._error(send, exc)
             body = orjson.dumps({"object": "list", "data": self.dispatcher.snapshot()})
             return await send_body(send, 200, body, JSON_HEADERS)
+        if path in FEEDBACK_PATHS:
+            return await self.feedback_api(scope, receive, send)
         if path.startswith(ADMIN_PATHS):
             return await self.admin_api(scope, receive, send)
         if path.startswith(ADMIN_PREFIXES) or path == "/ui":
@@ -336,12 +367,16 @@ class Gateway:
         trace = Trace(new_trace_id(now), now, "", "chat", False, format=handler.fmt.NAME)
         gone = _Disconnect(receive, start)
         watching = False
+        engine = handler.engine  # a reload meanwhile: this request finishes on its engine
+        engine.in_flight += 1
         try:
             caller = self._caller(scope)
             trace.caller = caller
             request = handler.parse(await self._read_body(scope, receive))
             trace.operation = request.operation
             caller.user = request.user
+            if request.metadata and INLINE_KEY in request.metadata:
+                trace.feedback = await self.feedback_api.inline(request, caller.key_name)
             # Fast requests never pay for a watcher task: it starts after WATCH_AFTER_S.
             self._watchers.add(gone)
             watching = True
@@ -377,7 +412,8 @@ class Gateway:
                 if gone.watcher is not None:
                     gone.watcher.cancel()
             trace.latency_ms = (time.perf_counter() - start) * 1000
-            self.engine.finish(trace)
+            engine.in_flight -= 1
+            engine.finish(trace)
             _bound_caller_fields(trace)
             self.store.record(trace)
             for observe in self._observers:
@@ -460,8 +496,12 @@ class Gateway:
         if not hmac.compare_digest(hashlib.sha256(token.encode()).digest(), self.admin_key):
             raise Unauthorized("Missing or wrong admin key: send 'Authorization: Bearer <key>'.")
 
-    async def _read_body(self, scope: Scope, receive: Any) -> bytes:
-        limit = self.config.server.max_body_bytes
+    async def _read_body(
+        self, scope: Scope, receive: Any, limit: int | None = None, setting: str | None = None
+    ) -> bytes:
+        """The request's body, at most ``limit`` bytes (the ``setting``; 413 beyond)."""
+        setting = setting or "server.max_body_bytes"
+        limit = limit or self.config.server.max_body_bytes
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -469,7 +509,7 @@ class Gateway:
                 except ValueError:
                     raise InvalidRequestError("Invalid Content-Length header.") from None
                 if declared > limit:
-                    raise too_large(declared, limit)
+                    raise too_large(declared, limit, setting)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -479,7 +519,7 @@ class Gateway:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise too_large(size, limit)
+                raise too_large(size, limit, setting)
             chunks.append(chunk)
             if not message.get("more_body"):
                 return b"".join(chunks)
@@ -659,11 +699,16 @@ def create_app(
     store: TraceStore | None = None,
     upstreams: dict[str, Upstream] | None = None,
     freeze_gc: bool = False,
+    config_path: str | Path | None = None,
 ) -> Gateway:
     """The gateway for ``config``; nothing happens until the ASGI server starts it.
     ``freeze_gc`` (for a process that only serves this app) moves everything built at
-    start-up out of the cyclic garbage collector's reach."""
-    return Gateway(config, store=store, upstreams=upstreams, freeze_gc=freeze_gc)
+    start-up out of the cyclic garbage collector's reach. ``config_path``: the file
+    ``config`` came from, read again on a reload (SIGHUP, ``POST
+    /v1/crossroads/admin/reload``)."""
+    return Gateway(
+        config, store=store, upstreams=upstreams, freeze_gc=freeze_gc, config_path=config_path
+    )
 
 
 def app_from_env() -> Gateway:
@@ -673,4 +718,6 @@ def app_from_env() -> Gateway:
     path = os.environ.get("CROSSROADS_CONFIG")
     if not path:
         raise CrossroadsError("CROSSROADS_CONFIG is not set: it must name the config file")
-    return create_app(load_config(path), freeze_gc=True)
+    app = create_app(load_config(path), freeze_gc=True, config_path=path)
+    app.several_workers = True
+    return app

@@ -88,9 +88,11 @@ def client_message(exc: UpstreamError, trace_id: str | None = None) -> str:
     return f"The upstream model server {what}.{where}"
 
 
-def too_large(size: int, limit: int) -> PayloadTooLargeError:
-    """413 for a body of ``size`` bytes over ``server.max_body_bytes``."""
+def too_large(
+    size: int, limit: int, setting: str = "server.max_body_bytes"
+) -> PayloadTooLargeError:
+    """413 for a body of ``size`` bytes over ``limit`` (the ``setting``)."""
     return PayloadTooLargeError(
         f"The request body ({size} bytes) is over the limit of {limit} bytes "
-        "(server.max_body_bytes). Send a shorter prompt or raise the limit."
+        f"({setting}). Send a shorter body or raise the limit."
     )

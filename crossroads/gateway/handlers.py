@@ -34,6 +34,8 @@ def routing_headers(trace: Trace) -> list[tuple[bytes, bytes]]:
         headers.append((b"x-crossroads-attempts", str(len(trace.attempts)).encode()))
     if trace.rate_limits:
         headers += ratelimit_headers(trace.rate_limits)
+    if trace.feedback is not None:
+        headers.append((b"x-crossroads-feedback", trace.feedback.encode()))
     return headers
 
 

@@ -119,6 +119,27 @@ def build_document() -> dict[str, Any]:
             secured=True,
         )
     }
+    feedback_errors = {
+        "400": "The body is not JSON of the right shape (the error names the field).",
+        "401": "Missing or unknown API key.",
+        "403": "The trace was sent with another API key (only it or the admin key may).",
+        "404": "No such trace (or past store.retention_days).",
+        "409": "This (trace_id, source) already has a different reward.",
+        "413": "The body is over feedback.max_body_bytes.",
+        "422": "The reward is outside [0, 1] or an unknown label.",
+    }
+    feedback = _operation(
+        "sendFeedback",
+        "A reward for an answer, kept with its trace (idempotent per trace_id and source)",
+        {"200": _json("The stored feedback (the same for a repeat)", "Feedback")},
+        {s: _json(why, "OpenAIError") for s, why in feedback_errors.items()},
+        secured=True,
+    )
+    feedback["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": _REF + "FeedbackSend"}}},
+    }
+    paths["/v1/crossroads/feedback"] = {"post": feedback}
     paths["/health"] = {
         "get": _operation(
             "health", "Liveness: the process answers", {"200": _json("Alive", "Health")}, {}
@@ -524,6 +545,7 @@ _KEY_ERRORS = {
     "403": "The admin API is off (server.admin_key_env is unset).",
     "404": "No such key or team.",
     "409": "An active key has the name, the key is revoked, or the team still has keys.",
+    "422": "The reload was refused (invalid config, or a restart-only section changed).",
 }
 _POLICY = {"type": "object", "description": "models, operations, rpm, tpm, budgets, metadata"}
 
@@ -590,6 +612,9 @@ def _key_admin_paths() -> dict[str, Any]:
         f"{prefix}/spend": {
             "get": _key_op("spend", "Requests, tokens and cost per key, team, model or day", "Object", "400 401 403", parameters=spend),
         },
+        f"{prefix}/reload": {
+            "post": _key_op("reload", "Read the config file and router artifacts again and serve them; 422: refused, the old config serves", "Object", "401 403 422"),
+        },
     }  # fmt: skip
 
 
@@ -623,5 +648,34 @@ _ADMIN_SCHEMAS.update(
             "additionalProperties": False,
         },
         "TeamSet": {**_object(["name"], name=_STR, policy=_POLICY), "additionalProperties": False},
+        "FeedbackSend": {
+            **_object(
+                ["trace_id", "reward"],
+                trace_id=_STR,
+                reward={
+                    "oneOf": [
+                        {"type": "number", "minimum": 0, "maximum": 1},
+                        {"type": "string", "description": "up, down or a feedback.labels name"},
+                    ]
+                },
+                source={"type": "string", "default": "client"},
+                comment=_STR_OR_NULL,
+                metadata={"type": ["object", "null"]},
+            ),
+            "additionalProperties": False,
+        },
+        "Feedback": _object(
+            ["object", "trace_id", "source", "reward"],
+            object={"const": "crossroads.feedback"},
+            trace_id=_STR,
+            source=_STR,
+            reward={"type": "number"},
+            label=_STR_OR_NULL,
+            comment=_STR_OR_NULL,
+            metadata={"type": "object"},
+            created_at={"type": "number"},
+            decision=_STR_OR_NULL,
+            model=_STR_OR_NULL,
+        ),
     }
 )

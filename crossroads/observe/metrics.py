@@ -313,6 +313,11 @@ class RequestMetrics:
         self._signal_ms: dict[str, list[float]] = {}
         self._entries = {"": "", **{name: name for name in names}}  # requested -> label
 
+    def label_names(self, names: frozenset[str]) -> None:
+        """Keep these entrypoints and models as labels from now on (a reloaded config)."""
+        self.names = names
+        self._entries = {"": "", **{name: name for name in names}}
+
     def observe(self, trace: Trace) -> None:
         """Count one finished request."""
         entry = self._entries.get(trace.requested_model, "unknown")

@@ -67,6 +67,7 @@ class RouterService:
             from crossroads.routers.artifact import load_artifact
 
             payload = load_artifact(self.artifact)
+            self.resolved_ = Path(self.artifact).resolve()  # through a promote symlink
             router = payload["router"]
             features = payload["meta"].get("features", "minilm-embedding")
             if router.uses_prompts and features not in {"minilm-embedding", "given"}:
@@ -141,6 +142,18 @@ class RouterService:
         ``costs`` optionally overrides the artifact's expected cost per candidate (same unit
         as the data it was calibrated on, or lambda loses its meaning).
         """
+        return self.decide(self.features(texts), candidates, costs)
+
+    def features(self, texts: list[str]) -> Any:
+        """What the router reads of ``texts``: their embeddings, or the texts themselves
+        for a router that ignores prompts."""
+        self.load()
+        return self.embedder_.encode(texts) if self.embedder_ is not None else texts
+
+    def decide(
+        self, features: Any, candidates: list[str], costs: dict[str, float] | None = None
+    ) -> list[RouterDecision]:
+        """:meth:`score` of prompts already turned into :meth:`features`."""
         import numpy as np
 
         from crossroads.routers.objectives import select
@@ -154,7 +167,6 @@ class RouterService:
                 f"it scores {self.gateway_names_} (map names with model_map)"
             )
         router = self._router
-        features = self.embedder_.encode(texts) if self.embedder_ is not None else texts
         quality = router.predict(features)
         cost = router.predict_cost(features)
         if costs:
@@ -169,7 +181,7 @@ class RouterService:
         else:
             value = quality
         decisions = []
-        for row in range(len(texts)):
+        for row in range(len(quality)):
             decisions.append(
                 RouterDecision(
                     model=self.gateway_names_[chosen[row]],

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import orjson
 
 from crossroads.paths import data_dir
-from crossroads.types import Trace
+from crossroads.types import Feedback, Trace
 
 # Why a trace was not stored: the queue was full, it could not be serialised or inserted, the
 # database refused the write (locked, full, broken) after retries, or it was still queued when
@@ -66,7 +66,10 @@ class TraceStore:
     """Keeps traces. :meth:`record` never blocks and never raises: the request path calls it.
 
     A store implements :meth:`record`, :meth:`get`, :meth:`count`, :meth:`stats` and
-    :meth:`search` (the dashboard's listings and aggregates read only through it).
+    :meth:`search` (the dashboard's listings and aggregates read only through it), and keeps
+    feedback beside the traces: :meth:`add_feedback`, :meth:`feedback`, :meth:`labeled`.
+    Feedback has no foreign key to its trace: it may be written while the trace is still
+    queued for the writer.
     """
 
     def start(self) -> None:
@@ -105,6 +108,23 @@ class TraceStore:
         seconds), grouped by ``by``: some of ``key``, ``team``, ``model``, ``day`` (UTC)."""
         raise NotImplementedError
 
+    def add_feedback(self, feedback: Feedback) -> tuple[Feedback, bool]:
+        """Keep ``feedback``, one per (trace_id, source): the stored feedback and whether it
+        is new. A repeat of the stored one returns it (not new); one that differs raises
+        :class:`~crossroads.exceptions.ConflictError`. Blocking: call it off the event loop."""
+        raise NotImplementedError
+
+    def feedback(self, trace_id: str) -> list[Feedback]:
+        """The feedback on one trace, by source."""
+        raise NotImplementedError
+
+    def labeled(
+        self, since: float | None = None, until: float | None = None
+    ) -> list[tuple[dict[str, Any], list[Feedback]]]:
+        """The stored traces created in ``[since, until)`` that have feedback, oldest
+        first, each with its feedback (by source)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Flush and release resources."""
 
@@ -131,6 +151,16 @@ def store_stats(
         "dropped_by_reason": by_reason,
         "writer_alive": writer_alive,
     }
+
+
+def settle_repeat(stored: Feedback, sent: Feedback) -> tuple[Feedback, bool]:
+    """The answer to feedback ``sent`` for a (trace, source) that has ``stored``: the stored
+    one when ``sent`` repeats it, else a conflict."""
+    from crossroads.feedback import conflict, same_feedback
+
+    if same_feedback(stored, sent):
+        return stored, False
+    raise conflict(stored)
 
 
 def open_trace_store(

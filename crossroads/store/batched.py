@@ -12,6 +12,8 @@ import time
 from collections import deque
 from typing import Any
 
+import orjson
+
 from crossroads.exceptions import StoreError
 from crossroads.store.base import DROP_REASONS, TraceStore, store_stats, trace_json
 from crossroads.types import Trace
@@ -46,9 +48,12 @@ class BatchedTraceStore(TraceStore):
     :meth:`close` drains for at most ``drain_timeout_s``. Every dropped trace is counted by
     reason (:meth:`stats`).
 
+    :meth:`get` finds a trace still queued or being written as well as a written one, so that
+    feedback sent right after an answer finds its trace.
+
     Subclasses implement :meth:`_connect`, :meth:`_insert_rows`, :meth:`_store_fault`,
-    :meth:`_delete_before` and the reads; ``where`` names the database in messages and
-    ``call_timeout_s`` bounds one call to it.
+    :meth:`_delete_before`, :meth:`_get_written` and the reads; ``where`` names the database
+    in messages and ``call_timeout_s`` bounds one call to it.
     """
 
     where = "the trace store"
@@ -68,6 +73,7 @@ class BatchedTraceStore(TraceStore):
         self.max_queue = max_queue
         self.drain_timeout_s = drain_timeout_s
         self._queue: deque[Row] = deque()
+        self._writing: list[Row] = []  # the batch the writer holds, until it is written
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._deadline: float | None = None  # set by close: the drain ends then
@@ -101,6 +107,10 @@ class BatchedTraceStore(TraceStore):
 
     def _delete_before(self, conn: Any, before: float) -> int:
         """Delete traces created before ``before`` (unix seconds); how many went."""
+        raise NotImplementedError
+
+    def _get_written(self, trace_id: str) -> dict[str, Any] | None:
+        """The written trace with this id."""
         raise NotImplementedError
 
     def _usable(self, conn: Any) -> bool:
@@ -146,6 +156,19 @@ class BatchedTraceStore(TraceStore):
         self._appended += 1
         self._queue.append(row)
 
+    def get(self, trace_id: str) -> dict[str, Any] | None:
+        """The trace with this id: queued, being written, or written (looked for in the
+        order a trace moves through them, so one in motion is not missed between two)."""
+        # list() copies the deque in one step under the GIL; iterating it in Python would
+        # fail if the request path appended meanwhile.
+        for row in reversed(list(self._queue)):
+            if row[0] == trace_id:
+                return orjson.loads(row[2])  # type: ignore[no-any-return]
+        for row in list(self._writing):
+            if row[0] == trace_id:
+                return orjson.loads(row[2])  # type: ignore[no-any-return]
+        return self._get_written(trace_id)
+
     # ------------------------------------------------------------------ the writer thread
 
     def _run(self) -> None:
@@ -173,14 +196,18 @@ class BatchedTraceStore(TraceStore):
                 if self._past_deadline():
                     self._drop_queued("shutdown")
                     break
-                batch = [
-                    self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))
-                ]
+                batch: list[Row] = []
+                self._writing = batch  # readers (get) see each trace here once it is popped
+                for _ in range(min(self.batch_size, len(self._queue))):
+                    batch.append(self._queue[0])  # in the batch before it leaves the queue
+                    self._queue.popleft()
                 try:
                     self._write(batch)
                 except Exception as exc:  # a bug, not a fault of the database or of one trace
                     self._dropped["write_error"] += len(batch)
                     self._log("write_error", "dropped %d traces: %r", len(batch), exc)
+                finally:
+                    self._writing = []
             if stopping:
                 return
 

@@ -8,9 +8,16 @@ from typing import Any
 
 import orjson
 
-from crossroads.store.base import TraceQuery, TraceStore, matches, store_stats, summary
+from crossroads.store.base import (
+    TraceQuery,
+    TraceStore,
+    matches,
+    settle_repeat,
+    store_stats,
+    summary,
+)
 from crossroads.store.spend import spend_of_traces
-from crossroads.types import Trace
+from crossroads.types import Feedback, Trace
 
 
 class MemoryTraceStore(TraceStore):
@@ -20,6 +27,7 @@ class MemoryTraceStore(TraceStore):
         self.keep = keep
         self._traces: deque[Trace] = deque(maxlen=limit)
         self._written = 0
+        self._feedback: dict[tuple[str, str], Feedback] = {}
 
     def record(self, trace: Trace) -> None:
         if self.keep:
@@ -46,6 +54,33 @@ class MemoryTraceStore(TraceStore):
         self, by: Sequence[str], since: float | None = None, until: float | None = None
     ) -> list[dict[str, Any]]:
         return spend_of_traces(list(self._traces), by, since, until)
+
+    def add_feedback(self, feedback: Feedback) -> tuple[Feedback, bool]:
+        key = (feedback.trace_id, feedback.source)
+        stored = self._feedback.setdefault(key, feedback)
+        if stored is feedback:
+            return feedback, True
+        return settle_repeat(stored, feedback)
+
+    def feedback(self, trace_id: str) -> list[Feedback]:
+        found = [f for (t, _), f in self._feedback.items() if t == trace_id]
+        return sorted(found, key=lambda f: f.source)
+
+    def labeled(
+        self, since: float | None = None, until: float | None = None
+    ) -> list[tuple[dict[str, Any], list[Feedback]]]:
+        rated = {t for t, _ in self._feedback}
+        traces = sorted(
+            (
+                t
+                for t in self._traces
+                if t.trace_id in rated
+                and (since is None or t.created_at >= since)
+                and (until is None or t.created_at < until)
+            ),
+            key=lambda t: (t.created_at, t.trace_id),
+        )
+        return [(orjson.loads(orjson.dumps(t)), self.feedback(t.trace_id)) for t in traces]
 
     def stats(self) -> dict[str, Any]:
         # Older traces past ``limit`` are forgotten as by retention, not dropped.

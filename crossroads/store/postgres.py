@@ -10,11 +10,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from crossroads.exceptions import StoreError
-from crossroads.store.base import SUMMARY_COLUMNS, TraceQuery, trace_json
+from crossroads.feedback import from_row
+from crossroads.store.base import SUMMARY_COLUMNS, TraceQuery, settle_repeat, trace_json
 from crossroads.store.batched import BatchedTraceStore, Row
 from crossroads.store.spend import check_dimensions, spend_range, spend_sql
-from crossroads.store.sqlite import where
+from crossroads.store.sqlite import group_labeled, where
+from crossroads.types import Feedback
 
 CONNECT_TIMEOUT_S = 5
 STATEMENT_TIMEOUT_MS = 5000  # one write or read waits this long at most (a held lock, a stall)
@@ -25,7 +29,19 @@ CREATE TABLE IF NOT EXISTS crossroads_traces (
     data JSONB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS crossroads_traces_created_at ON crossroads_traces (created_at);
+CREATE TABLE IF NOT EXISTS crossroads_feedback (
+    trace_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    data JSONB NOT NULL,
+    PRIMARY KEY (trace_id, source)
+);
 """
+LABELED = (
+    "SELECT t.data AS trace, f.data AS feedback FROM crossroads_feedback AS f "
+    "JOIN crossroads_traces AS t ON t.trace_id = f.trace_id "
+    "WHERE t.created_at >= %s AND t.created_at < %s ORDER BY t.created_at, t.trace_id, f.source"
+)
 INSERT = (
     "INSERT INTO crossroads_traces (trace_id, created_at, data) VALUES (%s, %s, %s::jsonb) "
     "ON CONFLICT (trace_id) DO NOTHING"
@@ -170,6 +186,7 @@ class PostgresTraceStore(BatchedTraceStore):
         return not (conn.closed or conn.broken)
 
     def _delete_before(self, conn: Any, before: float) -> int:
+        conn.execute("DELETE FROM crossroads_feedback WHERE created_at < %s", (before,))
         cur = conn.execute("DELETE FROM crossroads_traces WHERE created_at < %s", (before,))
         return int(cur.rowcount)
 
@@ -203,9 +220,44 @@ class PostgresTraceStore(BatchedTraceStore):
         )
         return self._read(sql, [*args, query.limit], query.timeout_s)
 
-    def get(self, trace_id: str) -> dict[str, Any] | None:
+    def _get_written(self, trace_id: str) -> dict[str, Any] | None:
         rows = self._read("SELECT data FROM crossroads_traces WHERE trace_id = ?", (trace_id,))
         return rows[0]["data"] if rows else None
+
+    def add_feedback(self, feedback: Feedback) -> tuple[Feedback, bool]:
+        import psycopg
+
+        data = orjson.dumps(feedback).replace(b"\\u0000", b"\\ufffd").decode()
+        conn = self._connect()
+        try:
+            with conn.transaction():
+                added = conn.execute(
+                    "INSERT INTO crossroads_feedback (trace_id, source, created_at, data) "
+                    "VALUES (%s, %s, %s, %s::jsonb) ON CONFLICT (trace_id, source) DO NOTHING",
+                    (feedback.trace_id, feedback.source, feedback.created_at, data),
+                ).rowcount
+                stored = conn.execute(
+                    "SELECT data FROM crossroads_feedback WHERE trace_id = %s AND source = %s",
+                    (feedback.trace_id, feedback.source),
+                ).fetchone()
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot write feedback to {self.where}: {exc}") from exc
+        finally:
+            conn.close()
+        if added:
+            return feedback, True
+        return settle_repeat(from_row(stored[0]), feedback)
+
+    def feedback(self, trace_id: str) -> list[Feedback]:
+        rows = self._read(
+            "SELECT data FROM crossroads_feedback WHERE trace_id = ? ORDER BY source", (trace_id,)
+        )
+        return [from_row(r["data"]) for r in rows]
+
+    def labeled(
+        self, since: float | None = None, until: float | None = None
+    ) -> list[tuple[dict[str, Any], list[Feedback]]]:
+        return group_labeled(self._read(LABELED, spend_range(since, until)))
 
     def count(self) -> int:
         return int(self._read("SELECT COUNT(*) AS n FROM crossroads_traces")[0]["n"])

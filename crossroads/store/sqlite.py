@@ -12,9 +12,11 @@ from typing import Any
 import orjson
 
 from crossroads.exceptions import StoreError
-from crossroads.store.base import SUMMARY_COLUMNS, TraceQuery
+from crossroads.feedback import from_row
+from crossroads.store.base import SUMMARY_COLUMNS, TraceQuery, settle_repeat
 from crossroads.store.batched import BatchedTraceStore, Row
 from crossroads.store.spend import check_dimensions, spend_range, spend_sql
+from crossroads.types import Feedback
 
 # Only the key and the time are columns: the request-time path writes as little as it can.
 # The summary columns are read out of each trace's JSON when traces are listed.
@@ -25,7 +27,19 @@ CREATE TABLE IF NOT EXISTS traces (
     data BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS traces_created_at ON traces (created_at);
+CREATE TABLE IF NOT EXISTS feedback (
+    trace_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (trace_id, source)
+);
 """
+LABELED = (
+    "SELECT t.data AS trace, f.data AS feedback FROM feedback AS f "
+    "JOIN traces AS t ON t.trace_id = f.trace_id "
+    "WHERE t.created_at >= ? AND t.created_at < ? ORDER BY t.created_at, t.trace_id, f.source"
+)
 # A chunk of traces goes in with one multi-row INSERT: one statement step (one GIL release)
 # per chunk instead of one per row, so the writer thread never queues for the GIL per row.
 CHUNK = 100  # rows per statement (3 parameters each, well under SQLite's limit)
@@ -131,6 +145,7 @@ class SQLiteTraceStore(BatchedTraceStore):
 
     def _delete_before(self, conn: sqlite3.Connection, before: float) -> int:
         with conn:
+            conn.execute("DELETE FROM feedback WHERE created_at < ?", (before,))
             return conn.execute("DELETE FROM traces WHERE created_at < ?", (before,)).rowcount
 
     def _read(
@@ -166,9 +181,46 @@ class SQLiteTraceStore(BatchedTraceStore):
             row["candidates"] = orjson.loads(row["candidates"])
         return rows
 
-    def get(self, trace_id: str) -> dict[str, Any] | None:
+    def _get_written(self, trace_id: str) -> dict[str, Any] | None:
         rows = self._read("SELECT data FROM traces WHERE trace_id = ?", (trace_id,))
         return orjson.loads(rows[0]["data"]) if rows else None
+
+    def add_feedback(self, feedback: Feedback) -> tuple[Feedback, bool]:
+        conn = self._connect()
+        try:
+            with conn:
+                added = conn.execute(
+                    "INSERT OR IGNORE INTO feedback (trace_id, source, created_at, data) "
+                    "VALUES (?, ?, ?, ?)",
+                    (
+                        feedback.trace_id,
+                        feedback.source,
+                        feedback.created_at,
+                        orjson.dumps(feedback),
+                    ),
+                ).rowcount
+                stored = conn.execute(
+                    "SELECT data FROM feedback WHERE trace_id = ? AND source = ?",
+                    (feedback.trace_id, feedback.source),
+                ).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write feedback to {self.path}: {exc}") from exc
+        finally:
+            conn.close()
+        if added:
+            return feedback, True
+        return settle_repeat(from_row(stored[0]), feedback)
+
+    def feedback(self, trace_id: str) -> list[Feedback]:
+        rows = self._read(
+            "SELECT data FROM feedback WHERE trace_id = ? ORDER BY source", (trace_id,)
+        )
+        return [from_row(r["data"]) for r in rows]
+
+    def labeled(
+        self, since: float | None = None, until: float | None = None
+    ) -> list[tuple[dict[str, Any], list[Feedback]]]:
+        return group_labeled(self._read(LABELED, spend_range(since, until)))
 
     def count(self) -> int:
         rows = self._read("SELECT COUNT(*) AS n FROM traces")
@@ -179,6 +231,20 @@ class SQLiteTraceStore(BatchedTraceStore):
     ) -> list[dict[str, Any]]:
         sql = spend_sql(check_dimensions(by), SPEND, SPEND_SOURCE)
         return [dict(r) for r in self._read(sql, spend_range(since, until))]
+
+
+def group_labeled(rows: Any) -> list[tuple[dict[str, Any], list[Feedback]]]:
+    """(trace, its feedback) pairs of rows of (trace, feedback) ordered by trace."""
+    found: list[tuple[dict[str, Any], list[Feedback]]] = []
+    last = None
+    for row in rows:
+        trace = row["trace"]
+        trace = orjson.loads(trace) if isinstance(trace, bytes | str) else trace
+        if last != trace["trace_id"]:
+            found.append((trace, []))
+            last = trace["trace_id"]
+        found[-1][1].append(from_row(row["feedback"]))
+    return found
 
 
 def where(q: TraceQuery, paths: dict[str, str]) -> tuple[list[str], list[str], list[Any]]:

@@ -125,3 +125,133 @@ def test_validate_reports_a_bad_objective() -> None:
                 },
             }
         )
+
+
+def mean_artifact(path: Path, small: float, big: float) -> Path:
+    """A prompt-free router that predicts these qualities (keys big-key, small)."""
+    from crossroads.routers import Outcomes, make, save
+
+    quality = np.array([[big, small]] * 4)
+    router = make("mean").fit(
+        np.zeros((4, 1), dtype=np.float32),
+        Outcomes(["big-key", "small"], quality, np.tile([10.0, 1.0], (4, 1))),
+    )
+    return Path(save(router, path, calibration={"lambda": 0.0}))
+
+
+async def test_a_shadow_router_is_traced_and_never_served(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    import openai
+
+    live = mean_artifact(tmp_path / "live.joblib", small=0.9, big=0.5)
+    candidate = tmp_path / "candidate.joblib"
+    mean_artifact(tmp_path / "cand-v1.joblib", small=0.2, big=0.8)
+    candidate.symlink_to(tmp_path / "cand-v1.joblib")  # traced as the file it points to
+    selection = {
+        "method": "router",
+        "router": str(live),
+        "shadow": str(candidate),
+        "model_map": {"big-key": "big"},
+    }
+    cfg = routing_config(
+        fake_upstream.base_url,
+        signals=[],
+        decisions=[],
+        default={"models": ["big", "small"], "selection": selection},
+    )
+    store = MemoryTraceStore()
+    app = create_app(cfg, store=store)
+    await app.startup()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as http:
+        client = openai.AsyncOpenAI(base_url="http://gw/v1", api_key="-", http_client=http)
+        raw = await client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "hello"}]
+        )
+    await app.shutdown()
+    assert raw.headers["x-crossroads-model"] == "small"  # the live router's choice
+    route = store.get(raw.headers["x-crossroads-trace-id"])["route"]
+    assert route["propensity"] == 1.0
+    shadow = route["shadow"]
+    assert (shadow["model"], shadow["estimated_cost"], shadow["error"]) == ("big", 10.0, None)
+    assert shadow["artifact"] == str((tmp_path / "cand-v1.joblib").resolve())
+    assert shadow["quality"] == pytest.approx(0.8)
+
+
+async def test_a_failing_shadow_is_recorded_and_the_request_served(
+    fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    from crossroads.routers import Outcomes, make, save
+
+    live = mean_artifact(tmp_path / "live.joblib", small=0.9, big=0.5)
+    other = make("mean").fit(
+        np.zeros((2, 1), dtype=np.float32), Outcomes(["x", "y"], np.ones((2, 2)))
+    )
+    stranger = save(other, tmp_path / "stranger.joblib")  # knows none of the candidates
+    selection = {"method": "router", "router": str(live), "shadow": str(stranger)}
+    cfg = routing_config(
+        fake_upstream.base_url,
+        signals=[],
+        decisions=[],
+        default={"models": ["big-key", "small"], "selection": selection},
+        models=[
+            {"name": "big-key", "upstream": "fake", "upstream_model": "b"},
+            {"name": "small", "upstream": "fake", "upstream_model": "s"},
+        ],
+    )
+    store = MemoryTraceStore()
+    app = create_app(cfg, store=store)
+    await app.startup()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as http:
+        response = await http.post(
+            "/v1/chat/completions",
+            json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]},
+        )
+    await app.shutdown()
+    assert response.status_code == 200
+    shadow = store.get(response.headers["x-crossroads-trace-id"])["route"]["shadow"]
+    assert shadow["model"] == "" and "NoCandidateError" in shadow["error"]
+
+
+async def test_a_shadow_shares_the_served_routers_embedding(
+    artifact: Path, fake_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    import shutil
+
+    shadow_path = tmp_path / "shadow.joblib"
+    shutil.copy(artifact, shadow_path)
+    selection = {
+        "method": "router",
+        "router": str(artifact),
+        "shadow": str(shadow_path),
+        "model_map": {"big-key": "big"},
+    }
+    cfg = routing_config(
+        fake_upstream.base_url,
+        signals=[],
+        decisions=[],
+        default={"models": ["big", "small"], "selection": selection},
+    )
+    store = MemoryTraceStore()
+    app = create_app(cfg, store=store)
+    await app.startup()
+    selector = app.pipeline.selectors("default")[0]
+    assert selector._shadow.embedder_ is selector.service.embedder_  # one model, loaded once
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gw"
+    ) as client:
+        code = await client.post(
+            "/v1/chat/completions",
+            json={
+                "model": "auto",
+                "messages": [{"role": "user", "content": "write python code to parse json"}],
+            },
+        )
+    await app.shutdown()
+    route = store.get(code.headers["x-crossroads-trace-id"])["route"]
+    assert route["model"] == route["shadow"]["model"] == "big"  # the same router, twice
+    assert route["shadow"]["error"] is None and route["shadow"]["elapsed_ms"] > 0

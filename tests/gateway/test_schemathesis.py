@@ -73,6 +73,8 @@ OPERATIONS = [
     ("GET", "/v1/crossroads/admin/teams/{name}", 20, 0),
     ("DELETE", "/v1/crossroads/admin/teams/{name}", 20, 0),
     ("GET", "/v1/crossroads/admin/spend", 40, 20),
+    ("POST", "/v1/crossroads/admin/reload", 3, 0),
+    ("POST", "/v1/crossroads/feedback", 80, 60),
 ]
 TIMEOUT_S = 5  # a request that takes longer counts as a hang
 

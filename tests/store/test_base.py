@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from crossroads.exceptions import StoreError
+from crossroads.exceptions import ConflictError, StoreError
 from crossroads.store.base import TraceQuery, TraceStore, trace_json
 from crossroads.store.memory import MemoryTraceStore
 from crossroads.store.postgres import PostgresTraceStore
@@ -16,6 +16,7 @@ from crossroads.store.sqlite import SQLiteTraceStore
 from crossroads.types import (
     Attempt,
     Candidate,
+    Feedback,
     RateWindow,
     RecordedCaller,
     Reservation,
@@ -187,3 +188,53 @@ def test_trace_json_writes_what_orjson_writes_for_every_part_of_a_trace() -> Non
         assert trace_json(t) == orjson.dumps(t)
     with pytest.raises(TypeError):  # orjson.JSONEncodeError: the writer drops it as bad
         trace_json(trace(6, route=object()))
+
+
+# ---------------------------------------------------------------------- feedback
+
+
+def feedback(
+    trace_id: str, reward: float = 1.0, source: str = "client", **changes: object
+) -> Feedback:
+    return Feedback(trace_id, reward, source, created_at=T0 + 100, **changes)  # type: ignore[arg-type]
+
+
+def test_feedback_is_kept_once_per_trace_and_source(store: TraceStore) -> None:
+    sent = feedback("t0003", 0.5, comment="half right", metadata={"step": 2})
+    assert store.add_feedback(sent) == (sent, True)
+    again = feedback("t0003", 0.5, comment="half right", metadata={"step": 2}, key_name="other")
+    assert store.add_feedback(again) == (sent, False)  # a repeat: the first one answers
+    grader = feedback("t0003", 0.0, source="grader")
+    assert store.add_feedback(grader) == (grader, True)
+    assert [(f.source, f.reward, f.comment) for f in store.feedback("t0003")] == [
+        ("client", 0.5, "half right"),
+        ("grader", 0.0, None),
+    ]
+    assert store.feedback("t0004") == []
+
+
+@pytest.mark.parametrize(
+    "changes", [{"reward": 0.25}, {"comment": "other"}, {"metadata": {"step": 3}}]
+)
+def test_a_conflicting_repeat_is_refused_and_the_first_kept(
+    store: TraceStore, changes: dict[str, object]
+) -> None:
+    first = feedback("t0005", 0.5, comment="c", metadata={"step": 2})
+    store.add_feedback(first)
+    fields = {"reward": 0.5, "comment": "c", "metadata": {"step": 2}} | changes
+    with pytest.raises(ConflictError, match="already has feedback from source 'client'"):
+        store.add_feedback(feedback("t0005", **fields))  # type: ignore[arg-type]
+    assert store.feedback("t0005") == [first]
+
+
+def test_labeled_traces_come_oldest_first_with_their_feedback(store: TraceStore) -> None:
+    for trace_id, source in (("t0009", "client"), ("t0002", "client"), ("t0009", "grader")):
+        store.add_feedback(feedback(trace_id, source=source))
+    store.add_feedback(feedback("missing"))  # no such trace: not a labeled trace
+    found = store.labeled()
+    assert [(t["trace_id"], [f.source for f in fs]) for t, fs in found] == [
+        ("t0002", ["client"]),
+        ("t0009", ["client", "grader"]),
+    ]
+    assert found[0][0]["route"]["decision"] == "default"
+    assert [t["trace_id"] for t, _ in store.labeled(since=T0 + 3, until=T0 + 10)] == ["t0009"]

@@ -19,7 +19,7 @@ from crossroads.store import batched, postgres, sqlite
 from crossroads.store.base import summary
 from crossroads.store.batched import BatchedTraceStore
 from crossroads.store.memory import MemoryTraceStore
-from crossroads.types import Caller, Candidate, RecordedCaller, Route, Trace, Usage
+from crossroads.types import Caller, Candidate, Feedback, RecordedCaller, Route, Trace, Usage
 
 
 def trace(i: int) -> Trace:
@@ -150,6 +150,48 @@ def test_recent_and_get_round_trip(backend: Backend) -> None:
         "estimated": False,
     }
     assert store.get("missing") is None
+    store.close()
+
+
+def test_a_queued_trace_is_found_and_takes_feedback_before_it_is_written(
+    backend: Backend,
+) -> None:
+    store = backend.make(flush_interval_ms=60_000)  # the writer sleeps: traces stay queued
+    store.start()
+    store.record(trace(1))
+    assert store.stats()["written"] == 0
+    found = store.get("t00001")
+    assert found is not None and found["route"]["decision"] == "default"
+    sent = Feedback("t00001", 1.0, created_at=1_700_000_100)
+    assert store.add_feedback(sent) == (sent, True)
+    assert store.labeled() == []  # the trace is not written yet
+    store.close()  # drains the queue
+    assert store.stats()["written"] == 1
+    assert [(t["trace_id"], fs) for t, fs in store.labeled()] == [("t00001", [sent])]
+
+
+def test_a_trace_in_the_batch_being_written_is_found(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = backend.make(flush_interval_ms=5)
+    writing = threading.Event()
+    release = threading.Event()
+    insert = store._insert_rows
+
+    def slow_insert(conn: Any, rows: list[Any]) -> None:
+        writing.set()
+        release.wait(10)
+        insert(conn, rows)
+
+    monkeypatch.setattr(store, "_insert_rows", slow_insert)
+    store.record(trace(2))
+    assert writing.wait(10)  # out of the queue, not yet in the table
+    assert store.stats()["queued"] == 1
+    found = store.get("t00002")
+    release.set()
+    assert found is not None and found["trace_id"] == "t00002"
+    store.flush()
+    assert store.get("t00002") == found
     store.close()
 
 

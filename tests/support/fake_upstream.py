@@ -90,6 +90,7 @@ class FakeUpstreamApp:
         self.stats: Counter[str] = Counter()
         self.in_flight = 0
         self.traceparents: list[str] = []  # W3C trace context of the calls, in order
+        self.metadata: list[Any] = []  # the ``metadata`` of each completion body, in order
         self._ids = itertools.count(1)
         self._closing: asyncio.Event | None = None
 
@@ -215,6 +216,7 @@ class FakeUpstreamApp:
             body = orjson.loads(await _read_body(receive))
             if not isinstance(body, dict):
                 raise ValueError("the body must be a JSON object")
+            self.metadata.append(body.get("metadata"))
             fault = self._fault_for(scope, body)
         except ValueError as exc:
             await _send_error(send, 400, str(exc), "invalid_request_error")
