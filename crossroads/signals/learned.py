@@ -4,6 +4,10 @@ Every learned signal (``domain``, ``complexity``, ``jailbreak``, ``ood``) reads 
 vector: :func:`request_vector` lets concurrent signals of one request share a single
 encoder call (the first asks the shared micro-batcher, the others wait for its answer), so
 four learned signals cost one embedding. Heads load at ``prepare``, never per request.
+
+By default they read the last user message (``scope: last_user``) and, when it is longer
+than the encoder's 256 tokens, its first 64 and last 192 tokens (``window: head_tail``);
+``window: head`` or ``tail`` read only one end.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pydantic import Field
 from crossroads.config.signals import _SignalBase
 from crossroads.signals.base import Signal
 from crossroads.signals.heads import Head, resolve_head
+from crossroads.types import EmbeddingWindow as Window
 from crossroads.types import RoutingRequest, SignalResult
 
 if TYPE_CHECKING:
@@ -29,30 +34,31 @@ class LearnedSignalConfig(_SignalBase):
     model: str | None = None
     timeout_ms: float = Field(200.0, gt=0)
     scope: Literal["all", "last_user"] = "last_user"
+    window: Window = "head_tail"
 
 
-_inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
+_inflight: dict[tuple[int, str, str], asyncio.Future[Any]] = {}
 
 
-def _batcher() -> Any:
-    # The existing shared encoder and micro-batcher of the embedding signal.
-    from crossroads.signals.embedding import shared_batcher
+def _batcher(window: Window = "head_tail") -> Any:
+    # The process's one encoder, behind the micro-batcher the embedding signal uses too.
+    from crossroads.embeddings.shared import shared_batcher
 
-    return shared_batcher()
-
-
-def _encoder() -> Any:
-    from crossroads.signals.embedding import shared_embedder
-
-    return shared_embedder()
+    return shared_batcher(window)
 
 
-async def request_vector(text: str) -> np.ndarray:
+def _encoder(window: Window = "head_tail") -> Any:
+    from crossroads.embeddings.shared import shared_embedder
+
+    return shared_embedder(window)
+
+
+async def request_vector(text: str, window: Window = "head_tail") -> np.ndarray:
     """The embedding of ``text``; concurrent callers with the same text share one encode."""
-    key = (id(asyncio.get_running_loop()), text)
+    key = (id(asyncio.get_running_loop()), window, text)
     future = _inflight.get(key)
     if future is None:
-        future = _inflight[key] = asyncio.ensure_future(_batcher().encode(text))
+        future = _inflight[key] = asyncio.ensure_future(_batcher(window).encode(text))
         future.add_done_callback(lambda _: _inflight.pop(key, None))
     # A caller that times out must not cancel the encode the others wait for.
     return await asyncio.shield(future)
@@ -69,7 +75,7 @@ class LearnedSignal(Signal):
 
     def prepare(self) -> None:
         self.head: Head = resolve_head(self.head_name, self.config.model)
-        encoder = _encoder()
+        encoder = _encoder(self.config.window)
         if self.head.dimension != encoder.dimension:
             from crossroads.exceptions import ConfigError
 
@@ -85,9 +91,11 @@ class LearnedSignal(Signal):
 
     async def evaluate(self, requests: list[RoutingRequest]) -> list[SignalResult]:
         texts = [self.text_of(r) for r in requests]
-        vectors = await asyncio.gather(*(request_vector(t) for t in texts))
-        for request, vector in zip(requests, vectors, strict=True):
-            request.vector = vector  # selection may read it: never embedded twice
+        window = self.config.window
+        vectors = await asyncio.gather(*(request_vector(t, window) for t in texts))
+        if window == "head_tail":  # selection may read the default window's vector
+            for request, vector in zip(requests, vectors, strict=True):
+                request.vector = vector  # never embedded twice
         return [self.judge(v, t) for v, t in zip(vectors, texts, strict=True)]
 
     def judge(self, vector: np.ndarray, text: str) -> SignalResult:

@@ -23,7 +23,7 @@ def counting_batcher(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
     batchers: dict[int, MicroBatcher] = {}
 
-    def batcher() -> MicroBatcher:
+    def batcher(window: str = "head_tail") -> MicroBatcher:
         loop = id(asyncio.get_running_loop())
         return batchers.setdefault(loop, MicroBatcher(encode))
 

@@ -1,0 +1,62 @@
+"""The process's encoders for the request path: one loaded MiniLM, one micro-batcher per
+event loop and window.
+
+Every user of prompt embeddings at serving time (the embedding signal, the learned signals,
+the semantic cache, verifiers, learned routers) reads the same model: :class:`Embedder`
+views of one model directory share one session (:func:`~crossroads.embeddings.embedder.load_model`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+from typing import TYPE_CHECKING
+
+from crossroads.embeddings.embedder import DEFAULT_WINDOW, Embedder, Window, forget_models
+from crossroads.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from crossroads.embeddings.batcher import MicroBatcher
+
+
+def shared_embedder(window: Window = DEFAULT_WINDOW) -> Embedder:
+    """The loaded MiniLM embedder reading ``window`` of long texts (exported once into the
+    data dir); every window shares one model session."""
+    return _shared_embedder(window)  # one cache key per window, however it is passed
+
+
+@cache
+def _shared_embedder(window: Window) -> Embedder:
+    try:
+        return Embedder(export_if_missing=True, window=window).load()
+    except ImportError as exc:
+        raise ConfigError(
+            [
+                (
+                    "signals",
+                    f"embedding signals need the ml extra: pip install 'crossroads[ml]' ({exc})",
+                )
+            ]
+        ) from exc
+
+
+_batchers: dict[tuple[int, str], MicroBatcher] = {}
+
+
+def shared_batcher(window: Window = DEFAULT_WINDOW) -> MicroBatcher:
+    """The micro-batcher of the running event loop for ``window``."""
+    from crossroads.embeddings.batcher import MicroBatcher
+
+    key = (id(asyncio.get_running_loop()), window)
+    batcher = _batchers.get(key)
+    if batcher is None:
+        batcher = _batchers[key] = MicroBatcher(shared_embedder(window).encode)
+    return batcher
+
+
+def reset_shared() -> None:
+    """Forget the shared embedders, batchers and loaded models (tests that change the data
+    directory; the next use loads again)."""
+    _shared_embedder.cache_clear()
+    _batchers.clear()
+    forget_models()
