@@ -116,7 +116,7 @@ _KEYS = re.compile(
     re.VERBOSE,
 )
 _PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")
-_TOKEN = re.compile(r"(?<![\w+/=-])[A-Za-z0-9+/_-]{32,}={0,2}(?![\w+/=-])")
+_TOKEN = re.compile(r"(?<![\w+/-])[A-Za-z0-9+/_-]{32,}={0,2}(?![\w+/=-])")
 _HEX = re.compile(r"[0-9a-fA-F-]+")
 _ASSIGNED = re.compile(
     r"""\b(?:api[_-]?key|secret(?:[_-]key)?|access[_-]token|auth[_-]token|password|passwd|pwd)
@@ -177,18 +177,17 @@ def _phone(text: str, m: re.Match[str]) -> bool:
 def _card(text: str, m: re.Match[str]) -> bool:
     raw = m.group()
     digits = raw.replace(" ", "").replace("-", "")
-    if not 13 <= len(digits) <= 19 or len(set(digits)) < 2:
+    if len(set(digits)) < 2 or (" " in raw and "-" in raw):
         return False
-    if " " in raw and "-" in raw:
-        return False
+    n, two, three, four = len(digits), int(digits[:2]), int(digits[:3]), int(digits[:4])
     issuer = (
-        digits[0] == "4"
-        or 51 <= int(digits[:2]) <= 55
-        or 2221 <= int(digits[:4]) <= 2720
-        or digits[:2] in {"34", "37", "36", "38", "35", "62", "65"}
-        or digits[:4] == "6011"
-        or 644 <= int(digits[:3]) <= 649
-        or 300 <= int(digits[:3]) <= 305
+        (digits[0] == "4" and n in (13, 16, 19))  # Visa
+        or ((51 <= two <= 55 or 2221 <= four <= 2720) and n == 16)  # Mastercard
+        or (two in (34, 37) and n == 15)  # American Express
+        or ((four == 6011 or two == 65 or 644 <= three <= 649) and 16 <= n <= 19)  # Discover
+        or (3528 <= four <= 3589 and 16 <= n <= 19)  # JCB
+        or ((300 <= three <= 305 or two in (36, 38)) and 14 <= n <= 19)  # Diners Club
+        or (two == 62 and 16 <= n <= 19)  # UnionPay
     )
     return issuer and luhn_valid(digits)
 
@@ -214,8 +213,13 @@ def _nino(text: str, m: re.Match[str]) -> bool:
 
 def _ipv4(text: str, m: re.Match[str]) -> bool:
     try:
-        ipaddress.IPv4Address(m.group())
+        value = int(ipaddress.IPv4Address(m.group()))
     except ValueError:
+        return False
+    inverted = ~value & 0xFFFFFFFF
+    if inverted & (inverted + 1) == 0:  # a netmask (255.255.255.0), 0.0.0.0 or broadcast
+        return False
+    if text[m.end() : m.end() + 1] == "/":  # 10.0.0.0/8 names a network, not a host
         return False
     return not _VERSION_BEFORE.search(text, max(0, m.start() - 12), m.start())
 
@@ -262,26 +266,76 @@ def _long_run(text: str) -> bool:
 
 
 Validator = Callable[[str, re.Match[str]], bool]
-_DIGIT = _has(*"0123456789")
-# In order: a span claimed by an earlier detector is not reported again by a later one.
-# Each runs only when its gate says the text can hold what it looks for.
-DETECTORS: tuple[tuple[str, re.Pattern[str], Validator, int, Callable[[str], bool]], ...] = (
-    ("api_key", _KEYS, _always, 0, _has("sk-", "k_live_", "k_test_", "ghp_", "gho_", "ghu_",
-                                        "ghs_", "ghr_", "github_pat_", "glpat-", "AKIA", "ASIA",
-                                        "xox", "AIza", "eyJ")),
-    ("secret", _PRIVATE_KEY, _always, 0, _has("-----BEGIN")),
-    ("secret", _ASSIGNED, _assigned, 1, _has("=", ":")),
-    ("email", _EMAIL, _email, 0, _has("@")),
-    ("iban", _IBAN, _iban, 0, _DIGIT),
-    ("credit_card", _CARD, _card, 0, _DIGIT),
-    ("national_id", _SSN, _ssn, 0, _DIGIT),
-    ("national_id", _NINO, _nino, 0, _DIGIT),
-    ("ip_address", _IPV4, _ipv4, 0, _DIGIT),
-    ("ip_address", _IPV6, _ipv6, 0, _has("::", ":0", ":1", ":2", ":3", ":4", ":5", ":6", ":7",
-                                         ":8", ":9", ":a", ":b", ":c", ":d", ":e", ":f")),
-    ("phone", _PHONE, _phone, 0, _DIGIT),
-    ("secret", _TOKEN, _random_token, 0, _long_run),
+Spans = list[tuple[int, int]]
+_DIGITS = re.compile(r"\d+")
+_AT = re.compile("@")
+_HEX_COLON = re.compile(r"[0-9A-Fa-f]:[0-9A-Fa-f:]|::")
+_KEY_WORD = re.compile(r"key|secret|token|passw|pwd", re.IGNORECASE)
+
+
+def _near(trigger: re.Pattern[str], pad: int) -> Callable[[str], Spans]:
+    """Where a detector looks: ``pad`` characters around each ``trigger`` match (merged, the
+    end stretched to the next space), so a long prompt with few digits costs a few short
+    scans instead of one over all of it."""
+
+    def spans(text: str) -> Spans:
+        out: Spans = []
+        for m in trigger.finditer(text):
+            start, end = max(0, m.start() - pad), m.end() + pad
+            space = text.find(" ", end, end + 256)
+            end = min(len(text), space if space >= 0 else end + 256)
+            if out and start <= out[-1][1]:
+                out[-1] = (out[-1][0], max(end, out[-1][1]))
+            else:
+                out.append((start, end))
+        return out
+
+    return spans
+
+
+def _whole(gate: Callable[[str], bool]) -> Callable[[str], Spans]:
+    return lambda text: [(0, len(text))] if gate(text) else []
+
+
+def _gated(gate: Callable[[str], bool], spans: Callable[[str], Spans]) -> Callable[[str], Spans]:
+    return lambda text: spans(text) if gate(text) else []
+
+
+def _has_word(*words: str) -> Callable[[str], bool]:
+    def gate(text: str) -> bool:
+        lowered = text.lower()
+        return any(w in lowered for w in words)
+
+    return gate
+
+
+_KEY_PREFIXES = _has(
+    "sk-", "k_live_", "k_test_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_",
+    "glpat-", "AKIA", "ASIA", "xox", "AIza", "eyJ",
 )  # fmt: skip
+_NEAR_DIGITS = _gated(_has(*"0123456789"), _near(_DIGITS, 48))
+# In order: a span claimed by an earlier detector is not reported again by a later one.
+# Each reads only the parts of the text that can hold what it looks for.
+DETECTORS: tuple[tuple[str, re.Pattern[str], Validator, int, Callable[[str], Spans]], ...] = (
+    ("api_key", _KEYS, _always, 0, _whole(_KEY_PREFIXES)),
+    ("secret", _PRIVATE_KEY, _always, 0, _whole(_has("-----BEGIN"))),
+    (
+        "secret",
+        _ASSIGNED,
+        _assigned,
+        1,
+        _gated(_has_word("key", "secret", "token", "passw", "pwd"), _near(_KEY_WORD, 16)),
+    ),
+    ("email", _EMAIL, _email, 0, _gated(_has("@"), _near(_AT, 255))),
+    ("iban", _IBAN, _iban, 0, _NEAR_DIGITS),
+    ("credit_card", _CARD, _card, 0, _NEAR_DIGITS),
+    ("national_id", _SSN, _ssn, 0, _NEAR_DIGITS),
+    ("national_id", _NINO, _nino, 0, _NEAR_DIGITS),
+    ("ip_address", _IPV4, _ipv4, 0, _NEAR_DIGITS),
+    ("ip_address", _IPV6, _ipv6, 0, _gated(_has(":"), _near(_HEX_COLON, 40))),
+    ("phone", _PHONE, _phone, 0, _NEAR_DIGITS),
+    ("secret", _TOKEN, _random_token, 0, _whole(_long_run)),
+)
 
 
 MAX_FINDINGS = 200  # per text: past this many the count is a floor
@@ -292,17 +346,19 @@ def find_pii(text: str, types: Iterable[str] | None = None) -> list[Finding]:
     wanted = frozenset(types) if types is not None else None
     found: list[Finding] = []
     taken: list[tuple[int, int]] = []
-    digits = _DIGIT(text)
-    for kind, pattern, valid, group, gate in DETECTORS:
-        if not (digits if gate is _DIGIT else gate(text)):
-            continue
-        for m in islice(pattern.finditer(text), MAX_FINDINGS):
-            start, end = m.span(group)
-            if any(s < end and start < e for s, e in taken) or not valid(text, m):
-                continue
-            taken.append((start, end))
-            if wanted is None or kind in wanted:
-                found.append(Finding(kind, start, end))
+    scopes: dict[int, Spans] = {}
+    for kind, pattern, valid, group, where in DETECTORS:
+        spans = scopes.get(id(where))
+        if spans is None:
+            spans = scopes[id(where)] = where(text)
+        for lo, hi in spans:
+            for m in islice(pattern.finditer(text, lo, hi), MAX_FINDINGS):
+                start, end = m.span(group)
+                if any(s < end and start < e for s, e in taken) or not valid(text, m):
+                    continue
+                taken.append((start, end))
+                if wanted is None or kind in wanted:
+                    found.append(Finding(kind, start, end))
     return sorted(found, key=lambda f: f.start)
 
 
