@@ -69,7 +69,10 @@ class LangidDetector:
 
     def __init__(self) -> None:
         try:
-            from py3langid.langid import MODEL_FILE, LanguageIdentifier
+            from py3langid.langid import (  # type: ignore[import-untyped]
+                MODEL_FILE,
+                LanguageIdentifier,
+            )
         except ImportError as exc:
             raise ConfigError([("signals", f"{_INSTALL} ({exc})")]) from exc
         self._identifier: Any = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)

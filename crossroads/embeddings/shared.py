@@ -12,8 +12,9 @@ import asyncio
 from functools import cache
 from typing import TYPE_CHECKING
 
-from crossroads.embeddings.embedder import DEFAULT_WINDOW, Embedder, Window, forget_models
+from crossroads.embeddings.embedder import DEFAULT_WINDOW, Embedder, forget_models
 from crossroads.exceptions import ConfigError
+from crossroads.types import EmbeddingWindow as Window
 
 if TYPE_CHECKING:
     from crossroads.embeddings.batcher import MicroBatcher
