@@ -7,9 +7,12 @@ get whatever the detector guesses, with a low confidence: set ``min_confidence``
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from crossroads.registry import SIGNALS
 from crossroads.signals.base import Signal
-from crossroads.types import RoutingRequest, SignalResult
+from crossroads.types import RoutingRequest, SignalResult, ValueSpec
 
 
 @SIGNALS.register("language")
@@ -17,6 +20,16 @@ class LanguageSignal(Signal):
     """The detected language (value) and its confidence (detail)."""
 
     kind = "language"
+    value_spec = ValueSpec("label", nullable=True)  # the ISO 639-1 code; none without text
+
+    @classmethod
+    def value_spec_for(cls, config: Any) -> ValueSpec:
+        """Without ``min_confidence`` it matches exactly when the code is one of
+        ``languages``."""
+        assert cls.value_spec is not None
+        if config.min_confidence > 0 or not config.languages:
+            return cls.value_spec
+        return replace(cls.value_spec, matched_when=(("in", frozenset(config.languages)),))
 
     def prepare(self) -> None:
         from crossroads.language import load_detector

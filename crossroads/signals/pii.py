@@ -7,10 +7,13 @@ logs can say *that* a prompt carried a card number, never which one.
 
 from __future__ import annotations
 
-from crossroads.pii import PII_TYPES, count_types, find_pii
+from dataclasses import replace
+from typing import Any
+
+from crossroads.pii import MAX_FINDINGS, PII_TYPES, count_types, find_pii
 from crossroads.registry import SIGNALS
 from crossroads.signals.base import Signal
-from crossroads.types import RoutingRequest, SignalResult
+from crossroads.types import RoutingRequest, SignalResult, ValueSpec
 
 
 @SIGNALS.register("pii")
@@ -18,6 +21,13 @@ class PiiSignal(Signal):
     """Number of findings (value) and their types with counts (detail)."""
 
     kind = "pii"
+    value_spec = ValueSpec("count", 0, len(PII_TYPES) * MAX_FINDINGS)  # findings of ``types``
+
+    @classmethod
+    def value_spec_for(cls, config: Any) -> ValueSpec:
+        """It matches exactly when the count reaches ``min_count``."""
+        assert cls.value_spec is not None
+        return replace(cls.value_spec, matched_when=((">=", config.min_count),))
 
     def prepare(self) -> None:
         self._types = tuple(self.config.types) or PII_TYPES

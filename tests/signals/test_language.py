@@ -58,3 +58,31 @@ async def test_a_rule_routes_on_the_language() -> None:
     assert route.model == "eu" and route.signals["language:eu"].value == "fr"
     route = await pipeline.route(request("Hello there, can you help me?"), "auto")
     assert route.model == "any" and route.signals["language:eu"].value == "en"
+
+
+async def test_rules_compare_the_code_and_the_pii_count() -> None:
+    from crossroads.config import parse_config
+    from crossroads.pipeline import Pipeline
+
+    cfg = parse_config(
+        {
+            "upstreams": [{"name": "u", "kind": "mock"}],
+            "models": [{"name": m, "upstream": "u"} for m in ("eu", "private", "any")],
+            "signals": [{"kind": "language", "name": "lang"}, {"kind": "pii", "name": "found"}],
+            "decisions": [
+                {
+                    "name": "private",
+                    "when": {"signal": "pii:found", "op": ">=", "value": 2},
+                    "priority": 2,
+                    "models": ["private"],
+                },
+                {"name": "european", "when": "language:lang in [de, fr]", "models": ["eu"]},
+            ],
+            "default": {"models": ["any"]},
+        }
+    )
+    pipeline = Pipeline(cfg).prepare()
+    assert (await pipeline.route(request("Wie spät ist es in Berlin?"), "auto")).model == "eu"
+    assert (await pipeline.route(request("What time is it in London?"), "auto")).model == "any"
+    two = "Mail jane@example.com or call +1 415 555 2671, bitte schnell antworten."
+    assert (await pipeline.route(request(two), "auto")).model == "private"
