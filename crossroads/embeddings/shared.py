@@ -1,22 +1,25 @@
 """The process's encoders for the request path: one loaded MiniLM, one micro-batcher per
-event loop and window.
+event loop and window, one encode per text in flight.
 
 Every user of prompt embeddings at serving time (the embedding signal, the learned signals,
 the semantic cache, verifiers, learned routers) reads the same model: :class:`Embedder`
 views of one model directory share one session (:func:`~crossroads.embeddings.embedder.load_model`).
+:func:`request_vector` lets the signals of one request share one encode of its text.
 """
 
 from __future__ import annotations
 
 import asyncio
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from crossroads.embeddings.embedder import DEFAULT_WINDOW, Embedder, forget_models
 from crossroads.exceptions import ConfigError
 from crossroads.types import EmbeddingWindow as Window
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from crossroads.embeddings.batcher import MicroBatcher
 
 
@@ -53,6 +56,21 @@ def shared_batcher(window: Window = DEFAULT_WINDOW) -> MicroBatcher:
     if batcher is None:
         batcher = _batchers[key] = MicroBatcher(shared_embedder(window).encode)
     return batcher
+
+
+_inflight: dict[tuple[int, str, str], asyncio.Future[Any]] = {}
+
+
+async def request_vector(text: str, window: Window = DEFAULT_WINDOW) -> np.ndarray:
+    """The embedding of ``text``; concurrent callers with the same text and window share one
+    encode (the first asks the micro-batcher, the others wait for its answer)."""
+    key = (id(asyncio.get_running_loop()), window, text)
+    future = _inflight.get(key)
+    if future is None:
+        future = _inflight[key] = asyncio.ensure_future(shared_batcher(window).encode(text))
+        future.add_done_callback(lambda _: _inflight.pop(key, None))
+    # A caller that times out must not cancel the encode the others wait for.
+    return await asyncio.shield(future)
 
 
 def reset_shared() -> None:

@@ -2,7 +2,8 @@
 
 The exemplars are embedded once at start-up; at request time the prompt is embedded through
 the shared :class:`~crossroads.embeddings.batcher.MicroBatcher`, so concurrent requests share
-encoder calls and the event loop never waits on the model.
+encoder calls and the event loop never waits on the model; the learned signals of the same
+request reuse that embedding (:func:`~crossroads.embeddings.shared.request_vector`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
-from crossroads.embeddings.shared import shared_batcher, shared_embedder
+from crossroads.embeddings.shared import request_vector, shared_batcher, shared_embedder
 from crossroads.signals.base import SIGNALS, Signal
 from crossroads.types import RoutingRequest, SignalResult, ValueSpec
+
+# Where plans and older code find the process's encoder.
+__all__ = ["EmbeddingSignal", "shared_batcher", "shared_embedder"]
 
 
 @SIGNALS.register("embedding")
@@ -33,8 +37,8 @@ class EmbeddingSignal(Signal):
         self._exemplars = shared_embedder(self.config.window).encode(list(self.config.exemplars))
 
     async def evaluate(self, requests: list[RoutingRequest]) -> list[SignalResult]:
-        batcher = shared_batcher(self.config.window)
-        vectors = await asyncio.gather(*(batcher.encode(self.text_of(r)) for r in requests))
+        window = self.config.window
+        vectors = await asyncio.gather(*(request_vector(self.text_of(r), window) for r in requests))
         out = []
         for request, vector in zip(requests, vectors, strict=True):
             request.vector = vector  # selection may read it: never embedded twice

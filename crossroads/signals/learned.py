@@ -37,31 +37,10 @@ class LearnedSignalConfig(_SignalBase):
     window: Window = "head_tail"
 
 
-_inflight: dict[tuple[int, str, str], asyncio.Future[Any]] = {}
-
-
-def _batcher(window: Window = "head_tail") -> Any:
-    # The process's one encoder, behind the micro-batcher the embedding signal uses too.
-    from crossroads.embeddings.shared import shared_batcher
-
-    return shared_batcher(window)
-
-
 def _encoder(window: Window = "head_tail") -> Any:
     from crossroads.embeddings.shared import shared_embedder
 
     return shared_embedder(window)
-
-
-async def request_vector(text: str, window: Window = "head_tail") -> np.ndarray:
-    """The embedding of ``text``; concurrent callers with the same text share one encode."""
-    key = (id(asyncio.get_running_loop()), window, text)
-    future = _inflight.get(key)
-    if future is None:
-        future = _inflight[key] = asyncio.ensure_future(_batcher(window).encode(text))
-        future.add_done_callback(lambda _: _inflight.pop(key, None))
-    # A caller that times out must not cancel the encode the others wait for.
-    return await asyncio.shield(future)
 
 
 class LearnedSignal(Signal):
@@ -91,6 +70,8 @@ class LearnedSignal(Signal):
 
     async def evaluate(self, requests: list[RoutingRequest]) -> list[SignalResult]:
         texts = [self.text_of(r) for r in requests]
+        from crossroads.embeddings.shared import request_vector
+
         window = self.config.window
         vectors = await asyncio.gather(*(request_vector(t, window) for t in texts))
         if window == "head_tail":  # selection may read the default window's vector
