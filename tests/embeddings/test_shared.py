@@ -148,3 +148,25 @@ async def test_one_encoder_session_serves_signals_routers_and_heads(
     # Three signals over two windows and a router reading the head: one model loaded.
     assert sessions_built() - before == 1
     reset_shared()
+
+
+def test_a_router_reads_prompts_with_the_window_it_was_fitted_with(
+    minilm_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crossroads.routers import Outcomes, make, save
+    from crossroads.routers.serving import RouterService
+
+    monkeypatch.setenv("CROSSROADS_DATA_DIR", str(minilm_data_dir))
+    rng = np.random.default_rng(0)
+    router = make("knn", n_neighbors=3).fit(
+        rng.normal(size=(10, 384)).astype(np.float32),
+        Outcomes(["a", "b"], rng.uniform(size=(10, 2))),
+    )
+    windows = {}
+    for name, meta in {
+        "tail": {"features": "minilm-embedding", "window": "tail"},
+        "old": {"features": "minilm-embedding"},  # fitted before windows existed
+    }.items():
+        artifact = save(router, tmp_path / f"{name}.joblib", meta=meta)
+        windows[name] = RouterService(artifact).load().embedder_.window
+    assert windows == {"tail": "tail", "old": "head"}
