@@ -41,7 +41,8 @@ class EmbeddingSignal(Signal):
         vectors = await asyncio.gather(*(request_vector(self.text_of(r), window) for r in requests))
         out = []
         for request, vector in zip(requests, vectors, strict=True):
-            request.vector = vector  # selection may read it: never embedded twice
+            if window == "head_tail":  # selection may read the default window's vector
+                request.vector = vector  # never embedded twice
             similarity = self._exemplars @ vector
             best = int(similarity.argmax())
             score = float(similarity[best])

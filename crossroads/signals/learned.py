@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from crossroads.config.signals import _SignalBase
+from crossroads.embeddings.shared import request_vector
 from crossroads.signals.base import Signal
 from crossroads.signals.heads import Head, resolve_head
 from crossroads.types import EmbeddingWindow as Window
@@ -70,8 +71,6 @@ class LearnedSignal(Signal):
 
     async def evaluate(self, requests: list[RoutingRequest]) -> list[SignalResult]:
         texts = [self.text_of(r) for r in requests]
-        from crossroads.embeddings.shared import request_vector
-
         window = self.config.window
         vectors = await asyncio.gather(*(request_vector(t, window) for t in texts))
         if window == "head_tail":  # selection may read the default window's vector
