@@ -83,6 +83,12 @@ def load_model(path: Path, intra_op_threads: int = 1) -> LoadedModel:
         session = ort.InferenceSession(
             str(path / ONNX_FILE), options, providers=["CPUExecutionProvider"]
         )
+        # The first run of a session allocates its buffers (100-300 ms here): do it now, so
+        # that the first request's signals do not run past their time budget.
+        import numpy as np
+
+        ids = np.asarray([tokenizer.encode("warm up").ids], dtype=np.int64)
+        session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})
         model = _models[key] = LoadedModel(
             key[0], session, tokenizer, int(manifest["max_seq_length"])
         )

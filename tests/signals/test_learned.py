@@ -63,11 +63,11 @@ POLICY = """
 upstreams: [{name: u, kind: mock}]
 models: [{name: small, upstream: u}, {name: big, upstream: u}, {name: guard, upstream: u}]
 signals:
-  - {kind: jailbreak, name: attack}
-  - {kind: ood, name: unknown}
-  - {kind: domain, name: code, labels: [code]}
-  - {kind: complexity, name: hard}
-  - {kind: embedding, name: poem, exemplars: ["write a poem about the sea"], threshold: 0.9}
+  - {kind: jailbreak, name: attack, timeout_ms: 60000}
+  - {kind: ood, name: unknown, timeout_ms: 60000}
+  - {kind: domain, name: code, labels: [code], timeout_ms: 60000}
+  - {kind: complexity, name: hard, timeout_ms: 60000}
+  - {kind: embedding, name: poem, exemplars: ["write a poem about the sea"], threshold: 0.9, timeout_ms: 60000}
 decisions:
   - {name: refuse, when: "jailbreak:attack", priority: 30, models: [guard]}
   - {name: fallback, when: "ood:unknown", priority: 20, models: [small]}
