@@ -1,11 +1,15 @@
 """Learned signals: latency per signal and all together, alone and under concurrency.
 
-For a 20-word and a ~2,000-token prompt: each learned signal (``domain``, ``complexity``,
-``jailbreak``, ``ood``) alone, then all four on the same request as the pipeline runs them
-(concurrently, sharing one embedding), first one request at a time, then with ``--clients``
+For a 20-word and a ~2,000-token prompt: the ``embedding`` signal and each learned signal
+(``domain``, ``complexity``, ``jailbreak``, ``ood``) alone, then all five on the same
+request as the pipeline runs them (concurrently, sharing one encoder session; the four
+heads share one embedding), first one request at a time, then with ``--clients``
 concurrent requests (distinct texts, so nothing is shared between requests but the
-micro-batches). Also the head alone (the work after the embedding) and peak RSS.
-Needs the exported MiniLM in ``$CROSSROADS_DATA_DIR`` (exported on first use).
+micro-batches). The cheap ``language`` and ``pii`` signals alone (one request at a time:
+they run inline), and "all seven" as the pipeline runs a policy with all of them. Also
+the head alone (the work after the embedding), encoder sessions built and peak RSS.
+Needs the exported MiniLM in ``$CROSSROADS_DATA_DIR`` (exported on first use) and the
+``language`` extra.
 
     python -m bench.signals [--clients 50] [--requests 400] [--json out.json]
 """
@@ -29,6 +33,12 @@ PARAGRAPH = (
     "forecasts made in the spring, and noted where costs had grown faster than revenue. "
 )
 KINDS = ("domain", "complexity", "jailbreak", "ood")
+EXTRA = {
+    "embedding": {"exemplars": ["solve this equation for x", "write a python function"]},
+    "language": {},
+    "pii": {},
+}
+LEARNED = ("embedding", *KINDS)
 
 
 def _rss_mb() -> float:
@@ -59,7 +69,10 @@ def _signals() -> dict[str, Any]:
         {
             "upstreams": [{"name": "u", "kind": "mock"}],
             "models": [{"name": "a", "upstream": "u"}],
-            "signals": [{"kind": k, "name": "b", "timeout_ms": 60000} for k in KINDS],
+            "signals": [
+                {"kind": k, "name": "b", "timeout_ms": 60000, **EXTRA.get(k, {})}
+                for k in (*LEARNED, "language", "pii")
+            ],
         }
     )
     return {s.kind: build_signal(s) for s in cfg.signals}
@@ -83,12 +96,15 @@ async def _timed(run: Any, texts: list[str], clients: int) -> list[float]:
 
 async def measure(clients: int, requests: int) -> dict[str, Any]:
     """Every measurement of the module docstring, as a dict."""
-    from crossroads.signals.embedding import shared_batcher, shared_embedder
+    from crossroads.embeddings.embedder import sessions_built
+    from crossroads.embeddings.shared import shared_batcher, shared_embedder
 
     rss_before = _rss_mb()
     signals = _signals()
     rss_loaded = _rss_mb()
     encoder = shared_embedder()
+    learned = {k: signals[k] for k in LEARNED}
+    inline = [signals["language"], signals["pii"]]
 
     async def encoder_alone(text: str) -> None:
         # The bare encoder call, as the micro-batcher makes it, for comparison.
@@ -98,12 +114,18 @@ async def measure(clients: int, requests: int) -> dict[str, Any]:
     long_tokens = _request(long_text).prompt_tokens
     prompts = {"20 words": SHORT, f"{long_tokens} tokens": long_text}
 
-    async def all_four(text: str) -> None:
+    async def all_learned(text: str) -> None:
         request = _request(text)
-        await asyncio.gather(*(s.evaluate([request]) for s in signals.values()))
+        await asyncio.gather(*(s.evaluate([request]) for s in learned.values()))
+
+    async def all_seven(text: str) -> None:
+        request = _request(text)  # as the pipeline: the cheap ones inline, then the others
+        for signal in inline:
+            signal.compute(request)
+        await asyncio.gather(*(s.evaluate([request]) for s in learned.values()))
 
     result: dict[str, Any] = {"clients": clients, "long_prompt_tokens": long_tokens, "rows": []}
-    await all_four("warm up the encoder and the thread pool")
+    await all_seven("warm up the encoder and the thread pool")
     for label, base in prompts.items():
         n = requests if label == "20 words" else max(50, requests // 4)
         # Distinct texts: no request reuses another's embedding.
@@ -112,10 +134,12 @@ async def measure(clients: int, requests: int) -> dict[str, Any]:
             kind: (lambda s: lambda t: s.evaluate([_request(t)]))(signal)
             for kind, signal in signals.items()
         }
-        runs["all four"] = all_four
+        runs["all five learned"] = all_learned
+        runs["all seven"] = all_seven
         runs = {"encoder alone": encoder_alone, **runs}
         for name, run in runs.items():
-            for c in (1,) if name == "encoder alone" else (1, clients):
+            alone = name in ("encoder alone", "language", "pii")
+            for c in (1,) if alone else (1, clients):
                 batcher = shared_batcher()
                 before = batcher.batches
                 started, cpu = time.perf_counter(), time.process_time()
@@ -130,11 +154,13 @@ async def measure(clients: int, requests: int) -> dict[str, Any]:
                 result["rows"].append(row)
     vector = (await shared_batcher().encode(SHORT)).copy()
     result["head_us"] = {}
-    for kind, signal in signals.items():
+    for kind in KINDS:
+        signal = signals[kind]
         t0 = time.perf_counter()
         for _ in range(2000):
             signal.judge(vector, SHORT)
         result["head_us"][kind] = round((time.perf_counter() - t0) / 2000 * 1e6, 1)
+    result["encoder_sessions"] = sessions_built()
     result["rss_mb"] = {
         "before_loading": round(rss_before, 1),
         "all_loaded": round(rss_loaded, 1),
@@ -153,15 +179,17 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(
             f"| {r['prompt']} | {r['signal']} | {r['concurrency']} | {r['p50_ms']} | "
             f"{r['p99_ms']} | {r['cpu_ms']} | {r['req_per_s']} | "
-            f"{'–' if r['signal'] == 'encoder alone' else r['mean_batch']} |"
+            f"{'–' if r['signal'] in ('encoder alone', 'language', 'pii') else r['mean_batch']} |"
         )
     heads = ", ".join(f"{k} {v} µs" for k, v in result["head_us"].items())
     lines.append("")
     lines.append(f"Head alone, after the embedding: {heads}.")
     rss = result["rss_mb"]
     lines.append(
-        f"Peak RSS: {rss['before_loading']} MB before loading, {rss['all_loaded']} MB with the "
-        f"encoder and all four heads loaded, {rss['peak']} MB after the runs."
+        f"Encoder sessions built: {result['encoder_sessions']}. Peak RSS: "
+        f"{rss['before_loading']} MB before loading, {rss['all_loaded']} MB with the encoder, "
+        f"the four heads and the language and PII signals loaded, {rss['peak']} MB after the "
+        "runs."
     )
     return "\n".join(lines)
 

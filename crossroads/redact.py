@@ -4,11 +4,16 @@ personal data masked, caller fields bounded.
 Masking is best effort: it catches the common shapes (API keys, masked keys such as
 ``sk-...abcd``, ``Bearer`` tokens, long random tokens, e-mail addresses, numbers of seven or
 more digits: phones, cards, accounts, IPs) and errs on the side of masking too much.
+
+Text sent on to a model is masked precisely instead (:func:`mask_pii`): only what the
+validated detectors of :mod:`crossroads.pii` find, each replaced by its type (``[EMAIL]``),
+so the model still reads a sentence that makes sense.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from crossroads.types import Caller, RecordedCaller
 
@@ -47,6 +52,27 @@ def scrub_secrets(text: str) -> str:
 def scrub(text: str) -> str:
     """``text`` with keys, tokens and personal data (e-mails, long numbers) masked."""
     return _PII.sub(MASK, scrub_secrets(text))
+
+
+def mask_pii(text: str, types: Iterable[str] | None = None) -> tuple[str, int]:
+    """``text`` with each finding of :func:`crossroads.pii.find_pii` (of ``types``, default
+    all) replaced by its type in capitals, e.g. ``[CREDIT_CARD]``; and how many were masked.
+
+    >>> mask_pii("mail jane@example.com")
+    ('mail [EMAIL]', 1)
+    """
+    from crossroads.pii import find_pii
+
+    findings = find_pii(text, types)
+    if not findings:
+        return text, 0
+    out, last = [], 0
+    for f in findings:
+        out.append(text[last : f.start])
+        out.append(f"[{f.type.upper()}]")
+        last = f.end
+    out.append(text[last:])
+    return "".join(out), len(findings)
 
 
 def bounded(text: str, limit: int = FIELD_CHARS) -> str:

@@ -43,6 +43,9 @@ class ValueSpec:
 Operation = Literal["chat", "completions", "embeddings"]
 """What a request asks for: a chat turn, a text completion, embeddings."""
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+EmbeddingWindow = Literal["head", "tail", "head_tail"]
+"""What the encoder reads of a text longer than its window: the first tokens, the last ones,
+or both ends (the start and the question that few-shot prompts put at the end)."""
 
 
 @dataclass(slots=True)

@@ -62,3 +62,14 @@ def test_recorded_caller_keeps_a_bounded_number_of_headers() -> None:
     assert recorded.headers["..."] == "5 more headers not recorded"
     assert recorded.user is not None and len(recorded.user) < 300
     assert len(caller.headers) == MAX_HEADERS + 5 and len(caller.user or "") == 1000
+
+
+def test_mask_pii_replaces_validated_findings_by_their_type() -> None:
+    from crossroads.redact import mask_pii
+
+    text = "jane@example.com paid with 4111 1111 1111 1111 on 2024-03-15 (order 4821937)"
+    masked, count = mask_pii(text)
+    assert masked == "[EMAIL] paid with [CREDIT_CARD] on 2024-03-15 (order 4821937)"
+    assert count == 2
+    assert mask_pii(text, ["email"]) == (text.replace("jane@example.com", "[EMAIL]"), 1)
+    assert mask_pii("nothing here") == ("nothing here", 0)

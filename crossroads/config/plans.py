@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 
 from crossroads.config.base import _Strict, _tagged
+from crossroads.config.signals import PiiType
 
 CheckName = Literal["empty", "refusal", "truncated", "json", "code", "arithmetic"]
 CHECKS: tuple[CheckName, ...] = ("empty", "refusal", "truncated", "json", "code")
@@ -155,15 +156,26 @@ class CachePlan(_Strict):
     then: CascadePlan | FanoutPlan | None = None
 
 
+class RedactPlan(_Strict):
+    """Mask personal data and secrets in the request's messages before any model sees it:
+    each finding of the ``pii`` detectors (of ``types``, default all) becomes its type in
+    capitals (``[EMAIL]``, ``[CREDIT_CARD]``), then ``then`` runs (one call when absent).
+    The request is sent as crossroads renders it (not passed through as received)."""
+
+    kind: Literal["redact"]
+    types: list[PiiType] = []
+    then: CascadePlan | FanoutPlan | CachePlan | None = None
+
+
 if TYPE_CHECKING:
-    PlanConfig = CascadePlan | FanoutPlan | CachePlan
+    PlanConfig = CascadePlan | FanoutPlan | CachePlan | RedactPlan
 else:
-    PlanConfig = _tagged("kind", None, CascadePlan, FanoutPlan, CachePlan)
+    PlanConfig = _tagged("kind", None, CascadePlan, FanoutPlan, CachePlan, RedactPlan)
 
 
-def plan_models(plan: CascadePlan | FanoutPlan | CachePlan) -> list[tuple[str, str]]:
+def plan_models(plan: CascadePlan | FanoutPlan | CachePlan | RedactPlan) -> list[tuple[str, str]]:
     """Every ``(path, model name)`` a plan calls, for the reference check."""
-    if isinstance(plan, CachePlan):
+    if isinstance(plan, CachePlan | RedactPlan):
         inner = plan_models(plan.then) if plan.then is not None else []
         return [(f"then.{path}", name) for path, name in inner]
     if isinstance(plan, CascadePlan):

@@ -12,6 +12,7 @@ from pydantic import (
 )
 
 from crossroads.config.base import _Strict, _tagged
+from crossroads.types import EmbeddingWindow
 
 
 class _SignalBase(_Strict):
@@ -105,6 +106,48 @@ class EmbeddingSignal(_SignalBase):
     threshold: float = Field(0.5, ge=-1, le=1)
     timeout_ms: float = Field(200.0, gt=0)
     scope: Literal["all", "last_user"] = "last_user"
+    window: EmbeddingWindow = Field(
+        "head_tail",
+        description="what the encoder reads of a text longer than its 256 tokens: the first "
+        "64 and last 192 tokens (head_tail), or only the first (head) or last (tail) 256",
+    )
+
+
+class LanguageSignal(_SignalBase):
+    """The language of the prompt (ISO 639-1 code, e.g. ``de``) from an offline detector;
+    matches when it is one of ``languages`` (any language when empty) with confidence at
+    least ``min_confidence``. Needs ``pip install "crossroads[language]"``."""
+
+    kind: Literal["language"]
+    languages: list[str] = []
+    min_confidence: float = Field(0.0, ge=0, le=1)
+    detector: Literal["fasttext", "langid"] = "fasttext"
+    scope: Literal["all", "last_user"] = "last_user"
+
+    @field_validator("languages")
+    @classmethod
+    def _codes(cls, languages: list[str]) -> list[str]:
+        for code in languages:
+            if not re.fullmatch(r"[a-z]{2,3}", code):
+                raise ValueError(f"{code!r} is not an ISO 639 code such as 'de' or 'fr'")
+        return languages
+
+
+PiiType = Literal[
+    "email", "phone", "credit_card", "iban", "national_id", "ip_address", "api_key", "secret"
+]
+
+
+class PiiSignal(_SignalBase):
+    """Personal data and secrets in the prompt, each confirmed by a validator (Luhn for
+    cards, mod-97 for IBANs, issued ranges for SSNs, parsing for IPs, known key prefixes or
+    high entropy for secrets). The value is how many were found of ``types`` (all by
+    default); the detail counts them per type; neither ever holds the matched text. Matches
+    from ``min_count`` findings."""
+
+    kind: Literal["pii"]
+    types: list[PiiType] = []
+    min_count: int = Field(1, ge=1)
 
 
 class BudgetSignal(_SignalBase):
@@ -123,6 +166,8 @@ if TYPE_CHECKING:
         | MetadataSignal
         | HasCodeSignal
         | EmbeddingSignal
+        | LanguageSignal
+        | PiiSignal
         | BudgetSignal
     )
 else:
@@ -137,6 +182,8 @@ else:
         MetadataSignal,
         HasCodeSignal,
         EmbeddingSignal,
+        LanguageSignal,
+        PiiSignal,
         BudgetSignal,
         plugins=SIGNALS,
     )

@@ -32,6 +32,20 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
+def _window(name: str) -> Any:
+    from crossroads.embeddings.embedder import WINDOWS
+
+    if name not in WINDOWS:
+        raise typer.BadParameter(f"--window must be one of {', '.join(WINDOWS)}; got {name!r}")
+    return name
+
+
+_WINDOW_HELP = (
+    "What the encoder reads of prompts longer than its 256 tokens: head_tail (first 64 and "
+    "last 192 tokens), head or tail."
+)
+
+
 def fit_artifact(
     data: Path,
     router_name: str,
@@ -40,15 +54,17 @@ def fit_artifact(
     params: dict[str, Any] | None = None,
     seed: int = 0,
     include_val: bool = False,
+    window: str = "head_tail",
 ) -> Path:
-    """Fit ``router_name`` on the dataset's train split (plus val if asked) and save it."""
+    """Fit ``router_name`` on the dataset's train split (plus val if asked) and save it;
+    ``window`` is what the encoder reads of long prompts (the gateway reads them alike)."""
     import time
 
     from crossroads.eval.datasets import features_for, load_dataset, split_indices
     from crossroads.routers import make, save
 
     ds = load_dataset(data)
-    features, kind = features_for(ds, progress=True)
+    features, kind = features_for(ds, progress=True, window=_window(window))
     split = split_indices(ds, seed=seed)
     rows = split["train"]
     if include_val:
@@ -68,6 +84,7 @@ def fit_artifact(
         "fit_seconds": round(time.perf_counter() - started, 3),
         "cost_unit": ds.cost_unit,
         "cost_note": ds.cost_note,
+        "window": window,
     }
     return save(router, out, name=router_name, meta=meta)
 
@@ -91,7 +108,7 @@ def calibrate_artifact(
             "this artifact was fitted on train+val: calibrate it on other data"
         )
     ds = load_dataset(data or meta["data_path"])
-    features, _ = features_for(ds)
+    features, _ = features_for(ds, window=_window(meta.get("window", "head")))
     rows = split_indices(ds, seed=int(meta.get("seed", seed)))[split]
     result = calibrate(
         payload["router"], features[rows], ds.outcomes.subset(rows), target, split=split
@@ -225,6 +242,7 @@ def register(app: typer.Typer) -> None:
                 "(fit on train, AIQ on val) before the final fit on train."
             ),
         ] = True,
+        window: Annotated[str, typer.Option(help=_WINDOW_HELP)] = "head_tail",
     ) -> None:
         """Fit routers on each dataset's train split, evaluate them and the baselines on its
         test split, and write markdown, JSON, PNG and HTML reports to OUT."""
@@ -234,7 +252,15 @@ def register(app: typer.Typer) -> None:
         names = _split_names(routers) or None
         results = []
         for path in data:
-            result = evaluate(path, names, seed=seed, n_boot=bootstrap, progress=True, tune=tune)
+            result = evaluate(
+                path,
+                names,
+                seed=seed,
+                n_boot=bootstrap,
+                progress=True,
+                tune=tune,
+                window=_window(window),
+            )
             results.append(result)
             typer.echo(f"\n## {result.dataset} (test split, {result.seconds:.1f} s)\n")
             typer.echo(markdown_table(result))
@@ -317,10 +343,17 @@ def register(app: typer.Typer) -> None:
         include_val: Annotated[
             bool, typer.Option(help="Also fit on the validation split (then calibrate elsewhere).")
         ] = False,
+        window: Annotated[str, typer.Option(help=_WINDOW_HELP)] = "head_tail",
     ) -> None:
         """Fit a router on a dataset's train split and write an artifact."""
         path = fit_artifact(
-            data, router, out, params=_parse_params(param or []), seed=seed, include_val=include_val
+            data,
+            router,
+            out,
+            params=_parse_params(param or []),
+            seed=seed,
+            include_val=include_val,
+            window=window,
         )
         typer.echo(f"wrote {path}")
 

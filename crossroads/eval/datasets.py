@@ -11,6 +11,7 @@ import numpy as np
 
 from crossroads.eval import prices
 from crossroads.routers.base import Outcomes
+from crossroads.types import EmbeddingWindow
 
 
 @dataclass
@@ -144,13 +145,17 @@ def split_indices(
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
-def features_for(ds: RoutingDataset, *, progress: bool = False) -> tuple[np.ndarray, str]:
-    """Prompt features and what they are: cached MiniLM embeddings, or task one-hot vectors
-    for datasets without prompt text."""
+def features_for(
+    ds: RoutingDataset, *, progress: bool = False, window: EmbeddingWindow = "head_tail"
+) -> tuple[np.ndarray, str]:
+    """Prompt features and what they are: cached MiniLM embeddings (reading ``window`` of
+    prompts longer than 256 tokens), or task one-hot vectors for datasets without prompt
+    text."""
     if ds.has_text:
-        from crossroads.embeddings import EmbeddingCache
+        from crossroads.embeddings import Embedder, EmbeddingCache
 
         assert ds.prompts is not None
-        return EmbeddingCache(ds.name).encode(ds.prompts, progress=progress), "minilm-embedding"
+        cache = EmbeddingCache(ds.name, embedder=Embedder(window=window))
+        return cache.encode(ds.prompts, progress=progress), "minilm-embedding"
     names, inverse = np.unique(ds.tasks, return_inverse=True)
     return np.eye(len(names), dtype=np.float32)[inverse], "task-one-hot (no prompt text)"

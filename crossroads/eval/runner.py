@@ -18,6 +18,7 @@ from crossroads.eval.datasets import RoutingDataset, features_for, load_dataset,
 from crossroads.routers.base import Router
 from crossroads.routers.objectives import lambda_grid, select
 from crossroads.routers.registry import make
+from crossroads.types import EmbeddingWindow
 
 DEFAULT_ROUTERS = [
     "mean",
@@ -81,13 +82,15 @@ def evaluate(
     progress: bool = False,
     features: np.ndarray | None = None,
     tune: bool = False,
+    window: EmbeddingWindow = "head_tail",
 ) -> EvalResult:
     """Fit every router on the train split and evaluate it, with the baselines, on test.
 
     With ``tune``, each router's hyper-parameters are first chosen by grid search
     (``tuning.GRIDS``): fitted on train, scored by AIQ on the validation split. Either way
     every router gets a validation AIQ, and the learned router with the best one is
-    reported as ``selected``: a choice that never looks at test.
+    reported as ``selected``: a choice that never looks at test. ``window``: what the
+    encoder reads of prompts longer than its 256 tokens.
     """
     from sklearn.base import clone
 
@@ -98,7 +101,7 @@ def evaluate(
     started = time.perf_counter()
     ds = data if isinstance(data, RoutingDataset) else load_dataset(data)
     if features is None:
-        features, feature_kind = features_for(ds, progress=progress)
+        features, feature_kind = features_for(ds, progress=progress, window=window)
     else:
         feature_kind = "given"
     split = split_indices(ds, seed=seed)

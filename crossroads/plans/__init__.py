@@ -9,6 +9,7 @@ decision without a plan costs nothing extra.
 - :class:`~crossroads.plans.fanout.FanOut`: several models at once, then merge;
 - :class:`~crossroads.plans.cache.SemanticCache`: a cached answer, else the inner plan;
   its entries in this process, or in Redis when ``state.backend`` is Redis.
+- :class:`~crossroads.plans.redact.Redaction`: personal data masked, then the inner plan.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Plan(Protocol):
 def build_plan(config: Any, shared: tuple[GuardedState, str] | None = None) -> Plan:
     """The plan of one ``plan:`` config, prepared. ``shared``: a guarded Redis state backend
     and a key prefix, for a cache to keep its entries in."""
-    from crossroads.config.plans import CachePlan, CascadePlan
+    from crossroads.config.plans import CachePlan, CascadePlan, RedactPlan
 
     if isinstance(config, CascadePlan):
         from crossroads.plans.cascade import Cascade
@@ -55,6 +56,11 @@ def build_plan(config: Any, shared: tuple[GuardedState, str] | None = None) -> P
                 *shared, config.ttl_s, config.max_entries, similarity_index=not config.exact_only
             )
         return SemanticCache(config, inner, store).prepare()
+    if isinstance(config, RedactPlan):
+        from crossroads.plans.redact import Redaction
+
+        inner = build_plan(config.then, shared) if config.then is not None else None
+        return Redaction(config, inner).prepare()
     from crossroads.plans.fanout import FanOut
 
     return FanOut(config).prepare()

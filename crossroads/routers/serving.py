@@ -103,7 +103,10 @@ class RouterService:
                 if embedder is None:
                     from crossroads.embeddings import Embedder
 
-                    embedder = Embedder()
+                    # Read prompts as the features were read at fit time; artifacts from
+                    # before windows existed were fitted on the head of each prompt.
+                    embedder = Embedder(window=self.meta_.get("window", "head"))
+                # Shares the process's one loaded model with the signals (load_model).
                 self.embedder_ = embedder.load()
                 self.embedder_.encode(["warm up"])
             else:

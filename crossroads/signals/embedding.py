@@ -1,51 +1,23 @@
 """Embedding signal: cosine similarity of the prompt to exemplar texts (MiniLM, ONNX).
 
 The exemplars are embedded once at start-up; at request time the prompt is embedded through
-a shared :class:`~crossroads.embeddings.batcher.MicroBatcher`, so concurrent requests share
-encoder calls and the event loop never waits on the model.
+the shared :class:`~crossroads.embeddings.batcher.MicroBatcher`, so concurrent requests share
+encoder calls and the event loop never waits on the model; the learned signals of the same
+request reuse that embedding (:func:`~crossroads.embeddings.shared.request_vector`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
-from functools import cache
 from typing import Any
 
-from crossroads.exceptions import ConfigError
+from crossroads.embeddings.shared import request_vector, shared_batcher, shared_embedder
 from crossroads.signals.base import SIGNALS, Signal
 from crossroads.types import RoutingRequest, SignalResult, ValueSpec
 
-
-@cache
-def shared_embedder() -> Any:
-    """One loaded MiniLM embedder per process (exported once into the data dir)."""
-    try:
-        from crossroads.embeddings import Embedder
-    except ImportError as exc:
-        raise ConfigError(
-            [
-                (
-                    "signals",
-                    f"embedding signals need the ml extra: pip install 'crossroads[ml]' ({exc})",
-                )
-            ]
-        ) from exc
-    return Embedder(export_if_missing=True).load()
-
-
-_batchers: dict[int, Any] = {}
-
-
-def shared_batcher() -> Any:
-    """The micro-batcher of the running event loop."""
-    from crossroads.embeddings.batcher import MicroBatcher
-
-    loop = asyncio.get_running_loop()
-    batcher = _batchers.get(id(loop))
-    if batcher is None:
-        batcher = _batchers[id(loop)] = MicroBatcher(shared_embedder().encode)
-    return batcher
+# Where plans and older code find the process's encoder.
+__all__ = ["EmbeddingSignal", "shared_batcher", "shared_embedder"]
 
 
 @SIGNALS.register("embedding")
@@ -62,14 +34,15 @@ class EmbeddingSignal(Signal):
         return replace(cls.value_spec, matched_when=((">=", config.threshold),))
 
     def prepare(self) -> None:
-        self._exemplars = shared_embedder().encode(list(self.config.exemplars))
+        self._exemplars = shared_embedder(self.config.window).encode(list(self.config.exemplars))
 
     async def evaluate(self, requests: list[RoutingRequest]) -> list[SignalResult]:
-        batcher = shared_batcher()
-        vectors = await asyncio.gather(*(batcher.encode(self.text_of(r)) for r in requests))
+        window = self.config.window
+        vectors = await asyncio.gather(*(request_vector(self.text_of(r), window) for r in requests))
         out = []
         for request, vector in zip(requests, vectors, strict=True):
-            request.vector = vector  # selection may read it: never embedded twice
+            if window == "head_tail":  # selection may read the default window's vector
+                request.vector = vector  # never embedded twice
             similarity = self._exemplars @ vector
             best = int(similarity.argmax())
             score = float(similarity[best])

@@ -4,6 +4,10 @@ Every learned signal (``domain``, ``complexity``, ``jailbreak``, ``ood``) reads 
 vector: :func:`request_vector` lets concurrent signals of one request share a single
 encoder call (the first asks the shared micro-batcher, the others wait for its answer), so
 four learned signals cost one embedding. Heads load at ``prepare``, never per request.
+
+By default they read the last user message (``scope: last_user``) and, when it is longer
+than the encoder's 256 tokens, its first 64 and last 192 tokens (``window: head_tail``);
+``window: head`` or ``tail`` read only one end.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from crossroads.config.signals import _SignalBase
+from crossroads.embeddings.shared import request_vector
 from crossroads.signals.base import Signal
 from crossroads.signals.heads import Head, resolve_head
+from crossroads.types import EmbeddingWindow as Window
 from crossroads.types import RoutingRequest, SignalResult
 
 if TYPE_CHECKING:
@@ -29,33 +35,13 @@ class LearnedSignalConfig(_SignalBase):
     model: str | None = None
     timeout_ms: float = Field(200.0, gt=0)
     scope: Literal["all", "last_user"] = "last_user"
+    window: Window = "head_tail"
 
 
-_inflight: dict[tuple[int, str], asyncio.Future[Any]] = {}
+def _encoder(window: Window = "head_tail") -> Any:
+    from crossroads.embeddings.shared import shared_embedder
 
-
-def _batcher() -> Any:
-    # The existing shared encoder and micro-batcher of the embedding signal.
-    from crossroads.signals.embedding import shared_batcher
-
-    return shared_batcher()
-
-
-def _encoder() -> Any:
-    from crossroads.signals.embedding import shared_embedder
-
-    return shared_embedder()
-
-
-async def request_vector(text: str) -> np.ndarray:
-    """The embedding of ``text``; concurrent callers with the same text share one encode."""
-    key = (id(asyncio.get_running_loop()), text)
-    future = _inflight.get(key)
-    if future is None:
-        future = _inflight[key] = asyncio.ensure_future(_batcher().encode(text))
-        future.add_done_callback(lambda _: _inflight.pop(key, None))
-    # A caller that times out must not cancel the encode the others wait for.
-    return await asyncio.shield(future)
+    return shared_embedder(window)
 
 
 class LearnedSignal(Signal):
@@ -69,7 +55,7 @@ class LearnedSignal(Signal):
 
     def prepare(self) -> None:
         self.head: Head = resolve_head(self.head_name, self.config.model)
-        encoder = _encoder()
+        encoder = _encoder(self.config.window)
         if self.head.dimension != encoder.dimension:
             from crossroads.exceptions import ConfigError
 
@@ -85,9 +71,11 @@ class LearnedSignal(Signal):
 
     async def evaluate(self, requests: list[RoutingRequest]) -> list[SignalResult]:
         texts = [self.text_of(r) for r in requests]
-        vectors = await asyncio.gather(*(request_vector(t) for t in texts))
-        for request, vector in zip(requests, vectors, strict=True):
-            request.vector = vector  # selection may read it: never embedded twice
+        window = self.config.window
+        vectors = await asyncio.gather(*(request_vector(t, window) for t in texts))
+        if window == "head_tail":  # selection may read the default window's vector
+            for request, vector in zip(requests, vectors, strict=True):
+                request.vector = vector  # never embedded twice
         return [self.judge(v, t) for v, t in zip(vectors, texts, strict=True)]
 
     def judge(self, vector: np.ndarray, text: str) -> SignalResult:

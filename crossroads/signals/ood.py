@@ -84,7 +84,7 @@ class OodSignal(LearnedSignal):
             )
         self._in_scope = np.array([x in in_scope for x in head.labels])
         if self.config.exemplars:
-            self._references = _encoder().encode(list(self.config.exemplars))
+            self._references = _encoder(self.config.window).encode(list(self.config.exemplars))
             default = EXEMPLAR_SIMILARITY
         else:
             if "references" not in head.arrays:

@@ -12,14 +12,12 @@ import pytest
 @pytest.fixture
 def minilm(minilm_data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The exported MiniLM is the shared encoder for this test."""
-    from crossroads.signals import embedding
+    from crossroads.embeddings.shared import reset_shared
 
     monkeypatch.setenv("CROSSROADS_DATA_DIR", str(minilm_data_dir))
-    embedding.shared_embedder.cache_clear()
-    embedding._batchers.clear()  # a batcher of an earlier test's loop holds the old encoder
+    reset_shared()  # a batcher of an earlier test's loop holds the old encoder
     yield
-    embedding.shared_embedder.cache_clear()
-    embedding._batchers.clear()
+    reset_shared()
 
 
 def build(kind: str, **keys: Any) -> Any:

@@ -59,11 +59,11 @@ async def test_embedding_signal_with_minilm(
 ) -> None:
     monkeypatch.setenv("CROSSROADS_DATA_DIR", str(minilm_data_dir))
     from crossroads.config import parse_config
+    from crossroads.embeddings.shared import reset_shared
     from crossroads.prompts import routing_request
     from crossroads.signals import build_signal
-    from crossroads.signals.embedding import shared_embedder
 
-    shared_embedder.cache_clear()
+    reset_shared()
     cfg = parse_config(
         {
             "upstreams": [{"name": "u", "base_url": "http://x/v1"}],
@@ -93,4 +93,4 @@ async def test_embedding_signal_with_minilm(
     assert math.matched and not cooking.matched
     assert math.value > cooking.value
     assert math.detail in cfg.signals[0].exemplars
-    shared_embedder.cache_clear()
+    reset_shared()

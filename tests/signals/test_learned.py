@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
+from crossroads.embeddings import shared
 from crossroads.embeddings.batcher import MicroBatcher
-from crossroads.signals import learned
 
 
 @pytest.fixture
@@ -23,29 +23,29 @@ def counting_batcher(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
     batchers: dict[int, MicroBatcher] = {}
 
-    def batcher() -> MicroBatcher:
+    def batcher(window: str = "head_tail") -> MicroBatcher:
         loop = id(asyncio.get_running_loop())
         return batchers.setdefault(loop, MicroBatcher(encode))
 
-    monkeypatch.setattr(learned, "_batcher", batcher)
+    monkeypatch.setattr(shared, "shared_batcher", batcher)
     return calls
 
 
 async def test_concurrent_signals_of_one_request_share_one_encode(counting_batcher) -> None:
-    vectors = await asyncio.gather(*(learned.request_vector("the prompt") for _ in range(4)))
+    vectors = await asyncio.gather(*(shared.request_vector("the prompt") for _ in range(4)))
     assert counting_batcher == [["the prompt"]]
     assert all(v[0] == len("the prompt") for v in vectors)
     # The next request encodes again: nothing is kept after the answer.
-    await learned.request_vector("the prompt")
-    assert len(counting_batcher) == 2 and not learned._inflight
+    await shared.request_vector("the prompt")
+    assert len(counting_batcher) == 2 and not shared._inflight
 
 
 async def test_a_waiter_that_times_out_does_not_cancel_the_others(counting_batcher) -> None:
     async def impatient() -> None:
         async with asyncio.timeout(0.001):
-            await learned.request_vector("shared text")
+            await shared.request_vector("shared text")
 
-    patient = asyncio.ensure_future(learned.request_vector("shared text"))
+    patient = asyncio.ensure_future(shared.request_vector("shared text"))
     with pytest.raises(TimeoutError):
         await impatient()
     assert (await patient)[0] == len("shared text")
@@ -54,7 +54,7 @@ async def test_a_waiter_that_times_out_does_not_cancel_the_others(counting_batch
 
 async def test_different_texts_are_encoded_together_when_busy(counting_batcher) -> None:
     texts = [f"prompt {i}" for i in range(10)]
-    vectors = await asyncio.gather(*(learned.request_vector(t) for t in texts))
+    vectors = await asyncio.gather(*(shared.request_vector(t) for t in texts))
     assert [v[0] for v in vectors] == [len(t) for t in texts]
     assert len(counting_batcher) <= 3  # the first alone, the rest batched
 
@@ -63,14 +63,16 @@ POLICY = """
 upstreams: [{name: u, kind: mock}]
 models: [{name: small, upstream: u}, {name: big, upstream: u}, {name: guard, upstream: u}]
 signals:
-  - {kind: jailbreak, name: attack}
-  - {kind: ood, name: unknown}
-  - {kind: domain, name: code, labels: [code]}
-  - {kind: complexity, name: hard}
+  - {kind: jailbreak, name: attack, timeout_ms: 60000}
+  - {kind: ood, name: unknown, timeout_ms: 60000}
+  - {kind: domain, name: code, labels: [code], timeout_ms: 60000}
+  - {kind: complexity, name: hard, timeout_ms: 60000}
+  - {kind: embedding, name: poem, exemplars: ["write a poem about the sea"], threshold: 0.9, timeout_ms: 60000}
 decisions:
   - {name: refuse, when: "jailbreak:attack", priority: 30, models: [guard]}
   - {name: fallback, when: "ood:unknown", priority: 20, models: [small]}
   - {name: coding, when: {any: ["domain:code", "complexity:hard"]}, priority: 10, models: [big]}
+  - {name: poetry, when: "embedding:poem", priority: 5, models: [small]}
 default: {models: [small]}
 """
 
@@ -105,7 +107,7 @@ async def test_a_policy_of_learned_signals_embeds_each_request_once(tmp_path) ->
             texts.clear()
             route = await pipeline.route(request(prompt), "auto")
             assert route.decision == decision, (prompt, route.signals)
-            assert texts == [[prompt]]  # four learned signals, one encoder call
+            assert texts == [[prompt]]  # an embedding and four learned signals, one encoder call
             assert {"jailbreak:attack", "ood:unknown"} <= set(route.signals)
     finally:
         encoder.encode = original
