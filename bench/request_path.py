@@ -3,9 +3,14 @@ with an in-memory upstream, so what is measured is parsing, routing, format conv
 dispatch bookkeeping, settlement and trace assembly.
 
     python -m bench.request_path [--requests 20000] [--stream] [--metrics on|off|both]
+    python -m bench.request_path --limits redis://127.0.0.1:6379/0   # limits on and off
 
 Prints CPU µs per request (process time, best of 5 rounds). Compare two checkouts by running
 it in each, alternating, in one session; the numbers are comparable only on one machine.
+With ``--limits SPEC`` the caller's key has the rate limits and budgets of
+``bench/configs/crossroads-limits.yaml`` counted in that state backend, against the same key
+without a policy: what admission and settlement cost the gateway's process (the backend's
+own work, and the wait for it, are not in process time).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import importlib.util
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -100,13 +107,38 @@ def heuristic_config() -> dict[str, Any]:
     return {**CONFIG, "models": models, **{k: cfg[k] for k in ("signals", "decisions", "default")}}
 
 
+KEY = "bench-key"
+POLICY = {"rpm": 100_000_000, "tpm": 100_000_000_000, "budgets": [{"usd": 1e6, "period": "day"}]}
+TEAM = {"rpm": 100_000_000, "budgets": [{"usd": 1e7, "period": "month"}]}
+
+
+def limited(state: str | None) -> dict[str, Any]:
+    """Config for a caller key: with ``state``, the key and its team have the limits of
+    ``crossroads-limits.yaml`` counted there; without, the same key has no policy."""
+    if state is None:
+        return {"server": {"api_keys": [{"name": "bench", "key_env": "CROSSROADS_BENCH_KEY"}]}}
+    key = {"name": "bench", "key_env": "CROSSROADS_BENCH_KEY", "team": "t", "policy": POLICY}
+    prefix = f"crossroads-bench-{os.getpid()}:"
+    return {
+        "server": {"api_keys": [key]},
+        "teams": [{"name": "t", "policy": TEAM}],
+        "state": {"backend": state, "key_prefix": prefix},
+    }
+
+
 async def app_and_request(
-    stream: bool, metrics: bool = True, policy: str = "small"
+    stream: bool,
+    metrics: bool = True,
+    policy: str = "small",
+    limits: dict[str, Any] | None = None,
 ) -> tuple[Any, Callable[[], Awaitable[None]]]:
     """The started app and a call that sends it one chat request (JSON or a stream);
-    ``policy``: ``small`` (``CONFIG``) or ``heuristic`` (:func:`heuristic_config`)."""
+    ``policy``: ``small`` (``CONFIG``) or ``heuristic`` (:func:`heuristic_config`);
+    ``limits``: more config (:func:`limited`), the request then carries the bench key."""
     base = heuristic_config() if policy == "heuristic" else CONFIG
-    config = parse_config({**base, "metrics": {"enabled": metrics}})
+    config = parse_config({**base, "metrics": {"enabled": metrics}, **(limits or {})})
+    if limits is not None:
+        os.environ["CROSSROADS_BENCH_KEY"] = KEY
     app = create_app(config, store=MemoryTraceStore(), upstreams={"mem": InMemory()})
     await app.startup()
     body = orjson.dumps(
@@ -129,6 +161,8 @@ async def app_and_request(
             (b"content-length", str(len(body)).encode()),
         ],
     }
+    if limits is not None:
+        scope["headers"].append((b"authorization", f"Bearer {KEY}".encode()))
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
@@ -142,14 +176,16 @@ async def app_and_request(
     return app, call
 
 
-async def run(n: int, stream: bool, variants: dict[str, bool], rounds: int = 5) -> dict[str, float]:
-    """Best CPU µs per request of each variant (name -> metrics on), their rounds
-    interleaved in one process so that load on the machine weighs on all alike; with two
-    variants also ``paired difference``: the median difference of batches of 200 requests,
-    the variants taking turns."""
+async def run(
+    n: int, stream: bool, variants: dict[str, dict[str, Any]], rounds: int = 5
+) -> dict[str, float]:
+    """Best CPU µs per request of each variant (name -> arguments of
+    :func:`app_and_request`), their rounds interleaved in one process so that load on the
+    machine weighs on all alike; with two variants also ``paired difference``: the median
+    difference of batches of 200 requests, the variants taking turns."""
     calls = {}
-    for name, metrics in variants.items():
-        calls[name] = await app_and_request(stream, metrics)
+    for name, kwargs in variants.items():
+        calls[name] = await app_and_request(stream, **kwargs)
     best = dict.fromkeys(calls, float("inf"))
     for _ in range(rounds):
         for name, (app, call) in calls.items():
@@ -171,8 +207,21 @@ async def run(n: int, stream: bool, variants: dict[str, bool], rounds: int = 5) 
             diffs.append(took[0] - took[1])
         best["paired difference"] = statistics.median(diffs)
     for app, _ in calls.values():
+        await _forget_state(app)
         await app.shutdown()
     return best
+
+
+async def _forget_state(app: Any) -> None:
+    """Delete what this run counted in a Redis state backend (its own key prefix)."""
+    limits = app.limits
+    if limits.settings.backend.partition(":")[0] not in ("redis", "rediss", "unix"):
+        return
+    await limits.settler.drain(5.0)
+    client = limits.state.backend._redis()
+    keys = [key async for key in client.scan_iter(f"{limits.prefix}*")]
+    if keys:
+        await client.delete(*keys)
 
 
 def main() -> None:
@@ -186,15 +235,31 @@ def main() -> None:
         default="on",
         help="both: metrics on and off, rounds interleaved, and the difference",
     )
+    parser.add_argument(
+        "--limits",
+        metavar="STATE",
+        help="a state backend (memory, redis://...): limits on and off, like --metrics both",
+    )
     args = parser.parse_args()
-    variants = {"on": True, "off": False}
-    if args.metrics != "both":
+    variants: dict[str, dict[str, Any]] = {"on": {"metrics": True}, "off": {"metrics": False}}
+    label = "metrics"
+    if args.limits:
+        metrics = args.metrics != "off"
+        variants = {
+            "on": {"metrics": metrics, "limits": limited(args.limits)},
+            "off": {"metrics": metrics, "limits": limited(None)},
+        }
+        label = "limits"
+    elif args.metrics != "both":
         variants = {args.metrics: variants[args.metrics]}
-    best = asyncio.run(run(args.requests, args.stream, variants, args.rounds))
+    # With a state backend on a socket, the event loop is the one `crossroads serve` uses.
+    uvloop = args.limits and importlib.util.find_spec("uvloop") is not None
+    runner = __import__("uvloop").run if uvloop else asyncio.run
+    best = runner(run(args.requests, args.stream, variants, args.rounds))
     kind = "stream" if args.stream else "json"
     paired = best.pop("paired difference", None)
     for name, us in best.items():
-        print(f"{kind}, metrics {name}: {us:.1f} us CPU per request (best round)")
+        print(f"{kind}, {label} {name}: {us:.1f} us CPU per request (best round)")
     if paired is not None:
         print(
             f"{kind}, on - off: {best['on'] - best['off']:+.1f} us (best rounds), "

@@ -313,6 +313,12 @@ class Limits:
         return {**self.state.stats(), "settlements": self.settler.stats()}
 
 
+def may_use(caller: Caller, name: str) -> bool:
+    """Whether every policy of the caller (its key's, its team's) lets it ask for the model
+    or entrypoint ``name`` (what ``GET /v1/models`` shows it)."""
+    return all(policy.models is None or name in policy.models for _, policy in _scopes(caller))
+
+
 def ratelimit_headers(windows: list[RateWindow]) -> list[tuple[bytes, bytes]]:
     """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` of the tightest window of
     each unit (OpenAI's names; reset as a duration, e.g. ``17s``)."""

@@ -342,3 +342,46 @@ async def test_a_virtual_key_from_the_key_store_is_limited_like_a_configured_one
     assert small.status_code == 403 and "key 'virtual'" in small.json()["error"]["message"]
     await client.aclose()
     await app.shutdown()
+
+
+async def test_models_lists_only_what_the_key_and_its_team_may_use(
+    fake_upstream: FakeUpstream, tmp_path: Any
+) -> None:
+    import openai
+
+    from crossroads.keys import open_key_store
+
+    spec = f"sqlite:///{tmp_path}/keys.db"
+    keys = open_key_store(spec)
+    keys.start()
+    issued = keys.create_key("virtual", policy={"models": ["auto"]})
+    keys.close()
+    cfg = limited(
+        fake_upstream.base_url,
+        {"models": ["auto", "small"]},
+        team={"models": ["small", "big"]},
+        store={"traces": "memory", "keys": spec},
+    )
+    app, http, _ = await serve(cfg)
+
+    def client(secret: str) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url="http://gw/v1", api_key=secret, http_client=http)
+
+    configured = client("secret-ci")  # key allows auto and small, its team small and big
+    assert [m.id async for m in configured.models.list()] == ["small"]
+    assert (await configured.models.retrieve("small")).id == "small"
+    for hidden in ("auto", "big", "nope"):
+        with pytest.raises(openai.NotFoundError) as denied:
+            await configured.models.retrieve(hidden)
+        error = denied.value.body
+        assert isinstance(error, dict) and error["code"] == "model_not_found"
+        assert error["message"] == (
+            f"The model {hidden!r} does not exist or you do not have access to it."
+        )
+    virtual = client(issued.secret)  # from the key store: auto only
+    assert [m.id async for m in virtual.models.list()] == ["auto"]
+    with pytest.raises(openai.NotFoundError):
+        await virtual.models.retrieve("small")
+    assert (await virtual.models.retrieve("auto")).id == "auto"
+    await http.aclose()
+    await app.shutdown()

@@ -48,7 +48,7 @@ from crossroads.gateway.feedback import FEEDBACK_PATHS, INLINE_KEY, FeedbackAPI
 from crossroads.gateway.handlers import FormatHandler, routing_headers, send_body
 from crossroads.gateway.openapi import openapi_json
 from crossroads.gateway.reload import Reloader
-from crossroads.limits import Limits
+from crossroads.limits import Limits, may_use
 from crossroads.pipeline import Pipeline
 from crossroads.plans import build_plans
 from crossroads.redact import bounded, recorded_caller
@@ -310,23 +310,27 @@ class Gateway:
             if method != "GET":
                 return await self._error(send, MethodNotAllowedError(f"Use GET for {path}."))
             try:
-                self._caller(scope)
+                caller = self._caller(scope)
             except RequestError as exc:
                 return await self._error(send, exc)
-            return await send_body(send, 200, self._models_body, JSON_HEADERS)
+            cards = [card for name, card in self._model_cards.items() if may_use(caller, name)]
+            body = self._models_body
+            if len(cards) < len(self._model_cards):  # a policy lists what the key may use
+                body = orjson.dumps({"object": "list", "data": cards})
+            return await send_body(send, 200, body, JSON_HEADERS)
         if path.startswith(("/v1/models/", "/models/")) and method == "GET":
             try:
-                self._caller(scope)
+                caller = self._caller(scope)
             except RequestError as exc:
                 return await self._error(send, exc)
             name = path.split("/models/", 1)[1]
             card = self._model_cards.get(name)
-            if card is None:
+            if card is None or not may_use(caller, name):
                 from crossroads.exceptions import ModelNotFoundError
 
-                return await self._error(
-                    send, ModelNotFoundError(f"The model {name!r} does not exist.", param="model")
-                )
+                # OpenAI's answer: a model the key may not use is not told apart from none.
+                message = f"The model {name!r} does not exist or you do not have access to it."
+                return await self._error(send, ModelNotFoundError(message, param="model"))
             return await send_body(send, 200, orjson.dumps(card), JSON_HEADERS)
         if path == "/v1/crossroads/endpoints" and method == "GET":
             try:
