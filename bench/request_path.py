@@ -218,10 +218,8 @@ async def _forget_state(app: Any) -> None:
     if limits.settings.backend.partition(":")[0] not in ("redis", "rediss", "unix"):
         return
     await limits.settler.drain(5.0)
-    client = limits.state.backend._redis()
-    keys = [key async for key in client.scan_iter(f"{limits.prefix}*")]
-    if keys:
-        await client.delete(*keys)
+    forget = "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end"
+    await limits.state.backend._redis().execute("EVAL", forget, 0, f"{limits.prefix}*")
 
 
 def main() -> None:

@@ -6,15 +6,20 @@ sorted set of its holds by expiry (``<key>:holds``); a rate window is a counter 
 Amounts are integer nano-USD. With Redis Cluster, give ``state.key_prefix`` a hash tag
 (``{crossroads}:``) so that every key a script touches is in one slot.
 
-Needs the ``redis`` package (``pip install "crossroads[redis]"``), imported on first use.
+Talks to Redis through :mod:`crossroads.state.resp` (one pipelined connection per worker);
+needs ``hiredis`` (``pip install "crossroads[redis]"``), imported on first use.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crossroads.state.base import Admission, Budget, Settlement, StateBackend, Window
+
+if TYPE_CHECKING:
+    from crossroads.state.resp import RespClient
 
 # Releases holds that expired (at most 100 a call) on budget j: KEYS[h], KEYS[z].
 _PURGE = """
@@ -152,63 +157,51 @@ return out
 
 
 class RedisState(StateBackend):
-    """A lazily connected ``redis.asyncio`` client over a bounded connection pool; the
-    scripts are sent once and then called by their SHA."""
+    """Over one lazily opened, pipelined connection per worker
+    (:class:`~crossroads.state.resp.RespClient`); the scripts are called by their SHA and
+    loaded when Redis does not know them (first use, a restart)."""
 
     name = "redis"
 
-    def __init__(self, url: str, timeout_s: float = 0.1, max_connections: int = 64) -> None:
+    def __init__(self, url: str, timeout_s: float = 0.1) -> None:
         self.url = url
         self.timeout_s = timeout_s
-        self.max_connections = max_connections
-        self._client: Any = None
-        self._shas: dict[str, str] = {}
+        self._client: RespClient | None = None
 
-    def _redis(self) -> Any:
+    def _redis(self) -> RespClient:
         if self._client is None:
+            from crossroads.state.resp import RespClient
+
             try:
-                import redis.asyncio as aioredis
-                from redis.asyncio.retry import Retry
-                from redis.backoff import NoBackoff
+                import hiredis  # noqa: F401
             except ImportError as exc:
                 from crossroads.exceptions import StateUnavailableError
 
                 raise StateUnavailableError(
-                    'the redis state backend needs the redis package: pip install "crossroads[redis]"'
+                    'the redis state backend needs the hiredis package: pip install "crossroads[redis]"'
                 ) from exc
-            # No socket timeout: GuardedState bounds every call (one timer, not one per read).
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self.url,
-                max_connections=self.max_connections,
-                timeout=self.timeout_s,
-                socket_connect_timeout=self.timeout_s,
-                retry=Retry(NoBackoff(), 0),
+            # No timer per read: GuardedState bounds every call. A reply this late means
+            # the connection is stuck, and it is opened again.
+            self._client = RespClient(
+                self.url, self.timeout_s, stall_s=max(1.0, 4 * self.timeout_s)
             )
-            self._client = aioredis.Redis(connection_pool=pool)
         return self._client
 
-    async def _load(self, client: Any) -> None:
-        for script in (ADMIT, SETTLE, USED):
-            sha = await client.script_load(script)
-            self._shas[script] = sha.decode() if isinstance(sha, bytes) else sha
+    async def _load(self) -> None:
+        await self._redis().pipeline([("SCRIPT", "LOAD", script) for script in _SHAS])
 
-    async def _eval(self, client: Any, script: str, keys: list[str], args: list[Any]) -> Any:
-        """``EVALSHA`` of ``script`` with ``args`` packed in one argument (or plain, for
-        USED); the scripts are loaded on first use and again after a server restart."""
-        from redis.exceptions import NoScriptError
+    async def _eval(self, script: str, keys: list[str], arg: Any) -> Any:
+        """``EVALSHA`` of ``script``; the scripts are loaded when Redis answers NOSCRIPT."""
+        from crossroads.state.resp import ReplyError
 
-        packed = [_pack(args)] if script is not USED else args
-        if script not in self._shas:
-            await self._load(client)
+        command = ("EVALSHA", _SHAS[script], len(keys), *keys, arg)
         try:
-            return await client.execute_command(
-                "EVALSHA", self._shas[script], len(keys), *keys, *packed
-            )
-        except NoScriptError:
-            await self._load(client)
-            return await client.execute_command(
-                "EVALSHA", self._shas[script], len(keys), *keys, *packed
-            )
+            return await self._redis().execute(*command)
+        except ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        await self._load()
+        return await self._redis().execute(*command)
 
     async def admit(
         self,
@@ -219,7 +212,6 @@ class RedisState(StateBackend):
         hold_until: float,
         now: float,
     ) -> Admission:
-        self._redis()
         keys = [w.key for w in windows]
         args: list[Any] = [len(windows), len(budgets), len(costs), now, hold, hold_until]
         for w in windows:
@@ -228,7 +220,7 @@ class RedisState(StateBackend):
             keys += (b.key, b.key + ":holds")
             args += (b.limit, b.ttl_s or 0)
         args += costs
-        status, index, used, spent = await self._eval(self._redis(), ADMIT, keys, args)
+        status, index, used, spent = await self._eval(ADMIT, keys, _pack(args))
         used = [int(u) for u in used]
         spent = [int(s) for s in spent]
         if status == 1:
@@ -238,63 +230,75 @@ class RedisState(StateBackend):
         return Admission("budget", window_used=used, budget_used=spent)
 
     async def settle(self, settlements: Sequence[Settlement], now: float) -> None:
-        from redis.exceptions import NoScriptError
+        from crossroads.state.resp import ReplyError
 
-        client = self._redis()
-        if SETTLE not in self._shas:
-            await self._load(client)
-        async with client.pipeline(transaction=False) as pipe:
-            for s in settlements:
-                keys = [k for b in s.budgets for k in (b.key, b.key + ":holds")]
-                keys += [key for key, _ in s.windows]
-                args: list[Any] = [len(s.budgets), len(s.windows), s.hold, s.amount]
-                args += [b.ttl_s or 0 for b in s.budgets]
-                args += [delta for _, delta in s.windows]
-                pipe.execute_command("EVALSHA", self._shas[SETTLE], len(keys), *keys, _pack(args))
-            try:
-                await pipe.execute()
-            except NoScriptError:  # the server restarted: load the scripts and redo
-                await self._load(client)
-                await self.settle(settlements, now)
+        sha = _SHAS[SETTLE]
+        commands = []
+        for s in settlements:
+            keys = [k for b in s.budgets for k in (b.key, b.key + ":holds")]
+            keys += [key for key, _ in s.windows]
+            args: list[Any] = [len(s.budgets), len(s.windows), s.hold, s.amount]
+            args += [b.ttl_s or 0 for b in s.budgets]
+            args += [delta for _, delta in s.windows]
+            commands.append(("EVALSHA", sha, len(keys), *keys, _pack(args)))
+        replies = await self._redis().pipeline(commands)
+        # Only the settlements Redis did not run are sent again: the others are applied.
+        again = [c for c, r in zip(commands, replies, strict=True) if isinstance(r, ReplyError)]
+        if not again:
+            return
+        if not all(str(r).startswith("NOSCRIPT") for r in replies if isinstance(r, ReplyError)):
+            raise next(r for r in replies if isinstance(r, ReplyError))
+        await self._load()
+        for reply in await self._redis().pipeline(again):
+            if isinstance(reply, ReplyError):
+                raise reply
 
     async def budget_used(self, keys: Sequence[str], now: float) -> list[int]:
-        self._redis()
         pairs = [k for key in keys for k in (key, key + ":holds")]
-        return [int(v) for v in await self._eval(self._redis(), USED, pairs, [now])]
+        return [int(v) for v in await self._eval(USED, pairs, now)]
 
     async def put_record(self, key: str, value: str, ttl_s: float) -> None:
-        await self._redis().set(key, value, px=max(1, int(ttl_s * 1000)))
+        await self._redis().execute("SET", key, value, "PX", max(1, int(ttl_s * 1000)))
 
     async def get_records(self, keys: Sequence[str]) -> list[str | None]:
         if not keys:
             return []
-        values = await self._redis().mget(list(keys))
+        values = await self._redis().execute("MGET", *keys)
         return [None if v is None else v.decode() for v in values]
 
     async def add_counters(self, updates: dict[str, dict[str, int]], ttl_s: float) -> None:
         if not updates:
             return
-        async with self._redis().pipeline(transaction=True) as pipe:
-            for key, deltas in updates.items():
-                for name, delta in deltas.items():
-                    pipe.hincrby(key, name, delta)
-                pipe.pexpire(key, max(1, int(ttl_s * 1000)))
-            await pipe.execute()
+        commands: list[tuple[Any, ...]] = [("MULTI",)]
+        for key, deltas in updates.items():
+            commands += [("HINCRBY", key, name, delta) for name, delta in deltas.items()]
+            commands.append(("PEXPIRE", key, max(1, int(ttl_s * 1000))))
+        commands.append(("EXEC",))
+        replies = await self._redis().pipeline(commands)
+        _raise_errors(replies)
 
     async def read_counters(self, keys: Sequence[str]) -> list[dict[str, int]]:
         if not keys:
             return []
-        async with self._redis().pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hgetall(key)
-            rows = await pipe.execute()
-        return [{k.decode(): int(v) for k, v in row.items()} for row in rows]
+        rows = await self._redis().pipeline([("HGETALL", key) for key in keys])
+        _raise_errors(rows)
+        return [{row[i].decode(): int(row[i + 1]) for i in range(0, len(row), 2)} for row in rows]
 
     async def aclose(self) -> None:
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
-            await client.connection_pool.disconnect()
+
+
+_SHAS = {script: hashlib.sha1(script.encode()).hexdigest() for script in (ADMIT, SETTLE, USED)}
+
+
+def _raise_errors(replies: list[Any]) -> None:
+    from crossroads.state.resp import ReplyError
+
+    for reply in replies:
+        if isinstance(reply, ReplyError):
+            raise reply
 
 
 def _pack(args: list[Any]) -> str:

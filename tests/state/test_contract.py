@@ -23,7 +23,8 @@ def redis_or_skip() -> None:
     import socket
     from urllib.parse import urlparse
 
-    pytest.importorskip("redis", reason='the redis backend needs pip install "crossroads[redis]"')
+    pytest.importorskip("hiredis", reason='the redis backend needs pip install "crossroads[redis]"')
+    pytest.importorskip("redis", reason="the tests read Redis with redis-py (the dev extra)")
     url = urlparse(REDIS_URL)
     try:
         socket.create_connection((url.hostname, url.port or 6379), timeout=0.5).close()
@@ -42,10 +43,13 @@ async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         backend = open_state("memory")
     yield backend
     if request.param == "redis":
-        client = backend._redis()  # type: ignore[attr-defined]
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(REDIS_URL)
         keys = [k async for k in client.scan_iter(f"{PREFIX}*")]
         if keys:
             await client.delete(*keys)
+        await client.aclose()
     await backend.aclose()
 
 

@@ -274,9 +274,10 @@ async def test_a_breaker_opened_on_one_replica_is_open_on_the_other(
 class OwnRedis:
     """A ``redis-server`` of this test only, on a free port, nothing saved to disk."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *options: str) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.options = options  # more redis-server options (--requirepass ...)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -298,6 +299,7 @@ class OwnRedis:
                 "no",
                 "--dir",
                 str(self.workdir),
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -309,6 +311,8 @@ class OwnRedis:
             try:
                 redis.Redis(port=self.port, socket_timeout=0.2).ping()
                 return
+            except redis.AuthenticationError:
+                return  # it answers: --requirepass
             except redis.ConnectionError:
                 if time.monotonic() > deadline:
                     raise
