@@ -3,7 +3,8 @@
 A settlement only ever lowers what a budget holds, so writing it a moment later never lets a
 budget be overspent; what matters is that it is not lost. Settlements wait in a bounded
 queue (``state.max_pending_settlements``; beyond it they are dropped and counted), are
-written together (those of the same 50 ms in one round trip), and on a failure wait for the backend's back-off and are tried again.
+written together (those of the same 50 ms in one round trip, at most one write per 50 ms
+below 256 a batch), and on a failure wait for the backend's back-off and are tried again.
 """
 
 from __future__ import annotations
@@ -57,27 +58,30 @@ class Settler:
     async def _run(self) -> None:
         assert self._wake is not None
         while True:
-            await self._wake.wait()
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            # Fewer than a batch: let more arrive, one round trip for many. After every
+            # write too: under steady traffic a settlement is always queued by the time a
+            # write ends, and writing it at once would cost a round trip per request.
             if len(self._queue) < BATCH:
-                await asyncio.sleep(LINGER_S)  # let more arrive: one round trip for many
-            self._wake.clear()
-            while self._queue:
-                batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
-                self._busy = True
-                failed = False
-                try:
-                    await self.state.call(partial(self.state.backend.settle, batch, time.time()))
-                    self.written += len(batch)
-                except StateUnavailableError:
-                    self._queue.extendleft(reversed(batch))
-                    failed = True
-                except Exception:  # a bug must not lose the loop; the batch is dropped
-                    log.exception("settling %d reservations failed", len(batch))
-                    self.dropped += len(batch)
-                finally:
-                    self._busy = False
-                if failed:
-                    await asyncio.sleep(max(0.05, self.state.retry_in()))
+                await asyncio.sleep(LINGER_S)
+            batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+            self._busy = True
+            failed = False
+            try:
+                await self.state.call(partial(self.state.backend.settle, batch, time.time()))
+                self.written += len(batch)
+            except StateUnavailableError:
+                self._queue.extendleft(reversed(batch))
+                failed = True
+            except Exception:  # a bug must not lose the loop; the batch is dropped
+                log.exception("settling %d reservations failed", len(batch))
+                self.dropped += len(batch)
+            finally:
+                self._busy = False
+            if failed:
+                await asyncio.sleep(max(0.05, self.state.retry_in()))
 
     async def drain(self, timeout_s: float) -> None:
         """Write what is queued for at most ``timeout_s``, then stop; what is left is

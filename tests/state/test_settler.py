@@ -63,3 +63,36 @@ async def test_past_the_bound_and_at_shutdown_settlements_are_dropped_and_counte
     await settler.drain(10)  # the backend is down for longer than the deadline: no wait
     assert time.monotonic() - started < 2
     assert settler.dropped == 8 and settler.pending == 0
+
+
+class Gated(MemoryState):
+    """A memory backend whose writes wait for ``gate``; it records each batch's holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.batches: list[list[str]] = []
+
+    async def settle(self, settlements: Sequence[Settlement], now: float) -> None:
+        self.batches.append([s.hold for s in settlements])
+        await self.gate.wait()
+        await super().settle(settlements, now)
+
+
+async def test_under_steady_traffic_each_write_waits_for_more_settlements(
+    monkeypatch: object,
+) -> None:
+    import crossroads.state.settler as settler_module
+
+    monkeypatch.setattr(settler_module, "LINGER_S", 0.5)  # type: ignore[attr-defined]
+    backend = Gated()
+    settler = Settler(GuardedState(backend, 5.0, 0.05), max_pending=1000)
+    settler.put(Settlement([BUDGET], "a", 1))
+    await until(lambda: backend.batches)
+    settler.put(Settlement([BUDGET], "b", 1))  # arrives while "a" is being written
+    backend.gate.set()
+    await asyncio.sleep(0.05)  # well inside the linger: "b" must not go alone
+    settler.put(Settlement([BUDGET], "c", 1))
+    await until(lambda: settler.written == 3)
+    assert backend.batches == [["a"], ["b", "c"]]
+    await settler.drain(1)
