@@ -4,6 +4,7 @@ cannot. User-space instructions only: system calls and the kernel's share are no
 
     python -m bench.instructions [--requests 300] [--stream] [--metrics off] [--policy heuristic]
     python -m bench.instructions --wire [--traces none]        # crossroads serve over loopback
+    python -m bench.instructions --limits redis://127.0.0.1:6379/0   # with limits (or: none)
 
 In process, the request path of ``bench.request_path`` (parsing, routing, format conversion,
 dispatch bookkeeping, settlement, trace assembly) runs under callgrind with collection off
@@ -54,12 +55,21 @@ def _toggle(pid: int, on: bool) -> None:
     )
 
 
-def in_process(requests: int, stream: bool, metrics: bool = True, policy: str = "small") -> float:
-    """Instructions per request of the in-process request path."""
+def in_process(
+    requests: int,
+    stream: bool,
+    metrics: bool = True,
+    policy: str = "small",
+    limits: str | None = None,
+) -> float:
+    """Instructions per request of the in-process request path; ``limits``: a state
+    backend for the bench key's limits (``bench.request_path.limited``), or ``none`` for
+    the same key without a policy."""
     cmd = [sys.executable, "-m", "bench.instructions", "--child", str(requests)]
     cmd += ["--stream"] if stream else []
     cmd += [] if metrics else ["--metrics", "off"]
     cmd += ["--policy", policy]
+    cmd += ["--limits", limits] if limits else []
     child = _callgrind(cmd, cwd=os.getcwd())
     _, err = child.communicate(timeout=1800)
     if child.returncode != 0:
@@ -67,16 +77,22 @@ def in_process(requests: int, stream: bool, metrics: bool = True, policy: str = 
     return _collected(err) / requests
 
 
-async def _child(requests: int, stream: bool, metrics: bool, policy: str) -> None:
-    from bench.request_path import app_and_request
+async def _child(
+    requests: int, stream: bool, metrics: bool, policy: str, limits: str | None
+) -> None:
+    from bench.request_path import _forget_state, app_and_request, limited
 
-    app, call = await app_and_request(stream, metrics, policy)
+    extra = None if limits is None else limited(None if limits == "none" else limits)
+    app, call = await app_and_request(stream, metrics, policy, extra)
     for _ in range(WARM):
         await call()
     _toggle(os.getpid(), True)
     for _ in range(requests):
         await call()
+    if limits is not None:
+        await app.limits.settler.drain(30.0)  # the settlements of these requests, counted
     _toggle(os.getpid(), False)
+    await _forget_state(app)
     await app.shutdown()
 
 
@@ -141,19 +157,29 @@ def main() -> None:
         help="in process: bench.request_path's config, or the signals and decisions of "
         "crossroads-heuristic (what --wire serves)",
     )
+    parser.add_argument(
+        "--limits",
+        metavar="STATE",
+        help="in process: the bench key's limits counted in this state backend (redis://...), "
+        "or 'none' (the key without a policy)",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        asyncio.run(_child(args.child, args.stream, args.metrics == "on", args.policy))
+        asyncio.run(
+            _child(args.child, args.stream, args.metrics == "on", args.policy, args.limits)
+        )
         return
     if args.wire:
         n = over_the_wire(args.requests, args.traces)
         print(f"wire ({args.traces}): {n:,.0f} instructions per request")
     else:
-        n = in_process(args.requests, args.stream, args.metrics == "on", args.policy)
+        n = in_process(args.requests, args.stream, args.metrics == "on", args.policy, args.limits)
         kind = "stream" if args.stream else "json"
         print(
-            f"{kind}, {args.policy} policy, metrics {args.metrics}: {n:,.0f} instructions per request"
+            f"{kind}, {args.policy} policy, metrics {args.metrics}"
+            + (f", limits {args.limits}" if args.limits else "")
+            + f": {n:,.0f} instructions per request"
         )
 
 

@@ -164,13 +164,19 @@ async def app_and_request(
     if limits is not None:
         scope["headers"].append((b"authorization", f"Bearer {KEY}".encode()))
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
     async def send(message: dict[str, Any]) -> None:
         pass
 
     async def call() -> None:
+        read = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal read
+            if read:  # the client stays: a disconnect watcher waits (it must not spin)
+                await asyncio.get_running_loop().create_future()
+            read = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
         await app(scope, receive, send)
 
     return app, call
@@ -217,9 +223,14 @@ async def _forget_state(app: Any) -> None:
     limits = app.limits
     if limits.settings.backend.partition(":")[0] not in ("redis", "rediss", "unix"):
         return
+    import redis.asyncio as aioredis  # the dev extra's client, apart from the gateway's
+
     await limits.settler.drain(5.0)
-    forget = "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end"
-    await limits.state.backend._redis().execute("EVAL", forget, 0, f"{limits.prefix}*")
+    client = aioredis.Redis.from_url(limits.settings.backend)
+    keys = [key async for key in client.scan_iter(f"{limits.prefix}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
 
 
 def main() -> None:
