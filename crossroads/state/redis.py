@@ -7,7 +7,8 @@ Amounts are integer nano-USD. With Redis Cluster, give ``state.key_prefix`` a ha
 (``{crossroads}:``) so that every key a script touches is in one slot.
 
 Talks to Redis through :mod:`crossroads.state.resp` (one pipelined connection per worker);
-needs ``hiredis`` (``pip install "crossroads[redis]"``), imported on first use.
+needs ``hiredis`` (and ``redis`` for the semantic cache plan): ``pip install
+"crossroads[redis]"``, imported on first use.
 """
 
 from __future__ import annotations
@@ -167,8 +168,9 @@ class RedisState(StateBackend):
         self.url = url
         self.timeout_s = timeout_s
         self._client: RespClient | None = None
+        self._pool_client: Any = None
 
-    def _redis(self) -> RespClient:
+    def _resp(self) -> RespClient:
         if self._client is None:
             from crossroads.state.resp import RespClient
 
@@ -187,8 +189,26 @@ class RedisState(StateBackend):
             )
         return self._client
 
+    def _redis(self) -> Any:
+        """A redis-py client on the same server, for what needs more commands than the
+        state protocol (the semantic cache plan); built only when asked for."""
+        if self._pool_client is None:
+            import redis.asyncio as aioredis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=64,
+                timeout=self.timeout_s,
+                socket_connect_timeout=self.timeout_s,
+                retry=Retry(NoBackoff(), 0),
+            )
+            self._pool_client = aioredis.Redis(connection_pool=pool)
+        return self._pool_client
+
     async def _load(self) -> None:
-        await self._redis().pipeline([("SCRIPT", "LOAD", script) for script in _SHAS])
+        await self._resp().pipeline([("SCRIPT", "LOAD", script) for script in _SHAS])
 
     async def _eval(self, script: str, keys: list[str], arg: Any) -> Any:
         """``EVALSHA`` of ``script``; the scripts are loaded when Redis answers NOSCRIPT."""
@@ -196,12 +216,12 @@ class RedisState(StateBackend):
 
         command = ("EVALSHA", _SHAS[script], len(keys), *keys, arg)
         try:
-            return await self._redis().execute(*command)
+            return await self._resp().execute(*command)
         except ReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
         await self._load()
-        return await self._redis().execute(*command)
+        return await self._resp().execute(*command)
 
     async def admit(
         self,
@@ -241,7 +261,7 @@ class RedisState(StateBackend):
             args += [b.ttl_s or 0 for b in s.budgets]
             args += [delta for _, delta in s.windows]
             commands.append(("EVALSHA", sha, len(keys), *keys, _pack(args)))
-        replies = await self._redis().pipeline(commands)
+        replies = await self._resp().pipeline(commands)
         # Only the settlements Redis did not run are sent again: the others are applied.
         again = [c for c, r in zip(commands, replies, strict=True) if isinstance(r, ReplyError)]
         if not again:
@@ -249,7 +269,7 @@ class RedisState(StateBackend):
         if not all(str(r).startswith("NOSCRIPT") for r in replies if isinstance(r, ReplyError)):
             raise next(r for r in replies if isinstance(r, ReplyError))
         await self._load()
-        for reply in await self._redis().pipeline(again):
+        for reply in await self._resp().pipeline(again):
             if isinstance(reply, ReplyError):
                 raise reply
 
@@ -258,12 +278,12 @@ class RedisState(StateBackend):
         return [int(v) for v in await self._eval(USED, pairs, now)]
 
     async def put_record(self, key: str, value: str, ttl_s: float) -> None:
-        await self._redis().execute("SET", key, value, "PX", max(1, int(ttl_s * 1000)))
+        await self._resp().execute("SET", key, value, "PX", max(1, int(ttl_s * 1000)))
 
     async def get_records(self, keys: Sequence[str]) -> list[str | None]:
         if not keys:
             return []
-        values = await self._redis().execute("MGET", *keys)
+        values = await self._resp().execute("MGET", *keys)
         return [None if v is None else v.decode() for v in values]
 
     async def add_counters(self, updates: dict[str, dict[str, int]], ttl_s: float) -> None:
@@ -274,13 +294,13 @@ class RedisState(StateBackend):
             commands += [("HINCRBY", key, name, delta) for name, delta in deltas.items()]
             commands.append(("PEXPIRE", key, max(1, int(ttl_s * 1000))))
         commands.append(("EXEC",))
-        replies = await self._redis().pipeline(commands)
+        replies = await self._resp().pipeline(commands)
         _raise_errors(replies)
 
     async def read_counters(self, keys: Sequence[str]) -> list[dict[str, int]]:
         if not keys:
             return []
-        rows = await self._redis().pipeline([("HGETALL", key) for key in keys])
+        rows = await self._resp().pipeline([("HGETALL", key) for key in keys])
         _raise_errors(rows)
         return [{row[i].decode(): int(row[i + 1]) for i in range(0, len(row), 2)} for row in rows]
 
@@ -288,6 +308,10 @@ class RedisState(StateBackend):
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
+        if self._pool_client is not None:
+            pooled, self._pool_client = self._pool_client, None
+            await pooled.aclose()
+            await pooled.connection_pool.disconnect()
 
 
 _SHAS = {script: hashlib.sha1(script.encode()).hexdigest() for script in (ADMIT, SETTLE, USED)}

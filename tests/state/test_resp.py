@@ -124,7 +124,7 @@ async def test_settlements_after_redis_forgot_the_scripts_are_charged_once(
         now = time.time()
         admitted = await state.admit([], [budget], [500], "h1", now + 60, now)
         assert admitted.refused is None
-        client = state._redis()  # type: ignore[attr-defined]
+        client = state._resp()  # type: ignore[attr-defined]
         # Redis forgets the scripts (as after a restart): the batch is sent again, once.
         await client.execute("SCRIPT", "FLUSH")
         await state.settle([Settlement([budget], "h1", 300), Settlement([budget], "h2", 40)], now)
