@@ -166,9 +166,7 @@ def main() -> None:
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        asyncio.run(
-            _child(args.child, args.stream, args.metrics == "on", args.policy, args.limits)
-        )
+        asyncio.run(_child(args.child, args.stream, args.metrics == "on", args.policy, args.limits))
         return
     if args.wire:
         n = over_the_wire(args.requests, args.traces)
