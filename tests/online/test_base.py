@@ -3,8 +3,6 @@ replicas add together, the exploration bound."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,21 +12,9 @@ from crossroads.online.base import OnlineSelector, bound_exploration
 from crossroads.state import open_state
 from tests.online.support import MODELS, candidates, request, run_stream, selector
 from tests.online.test_linucb import FEATURES, sublinear
-from tests.state.test_contract import REDIS_URL, redis_or_skip
+from tests.support.redis import REDIS_URL, unique_prefix
 
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    redis_or_skip()
-    import redis
-
-    name = f"crossroads-test-{uuid.uuid4().hex[:12]}:"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{name}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+prefix = pytest.fixture(unique_prefix, name="prefix")
 
 
 async def close(*selectors: OnlineSelector) -> None:

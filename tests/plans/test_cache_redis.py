@@ -10,8 +10,7 @@ import asyncio
 import socket
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +22,9 @@ from crossroads.plans.cache_redis import RedisCacheStore
 from crossroads.plans.cache_store import Entry, tenant_prefix
 from crossroads.state import GuardedState, open_state
 from tests.plans.conftest import PlanGateway, plan_config, script
-from tests.state.test_contract import REDIS_URL, redis_or_skip
+from tests.support.redis import REDIS_URL, unique_prefix
 
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    redis_or_skip()
-    import redis
-
-    name = f"crossroads-test-{uuid.uuid4().hex[:12]}:"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{name}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+prefix = pytest.fixture(unique_prefix, name="prefix")
 
 
 def guarded(url: str = REDIS_URL, timeout_s: float = 2.0) -> GuardedState:

@@ -14,22 +14,7 @@ import pytest
 from crossroads.exceptions import StateUnavailableError
 from crossroads.state import Budget, Settlement, StateBackend, Window, open_state
 from crossroads.state.base import GuardedState
-
-REDIS_URL = os.environ.get("CROSSROADS_TEST_REDIS", "redis://127.0.0.1:6379/0")
-
-
-def redis_or_skip() -> None:
-    """Skip unless a Redis server answers at ``REDIS_URL``."""
-    import socket
-    from urllib.parse import urlparse
-
-    pytest.importorskip("hiredis", reason='the redis backend needs pip install "crossroads[redis]"')
-    pytest.importorskip("redis", reason="the tests read Redis with redis-py (the dev extra)")
-    url = urlparse(REDIS_URL)
-    try:
-        socket.create_connection((url.hostname, url.port or 6379), timeout=0.5).close()
-    except OSError:
-        pytest.skip(f"no Redis server at {REDIS_URL}")
+from tests.support.redis import REDIS_URL, redis_or_skip
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])

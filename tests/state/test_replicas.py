@@ -11,7 +11,6 @@ import asyncio
 import shutil
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +20,9 @@ import httpx
 import pytest
 
 from crossroads.state import NANO
-from tests.state.test_contract import REDIS_URL, redis_or_skip
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess, free_port
+from tests.support.redis import REDIS_URL, redis_or_skip, unique_prefix
 
 PRICE = 100.0  # $/M tokens in and out: 1e-4 $ a token
 MAX_TOKENS = 10
@@ -34,18 +33,7 @@ CHAT = {
 }
 
 
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    redis_or_skip()
-    import redis
-
-    name = f"crossroads-test-{uuid.uuid4().hex[:12]}:"
-    yield name
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(f"{name}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+prefix = pytest.fixture(unique_prefix, name="prefix")
 
 
 @pytest.fixture

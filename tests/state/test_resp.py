@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from crossroads.state import Budget, Settlement, open_state
-from tests.state.test_contract import REDIS_URL, redis_or_skip
+from tests.support.redis import REDIS_URL, redis_or_skip
 
 PREFIX = f"crossroads-resp-{os.getpid()}-{time.time_ns()}:"
 
