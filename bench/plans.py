@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import statistics
 import time
 import uuid
@@ -28,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from bench.request_path import CONFIG, InMemory
+from bench.request_path import CONFIG, InMemory, best_cpu_us
 from crossroads.config import parse_config
 from crossroads.gateway import create_app
 from crossroads.store.memory import MemoryTraceStore
@@ -91,15 +90,7 @@ async def _app(plan: dict[str, Any] | None, stream: bool) -> tuple[Any, Any]:
 async def engine(n: int, rounds: int) -> None:
     for stream in (False, True):
         calls = {name: await _app(plan, stream) for name, plan in PLANS.items()}
-        best = dict.fromkeys(calls, float("inf"))
-        for _ in range(rounds):
-            for name, (app, call) in calls.items():
-                app.store = MemoryTraceStore()
-                gc.collect()
-                t0 = time.process_time()
-                for _ in range(n):
-                    await call()
-                best[name] = min(best[name], (time.process_time() - t0) / n * 1e6)
+        best = await best_cpu_us(calls, n, rounds)
         kind = "stream" if stream else "json"
         base = best["single call"]
         for name, us in best.items():
