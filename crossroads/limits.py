@@ -301,7 +301,10 @@ class Limits:
             actual = usage.prompt_tokens + usage.completion_tokens if usage else 0
             windows = [(key, actual - reservation.tokens) for key in reservation.token_keys]
         budgets = [Budget(key, 0, _ttl_of(key)) for key in reservation.keys]
-        self.settler.put(Settlement(budgets, reservation.hold_id, round(cost * NANO), windows))
+        marker = f"{self.prefix}settled:{reservation.hold_id}"
+        self.settler.put(
+            Settlement(budgets, reservation.hold_id, round(cost * NANO), windows, marker)
+        )
 
     async def aclose(self, timeout_s: float = 5.0) -> None:
         """Write pending settlements (at most ``timeout_s``), then close the backend."""

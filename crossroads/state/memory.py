@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crossroads.state.base import (
+    SETTLED_TTL_S,
     Admission,
     Budget,
     Settlement,
@@ -60,6 +61,7 @@ class MemoryState(StateBackend):
         self._budgets: dict[str, _Budget] = {}
         self._records: dict[str, tuple[str, float]] = {}
         self._counters: dict[str, tuple[dict[str, int], float]] = {}
+        self._settled: dict[str, float] = {}  # marker -> until, in the order set
 
     def _window(self, key: str, now: float) -> list[float] | None:
         entry = self._windows.get(key)
@@ -108,7 +110,15 @@ class MemoryState(StateBackend):
         return Admission(None, choice=choice, window_used=after, budget_used=spent)
 
     async def settle(self, settlements: Sequence[Settlement], now: float) -> None:
+        settled = self._settled
+        while settled and next(iter(settled.values())) <= now:
+            del settled[next(iter(settled))]  # markers expire in the order they were set
         for s in settlements:
+            if s.marker:
+                if settled.get(s.marker, 0.0) > now:
+                    continue
+                settled.pop(s.marker, None)  # set again at the end: the order is by expiry
+                settled[s.marker] = now + SETTLED_TTL_S
             for b in s.budgets:
                 state = self._budget(b.key, now)
                 state.release(s.hold)

@@ -17,7 +17,14 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from crossroads.state.base import Admission, Budget, Settlement, StateBackend, Window
+from crossroads.state.base import (
+    SETTLED_TTL_S,
+    Admission,
+    Budget,
+    Settlement,
+    StateBackend,
+    Window,
+)
 
 if TYPE_CHECKING:
     from crossroads.state.resp import RespClient
@@ -111,8 +118,9 @@ return {1, choice, used, spent}
 """
 )
 
-# KEYS: (hash, holds) per budget, then windows. ARGV[1], comma-separated: nb, nw, hold, amount, ttl per budget,
-# delta per window.
+# KEYS: (hash, holds) per budget, then windows, then the marker if any. ARGV[1],
+# comma-separated: nb, nw, hold, amount, ttl per budget, delta per window, now, the marker's
+# ttl (0: no marker). A marker set and not expired at ``now``: applied already, nothing done.
 SETTLE = """
 local A = {}
 for v in string.gmatch(ARGV[1], '[^,]+') do
@@ -120,6 +128,15 @@ for v in string.gmatch(ARGV[1], '[^,]+') do
 end
 local nb, nw = tonumber(A[1]), tonumber(A[2])
 local hold, amount = A[3], A[4]
+local now, mttl = tonumber(A[5 + nb + nw]), tonumber(A[6 + nb + nw])
+if mttl > 0 then
+  local m = KEYS[2 * nb + nw + 1]
+  local seen = redis.call('GET', m)
+  if seen and tonumber(seen) > now then
+    return 0
+  end
+  redis.call('SET', m, tostring(now + mttl), 'EX', math.ceil(mttl))
+end
 for j = 1, nb do
   local h, z = KEYS[2 * j - 1], KEYS[2 * j]
   local held = redis.call('HGET', h, 'r:' .. hold)
@@ -208,7 +225,7 @@ class RedisState(StateBackend):
         return self._pool_client
 
     async def _load(self) -> None:
-        await self._resp().pipeline([("SCRIPT", "LOAD", script) for script in _SHAS])
+        _raise_errors(await self._resp().pipeline([("SCRIPT", "LOAD", s) for s in _SHAS]))
 
     async def _eval(self, script: str, keys: list[str], arg: Any) -> Any:
         """``EVALSHA`` of ``script``; the scripts are loaded when Redis answers NOSCRIPT."""
@@ -260,6 +277,9 @@ class RedisState(StateBackend):
             args: list[Any] = [len(s.budgets), len(s.windows), s.hold, s.amount]
             args += [b.ttl_s or 0 for b in s.budgets]
             args += [delta for _, delta in s.windows]
+            args += [now, SETTLED_TTL_S if s.marker else 0]
+            if s.marker:
+                keys.append(s.marker)
             commands.append(("EVALSHA", sha, len(keys), *keys, _pack(args)))
         replies = await self._resp().pipeline(commands)
         # Only the settlements Redis did not run are sent again: the others are applied.

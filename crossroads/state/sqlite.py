@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from crossroads.paths import data_dir
 from crossroads.state.base import (
+    SETTLED_TTL_S,
     Admission,
     Budget,
     Settlement,
@@ -34,6 +35,8 @@ CREATE TABLE IF NOT EXISTS holds (key TEXT NOT NULL, id TEXT NOT NULL, amount IN
 CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (key TEXT NOT NULL, field TEXT NOT NULL, value INTEGER NOT NULL,
     expires REAL NOT NULL, PRIMARY KEY (key, field));
+CREATE TABLE IF NOT EXISTS settled (key TEXT PRIMARY KEY, expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS settled_expires ON settled (expires);
 """
 
 
@@ -138,7 +141,16 @@ class SQLiteState(StateBackend):
 
     async def settle(self, settlements: Sequence[Settlement], now: float) -> None:
         def run(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM settled WHERE expires <= ?", (now,))
             for s in settlements:
+                if (
+                    s.marker
+                    and not conn.execute(
+                        "INSERT INTO settled VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                        (s.marker, now + SETTLED_TTL_S),
+                    ).rowcount
+                ):
+                    continue
                 for b in s.budgets:
                     conn.execute("DELETE FROM holds WHERE key = ? AND id = ?", (b.key, s.hold))
                     _expire_budget(conn, b.key, now)

@@ -13,7 +13,7 @@ import pytest
 
 from crossroads.exceptions import StateUnavailableError
 from crossroads.state import Budget, Settlement, StateBackend, Window, open_state
-from crossroads.state.base import GuardedState
+from crossroads.state.base import SETTLED_TTL_S, GuardedState
 from tests.support.redis import REDIS_URL, redis_or_skip
 
 
@@ -97,9 +97,30 @@ async def test_a_hold_counts_until_it_is_settled_with_the_actual_cost(
     assert await state.budget_used([b.key], now) == [550]  # 150 spent + 400 held
     await state.settle([Settlement([b], "r2", 0)], now)
     assert await state.budget_used([b.key], now) == [150]
-    # Settling a hold twice (or one never taken: a fail-open admission) only charges.
-    await state.settle([Settlement([b], "r2", 10)], now)
+    # Settling a hold never taken (a fail-open admission) only charges.
+    await state.settle([Settlement([b], "never-held", 10)], now)
     assert await state.budget_used([b.key], now) == [160]
+
+
+async def test_a_settlement_sent_again_is_applied_once(state: StateBackend) -> None:
+    """A batch whose write timed out after the backend applied it is sent again: its
+    budgets and windows must not be charged twice."""
+    now = time.time()
+    b = Budget(key("b"), 1000, 3600)
+    w = Window(key("tpm"), 100, 1000, 60)
+    await state.admit([w], [b], [400], "r1", now + 60, now)
+    once = Settlement([b], "r1", 150, [(w.key, -60)], marker=key("settled:r1"))
+    await state.settle([once], now)
+    await state.settle([once, once], now + 1)
+    assert await state.budget_used([b.key], now + 1) == [150]
+    assert (await state.admit([w], [], [], "r2", now + 60, now + 1)).window_used == [140]
+    # Another request's settlement in the same batch is applied.
+    other = Settlement([b], "r3", 5, marker=key("settled:r3"))
+    await state.settle([once, other], now + 2)
+    assert await state.budget_used([b.key], now + 2) == [155]
+    # The marker is forgotten after SETTLED_TTL_S.
+    await state.settle([once], now + SETTLED_TTL_S + 10)
+    assert await state.budget_used([b.key], now + SETTLED_TTL_S + 10) == [305]
 
 
 async def test_the_first_candidate_cost_that_fits_every_budget_is_held(

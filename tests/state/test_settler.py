@@ -96,3 +96,28 @@ async def test_under_steady_traffic_each_write_waits_for_more_settlements(
     await until(lambda: settler.written == 3)
     assert backend.batches == [["a"], ["b", "c"]]
     await settler.drain(1)
+
+
+class Slow(MemoryState):
+    """A memory backend whose first write is applied and then answers too late."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    async def settle(self, settlements: Sequence[Settlement], now: float) -> None:
+        self.writes += 1
+        await super().settle(settlements, now)
+        if self.writes == 1:
+            await asyncio.sleep(0.5)  # past the guard's timeout: the settler sends it again
+
+
+async def test_a_write_applied_but_timed_out_is_sent_again_and_charged_once() -> None:
+    backend = Slow()
+    settler = Settler(GuardedState(backend, 0.1, 0.05), max_pending=1000)
+    for i in range(3):
+        settler.put(Settlement([BUDGET], f"h{i}", 7, marker=f"settled:h{i}"))
+    await until(lambda: settler.written == 3)
+    assert backend.writes == 2
+    assert await backend.budget_used(["b"], time.time()) == [21]
+    await settler.drain(1)
