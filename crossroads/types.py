@@ -208,7 +208,7 @@ class RoutingRequest:
     budget_remaining: float | None = None  # of the caller's tightest budget (budget signals)
     trace_id: str | None = None  # of the request's trace (online selection remembers it)
     signals: dict[str, SignalResult] | None = None  # computed signals, for selection features
-    vector: Any = None  # the prompt's embedding when a signal computed it (shared, not redone)
+    vector: Any = None  # the default embedding of last_user_text or text, computed once and shared
 
 
 @dataclass(slots=True)

@@ -111,6 +111,7 @@ class RouterService:
                 self.embedder_.encode(["warm up"])
             else:
                 self.embedder_ = None
+            self.reads_request_vector_ = _reads_request_vector(self.embedder_)
             self._router = router
         return self
 
@@ -238,7 +239,33 @@ class RouterSelector:
         return self._pick(candidates, decision)
 
     async def aselect(self, request: Any, candidates: list[Any]) -> Any:
-        """Selection with the embedding in a worker thread."""
+        """Selection off the event loop. A router fitted on the default embedding reads the
+        request's vector (a signal's, or one micro-batched encode it leaves for the others);
+        any other embeds the prompt in a worker thread."""
         text = request.last_user_text or request.text
-        (decision,) = await self.service.ascore([text], [c.model for c in candidates])
+        names = [c.model for c in candidates]
+        service = self.service.load()
+        if service.reads_request_vector_:
+            from crossroads.embeddings.shared import request_vector
+
+            if request.vector is None:
+                request.vector = await request_vector(text)
+            features = request.vector[None, :]
+            (decision,) = await asyncio.to_thread(service.decide, features, names)
+        else:
+            (decision,) = await service.ascore([text], names)
         return self._pick(candidates, decision)
+
+
+def _reads_request_vector(embedder: Any) -> bool:
+    """Whether ``embedder`` reads prompts as the shared request vector does (the default
+    MiniLM model and window), so the vector a signal computed can be scored as it is."""
+    from crossroads.embeddings import Embedder
+
+    if type(embedder) is not Embedder:
+        return False
+    default = Embedder()
+    return (embedder.resolved_model_dir, embedder.window_tag) == (
+        default.resolved_model_dir,
+        default.window_tag,
+    )

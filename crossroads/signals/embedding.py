@@ -38,11 +38,12 @@ class EmbeddingSignal(Signal):
 
     async def evaluate(self, requests: list[RoutingRequest]) -> list[SignalResult]:
         window = self.config.window
-        vectors = await asyncio.gather(*(request_vector(self.text_of(r), window) for r in requests))
+        texts = [self.text_of(r) for r in requests]
+        vectors = await asyncio.gather(*(request_vector(t, window) for t in texts))
         out = []
-        for request, vector in zip(requests, vectors, strict=True):
-            if window == "head_tail":  # selection may read the default window's vector
-                request.vector = vector  # never embedded twice
+        for request, vector, text in zip(requests, vectors, texts, strict=True):
+            if window == "head_tail" and text == (request.last_user_text or request.text):
+                request.vector = vector  # selection reads it: never embedded twice
             similarity = self._exemplars @ vector
             best = int(similarity.argmax())
             score = float(similarity[best])

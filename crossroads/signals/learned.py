@@ -74,8 +74,9 @@ class LearnedSignal(Signal):
         window = self.config.window
         vectors = await asyncio.gather(*(request_vector(t, window) for t in texts))
         if window == "head_tail":  # selection may read the default window's vector
-            for request, vector in zip(requests, vectors, strict=True):
-                request.vector = vector  # never embedded twice
+            for request, vector, text in zip(requests, vectors, texts, strict=True):
+                if text == (request.last_user_text or request.text):
+                    request.vector = vector  # never embedded twice
         return [self.judge(v, t) for v, t in zip(vectors, texts, strict=True)]
 
     def judge(self, vector: np.ndarray, text: str) -> SignalResult:

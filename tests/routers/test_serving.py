@@ -82,3 +82,52 @@ def test_router_selector_picks_a_candidate(artifact) -> None:
     assert candidates[0].score is not None and candidates[2].score is None
     request.last_user_text = "a poem about the sea"
     assert selector.select(request, candidates).model == "small"
+
+
+def test_a_router_on_the_default_embedding_scores_the_request_vector(tmp_path) -> None:
+    """The vector a signal computed is scored as it is: the prompt is not embedded again,
+    and the choice is the one a fresh embedding gives."""
+    from types import SimpleNamespace
+
+    from crossroads.embeddings import Embedder
+    from crossroads.embeddings.shared import request_vector
+    from crossroads.routers.serving import RouterSelector
+    from crossroads.types import Candidate, RoutingRequest
+
+    embedder = Embedder()
+    quality = np.array([[1.0, 0.0]] * 40 + [[0.0, 1.0]] * 40)
+    router = make("knn", n_neighbors=5).fit(
+        embedder.encode(TEXTS), Outcomes(["big", "small"], quality, np.tile([10.0, 1.0], (80, 1)))
+    )
+    path = save(
+        router,
+        tmp_path / "minilm-knn.joblib",
+        calibration={"lambda": 0.01},
+        meta={"window": "head_tail"},
+    )
+    selector = RouterSelector(SimpleNamespace(router=path, objective=None, model_map=None))
+    service = selector.service.load()
+    assert service.reads_request_vector_
+
+    def no_encode(texts: list[str]) -> np.ndarray:
+        raise AssertionError("the prompt was embedded again")
+
+    async def choose(text: str, with_vector: bool) -> str:
+        request = RoutingRequest(text=text, last_user_text=text)
+        if with_vector:
+            request.vector = await request_vector(text)  # what a signal leaves
+        return (await selector.aselect(request, [Candidate("big"), Candidate("small")])).model
+
+    async def run() -> list[str]:
+        fresh = [await choose(t, False) for t in ("write python code for task 3", "a sea poem")]
+        service.embedder_.encode = no_encode
+        return fresh + [
+            await choose(t, True) for t in ("write python code for task 3", "a sea poem")
+        ]
+
+    assert asyncio.run(run()) == ["big", "small", "big", "small"]
+
+
+def test_a_router_on_another_embedding_embeds_the_prompt_itself(artifact) -> None:
+    service = RouterService(artifact, embedder=HashingEmbedder()).load()
+    assert not service.reads_request_vector_
