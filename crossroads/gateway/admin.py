@@ -17,7 +17,8 @@ GET          ``/spend?by=key,day&since=&until=``         spend from the trace st
 POST         ``/reload``                                 read the config file and router
                                                          artifacts again and serve them
                                                          (:mod:`crossroads.gateway.reload`);
-                                                         422 ``reload_refused``: old one stays
+                                                         422 ``reload_refused``: old one stays;
+                                                         several workers: all are replaced
 ===========  ==========================================  =====================================
 
 Store calls run in worker threads: the event loop never waits on the database.
@@ -27,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -86,6 +89,11 @@ class AdminAPI:
                 raise MethodNotAllowedError(f"Use POST for {scope['path']}.")
             done = await self.gateway.reloader.reload()
             log.warning("admin: reloaded %s (generation %d)", done["config"], done["generation"])
+            if self.gateway.several_workers:
+                # The file is valid: uvicorn's supervisor replaces every worker (this one
+                # too) by one that reads it, each new one serving before the old one stops.
+                os.kill(os.getppid(), signal.SIGHUP)
+                done["workers"] = "replacing every worker"
             return 200, done
         if not parts or parts[0] not in ("keys", "teams") or len(parts) > 3:
             from crossroads.exceptions import UnsupportedRouteError

@@ -263,3 +263,35 @@ async def test_a_reload_serves_the_artifact_a_promotion_switched_to(
         assert done.json()["routers"][0]["artifact"] == str(live)
         assert await model_of(client) == "big"
     await app.shutdown()
+
+
+def test_with_several_workers_the_endpoint_reloads_every_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker that answers validates and reloads the file, then has uvicorn replace
+    every worker by one that reads it: afterwards no connection reaches the old config."""
+    monkeypatch.setenv("ADMIN_KEY", "admin-key")
+    upstream = FakeUpstream(models=["s", "b"])
+    with (
+        upstream,
+        GatewayProcess(config(upstream.base_url, ["small"]), tmp_path / "gw", workers=2) as gw,
+    ):
+        path = tmp_path / "gw" / "config.yaml"
+
+        def models(n: int) -> set[str]:
+            seen = set()
+            for _ in range(n):  # a new connection each: the kernel spreads them over workers
+                r = httpx.post(gw.base_url + "/chat/completions", json=HELLO, timeout=10)
+                assert r.status_code == 200, r.text
+                seen.add(r.headers["x-crossroads-model"])
+            return seen
+
+        assert models(10) == {"small"}
+        path.write_text(yaml.safe_dump(config(upstream.base_url, ["big"])))
+        done = httpx.post(gw.url + "/v1/crossroads/admin/reload", headers=ADMIN, timeout=30)
+        assert done.status_code == 200, done.text
+        assert done.json()["workers"] == "replacing every worker"
+        deadline = time.monotonic() + 60
+        while (seen := models(40)) != {"big"}:  # until both replacements serve
+            assert time.monotonic() < deadline, (seen, gw.log)
+            time.sleep(0.2)
