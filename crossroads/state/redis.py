@@ -17,14 +17,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from crossroads.state.base import (
-    SETTLED_TTL_S,
-    Admission,
-    Budget,
-    Settlement,
-    StateBackend,
-    Window,
-)
+from crossroads.state.base import SETTLED_TTL_S, Admission, Budget, Settlement, StateBackend, Window
 
 if TYPE_CHECKING:
     from crossroads.state.resp import RespClient
