@@ -5,6 +5,11 @@ A request arrives in one wire format (:mod:`crossroads.formats`), is parsed once
 as a :class:`Response` (or a stream of :class:`StreamEvent`) and is rendered in the client's
 format. ``wire`` / ``raw`` keep the original JSON so that when the client's and the
 upstream's formats are the same, unknown provider fields pass through unchanged.
+
+The types a :class:`Trace` is made of have no ``__slots__``: orjson encodes a dataclass that
+keeps its fields in ``__dict__`` in C, and a slotted one for about twice the instructions
+(each object an AttributeError built and dropped, then a walk of its fields). The request
+path encodes every trace it records.
 """
 
 from __future__ import annotations
@@ -183,7 +188,7 @@ class Caller:
     team_policy: PolicyConfig | None = None  # its team's, shared by the team's keys
 
 
-@dataclass(slots=True)
+@dataclass
 class RecordedCaller:
     """What a trace keeps of the caller (each field bounded; no policy, no credentials)."""
 
@@ -211,7 +216,7 @@ class RoutingRequest:
     vector: Any = None  # the default embedding of last_user_text or text, computed once and shared
 
 
-@dataclass(slots=True)
+@dataclass
 class SignalResult:
     """One signal's value for one request; ``matched`` is what rules test."""
 
@@ -224,7 +229,7 @@ class SignalResult:
     timed_out: bool = False  # an asynchronous signal that ran past its ``timeout_ms``
 
 
-@dataclass(slots=True)
+@dataclass
 class Candidate:
     """A candidate model of a decision, with its estimated cost and whether it can serve."""
 
@@ -236,7 +241,7 @@ class Candidate:
     propensity: float | None = None  # probability a randomised method chose it
 
 
-@dataclass(slots=True)
+@dataclass
 class Route:
     """The routing outcome: the decision that matched, its candidates, the chosen model."""
 
@@ -255,7 +260,7 @@ class Route:
     shadow: ShadowChoice | None = None  # a candidate router's would-be choice, not served
 
 
-@dataclass(slots=True)
+@dataclass
 class ShadowChoice:
     """What a shadow router (``selection.shadow``) would have chosen for the request: scored
     after the served choice, never served. ``estimated_cost`` is in the artifact's unit."""
@@ -268,7 +273,7 @@ class ShadowChoice:
     error: str | None = None  # scoring failed (the served request went on)
 
 
-@dataclass(slots=True)
+@dataclass
 class Usage:
     """Token usage reported by an upstream."""
 
@@ -291,7 +296,7 @@ class Response:
     raw: bytes | None = None
 
 
-@dataclass(slots=True)
+@dataclass
 class Attempt:
     """One try at one upstream endpoint; ``at_ms``: when it began, in ms after the request
     arrived (``Trace.created_at``)."""
@@ -307,7 +312,7 @@ class Attempt:
     span_id: str | None = None  # its OpenTelemetry span, sent upstream in ``traceparent``
 
 
-@dataclass(slots=True)
+@dataclass
 class StageCall:
     """One model call of a multi-call plan (a cascade stage's branch, a fan-out branch, a
     judge): what it cost, how long it took, and what the plan made of its answer.
@@ -329,7 +334,7 @@ class StageCall:
     upstream: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass
 class RateWindow:
     """One rate limit of the caller as it stood after the request was counted."""
 
@@ -340,7 +345,7 @@ class RateWindow:
     reset_s: float  # until the window ends
 
 
-@dataclass(slots=True)
+@dataclass
 class Reservation:
     """The request's estimated cost held against the caller's budgets before dispatch, and
     the actual cost settled after (``settled_usd``). ``budgets`` name them, e.g.
@@ -376,7 +381,7 @@ class Feedback:
     key_name: str | None = None  # the API key that sent it (None: admin or no auth)
 
 
-@dataclass(slots=True)
+@dataclass
 class Trace:
     """Everything the gateway knows about one request, stored off the request path."""
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,27 +19,10 @@ DROP_REASONS = ("queue_full", "bad_trace", "write_error", "shutdown")
 
 
 def trace_json(trace: Trace) -> bytes:
-    """The JSON of a trace, byte for byte what ``orjson.dumps(trace)`` writes, for about 3/4
-    of its instructions (bench/RESULTS.md): orjson reads a slotted dataclass by first failing
-    to get its ``__dict__`` (an AttributeError built and discarded for every object of the
-    trace); here each dataclass type has a function that builds its dict."""
-    return orjson.dumps(trace, default=_as_dict, option=orjson.OPT_PASSTHROUGH_DATACLASS)
-
-
-_AS_DICT: dict[type, Callable[[Any], dict[str, Any]]] = {}
-
-
-def _as_dict(obj: Any) -> dict[str, Any]:
-    convert = _AS_DICT.get(type(obj))
-    if convert is None:
-        # fields() raises TypeError for anything else: orjson reports it unserialisable.
-        # orjson leaves out fields whose name begins with "_"; so does this.
-        names = [f.name for f in fields(obj) if not f.name.startswith("_")]
-        items = ", ".join(f"{name!r}: o.{name}" for name in names)
-        # A dict display of attribute reads (names come from the dataclass's own fields):
-        # cheaper per object than any generic loop over the fields.
-        convert = _AS_DICT[type(obj)] = eval(f"lambda o: {{{items}}}")  # noqa: S307
-    return convert(obj)
+    """The JSON of a trace: ``orjson.dumps(trace)``. The dataclasses a trace is made of keep
+    their fields in ``__dict__`` (no ``__slots__``), which orjson reads in C; a slotted one
+    costs it an AttributeError built and dropped per object, then a walk of its fields."""
+    return orjson.dumps(trace)
 
 
 @dataclass(frozen=True, slots=True)

@@ -190,6 +190,27 @@ def test_trace_json_writes_what_orjson_writes_for_every_part_of_a_trace() -> Non
         trace_json(trace(6, route=object()))
 
 
+def test_the_types_a_trace_is_made_of_are_not_slotted() -> None:
+    """orjson encodes a dataclass with a ``__dict__`` in C, a slotted one for about twice the
+    instructions: the request path encodes every trace (bench/RESULTS.md)."""
+    from crossroads import types
+
+    parts = (
+        types.Trace,
+        types.Route,
+        types.SignalResult,
+        types.Candidate,
+        types.ShadowChoice,
+        types.Usage,
+        types.Attempt,
+        types.RecordedCaller,
+        types.StageCall,
+        types.Reservation,
+        types.RateWindow,
+    )
+    assert [cls.__name__ for cls in parts if "__slots__" in vars(cls)] == []
+
+
 # ---------------------------------------------------------------------- feedback
 
 
