@@ -55,6 +55,27 @@ def test_files_from_the_wider_schema_still_work(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_batch_goes_in_as_chunks_of_the_fixed_sizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """203 rows: 128 + 64 + 8 + 2 + 1, each chunk one statement of a size in CHUNKS."""
+    sizes: list[int] = []
+    statement = sqlite_module.insert_rows
+
+    def insert_rows(n: int) -> str:
+        sizes.append(n)
+        return statement(n)
+
+    store = SQLiteTraceStore(tmp_path / "t.db")
+    conn = store._connect()
+    monkeypatch.setattr(sqlite_module, "insert_rows", insert_rows)
+    store._insert_rows(conn, [store._encode(trace(i)) for i in range(203)])
+    conn.close()
+    assert sizes == [128, 64, 8, 2, 1]
+    assert store.count() == 203
+    assert store.get(trace(202).trace_id)["route"]["model"] == "small"
+
+
 # ---------------------------------------------------------------- faults: nothing kills the writer
 
 
