@@ -99,6 +99,13 @@ SPEND_SOURCE = (
     "(SELECT created_at, CAST(data AS TEXT) AS d FROM traces "
     "WHERE created_at >= ? AND created_at < ?)"
 )
+# The sqlite3 module adapts every parameter that is not an int, float, str or bytearray: for
+# a bytes value with no adapter registered it looks up __adapt__ on its protocol type, an
+# AttributeError formatted and cleared for every trace. bytes() of a bytes object is that
+# object, so this adapter binds the same value, found at once (the module's registry is
+# process-wide: one another library registered for bytes is left alone).
+if (bytes, sqlite3.PrepareProtocol) not in sqlite3.adapters:
+    sqlite3.register_adapter(bytes, bytes)
 # A write the database file refuses (locked, full, I/O error) waits this long for the lock in
 # each try (see BACKOFF_S in crossroads.store.batched): about 2 s of busy waits in all.
 BUSY_TIMEOUT_S = 0.5
