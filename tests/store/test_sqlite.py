@@ -76,6 +76,18 @@ def test_a_batch_goes_in_as_chunks_of_the_fixed_sizes(
     assert store.get(trace(202).trace_id)["route"]["model"] == "small"
 
 
+def test_bytes_bind_through_the_identity_adapter(tmp_path: Path) -> None:
+    """The JSON goes in as the same bytes, and reads back as bytes (a BLOB)."""
+    assert sqlite3.adapters[(bytes, sqlite3.PrepareProtocol)] is bytes
+    store = SQLiteTraceStore(tmp_path / "t.db")
+    conn = store._connect()
+    row = store._encode(trace(1))
+    store._insert_rows(conn, [row])
+    stored = conn.execute("SELECT data, typeof(data) FROM traces").fetchone()
+    conn.close()
+    assert stored == (row[2], "blob")
+
+
 # ---------------------------------------------------------------- faults: nothing kills the writer
 
 
