@@ -5,6 +5,7 @@ cannot. User-space instructions only: system calls and the kernel's share are no
     python -m bench.instructions [--requests 300] [--stream] [--metrics off] [--policy heuristic]
     python -m bench.instructions --wire [--traces none]        # crossroads serve over loopback
     python -m bench.instructions --limits redis://127.0.0.1:6379/0   # with limits (or: none)
+    python -m bench.instructions --trace-json 1000   # store.base.trace_json alone, per trace
 
 In process, the request path of ``bench.request_path`` (parsing, routing, format conversion,
 dispatch bookkeeping, settlement, trace assembly) runs under callgrind with collection off
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import re
 import shutil
@@ -61,15 +63,18 @@ def in_process(
     metrics: bool = True,
     policy: str = "small",
     limits: str | None = None,
+    trace_json: bool = False,
 ) -> float:
     """Instructions per request of the in-process request path; ``limits``: a state
     backend for the bench key's limits (``bench.request_path.limited``), or ``none`` for
-    the same key without a policy."""
+    the same key without a policy. ``trace_json``: instead, the encoding of each request's
+    trace (``store.base.trace_json``), the traces made first, uncounted."""
     cmd = [sys.executable, "-m", "bench.instructions", "--child", str(requests)]
     cmd += ["--stream"] if stream else []
     cmd += [] if metrics else ["--metrics", "off"]
     cmd += ["--policy", policy]
     cmd += ["--limits", limits] if limits else []
+    cmd += ["--trace-json", "1"] if trace_json else []
     child = _callgrind(cmd, cwd=os.getcwd())
     _, err = child.communicate(timeout=1800)
     if child.returncode != 0:
@@ -78,14 +83,30 @@ def in_process(
 
 
 async def _child(
-    requests: int, stream: bool, metrics: bool, policy: str, limits: str | None
+    requests: int, stream: bool, metrics: bool, policy: str, limits: str | None, encode: bool
 ) -> None:
     from bench.request_path import _forget_state, app_and_request, limited
+    from crossroads.store.base import trace_json
 
     extra = None if limits is None else limited(None if limits == "none" else limits)
     app, call = await app_and_request(stream, metrics, policy, extra)
     for _ in range(WARM):
         await call()
+    if encode:
+        for _ in range(requests):
+            await call()
+        traces = list(app.store._traces)[-requests:]
+        # The traces kept here would make the collector's passes count (a served process
+        # collects seldom: freeze_gc).
+        gc.collect()
+        gc.disable()
+        _toggle(os.getpid(), True)
+        for trace in traces:
+            trace_json(trace)
+        _toggle(os.getpid(), False)
+        gc.enable()
+        await app.shutdown()
+        return
     _toggle(os.getpid(), True)
     for _ in range(requests):
         await call()
@@ -163,10 +184,23 @@ def main() -> None:
         help="in process: the bench key's limits counted in this state backend (redis://...), "
         "or 'none' (the key without a policy)",
     )
+    parser.add_argument(
+        "--trace-json",
+        type=int,
+        metavar="N",
+        help="in process: instructions per trace of store.base.trace_json over N traces",
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        asyncio.run(_child(args.child, args.stream, args.metrics == "on", args.policy, args.limits))
+        child = _child(
+            args.child, args.stream, args.metrics == "on", args.policy, args.limits, args.trace_json
+        )
+        asyncio.run(child)
+        return
+    if args.trace_json:
+        n = in_process(args.trace_json, args.stream, args.metrics == "on", args.policy, None, True)
+        print(f"trace_json, {args.policy} policy: {n:,.0f} instructions per trace")
         return
     if args.wire:
         n = over_the_wire(args.requests, args.traces)
