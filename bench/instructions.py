@@ -3,7 +3,7 @@ so two checkouts (or a commit and its baseline) compare on a busy machine where 
 cannot. User-space instructions only: system calls and the kernel's share are not counted.
 
     python -m bench.instructions [--requests 300] [--stream] [--metrics off] [--policy heuristic]
-    python -m bench.instructions --wire [--traces none]        # crossroads serve over loopback
+    python -m bench.instructions --wire [--stream] [--traces none]   # crossroads serve over loopback
     python -m bench.instructions --limits redis://127.0.0.1:6379/0   # with limits (or: none)
     python -m bench.instructions --trace-json 1000   # store.base.trace_json alone, per trace
 
@@ -11,7 +11,8 @@ In process, the request path of ``bench.request_path`` (parsing, routing, format
 dispatch bookkeeping, settlement, trace assembly) runs under callgrind with collection off
 until it is warm; over the wire, ``crossroads serve`` with the heuristic benchmark config runs
 under callgrind and answers sequential requests from one client (traces on by default: the
-writer thread is counted). Prints instructions per request.
+writer thread is counted; with ``--stream`` each answer is a stream of the fake upstream's 8
+content deltas, read to its end). Prints instructions per request.
 """
 
 from __future__ import annotations
@@ -117,8 +118,9 @@ async def _child(
     await app.shutdown()
 
 
-def over_the_wire(requests: int, traces: str) -> float:
-    """Instructions per request of ``crossroads serve`` answering one client."""
+def over_the_wire(requests: int, traces: str, stream: bool = False) -> float:
+    """Instructions per request of ``crossroads serve`` answering one client (``stream``:
+    streamed answers, each read whole)."""
     import httpx
 
     from bench.procs import ROOT, free_port, start_fake_upstream
@@ -137,6 +139,8 @@ def over_the_wire(requests: int, traces: str) -> float:
             {"role": "user", "content": "Name three colours, please, and say why."},
         ],
     }
+    if stream:
+        body["stream"] = True
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             for _ in range(1200):  # valgrind starts Python slowly
@@ -203,8 +207,9 @@ def main() -> None:
         print(f"trace_json, {args.policy} policy: {n:,.0f} instructions per trace")
         return
     if args.wire:
-        n = over_the_wire(args.requests, args.traces)
-        print(f"wire ({args.traces}): {n:,.0f} instructions per request")
+        n = over_the_wire(args.requests, args.traces, args.stream)
+        kind = "stream" if args.stream else "json"
+        print(f"wire {kind} ({args.traces}): {n:,.0f} instructions per request")
     else:
         n = in_process(args.requests, args.stream, args.metrics == "on", args.policy, args.limits)
         kind = "stream" if args.stream else "json"
