@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from crossroads.config import ModelConfig
 from crossroads.cost import actual_cost
 from crossroads.dispatch.dispatcher import Dispatcher, OpenStream
-from crossroads.dispatch.sse import event_data, split_events
+from crossroads.dispatch.sse import event_data, marked_events, split_events
 from crossroads.exceptions import UpstreamProtocolError
 from crossroads.pipeline import Pipeline
 from crossroads.plans.settle import settle_stages
@@ -180,9 +180,9 @@ class EngineStream:
     """An upstream stream as canonical events; settles when the upstream's stream ends.
 
     ``passthrough``: the client speaks the upstream's format, so it reads the upstream's
-    frames as they are (``event.raw``). Then a batch that holds none of the format's
-    ``STREAM_MARKS`` (literals: usage, the end, errors) is forwarded unread, as one event whose ``raw``
-    is the whole batch; it is decoded later only if the upstream never reports usage and the
+    bytes as they are, from :meth:`forward`. Then only the events holding one of the
+    format's ``STREAM_MARKS`` (literals: usage, the end, errors) are decoded; the rest is
+    forwarded unread, and decoded later only if the upstream never reports usage and the
     output has to be counted."""
 
     def __init__(
@@ -199,9 +199,64 @@ class EngineStream:
         self.pieces: list[str] = []
         self.unread: list[bytes] = []  # batches forwarded unread, until usage arrives
         self.done = False
-        self._head = iter(stream.head)
+        self._head = stream.head[::-1]  # popped from the end
         self._decode = self.fmt.stream_decoder(stream.endpoint.upstream.name)
-        self._marks = self.fmt.STREAM_MARKS if passthrough else None
+        self._marks: tuple[bytes, ...] = self.fmt.STREAM_MARKS if passthrough else ()
+
+    async def _next_batch(self) -> bytes:
+        if self._head:
+            return self._head.pop()
+        try:
+            return await self.stream.rest.__anext__()
+        except StopAsyncIteration:
+            name = self.stream.endpoint.upstream.name
+            raise UpstreamProtocolError(
+                f"upstream {name!r} ended the stream without {self.fmt.LAST_EVENT}: "
+                "the answer is incomplete",
+                upstream=name,
+            ) from None
+
+    async def forward(self, usage: bool) -> bytes:
+        """For a client of the upstream's format (``passthrough``): what to write of the next
+        upstream read, as it came, less the usage-only events unless ``usage``, and nothing
+        after the last event; ``done`` is set with the last. Raises if the stream ends early
+        or fails."""
+        batch = await self._next_batch()
+        for mark in self._marks:
+            if batch.find(mark) != -1:  # not ``in``: CPython 3.11 raises a TypeError inside it
+                return self._forward_marked(batch, usage)
+        if self.usage is None:
+            self.unread.append(batch)
+        return batch
+
+    def _forward_marked(self, batch: bytes, usage: bool) -> bytes:
+        """:meth:`forward` of a batch holding a mark: only its marked events are decoded."""
+        decode = self._decode
+        out = []
+        at = 0  # written up to here
+        for start, end in marked_events(batch, self._marks):
+            frame = batch[start:end]
+            data = event_data(frame)
+            if data is None:
+                continue  # a comment: forwarded with the bytes around it
+            event = decode(frame, data)
+            if event.usage is not None:
+                self.usage = event.usage
+            if event.done:
+                self.done = True
+                batch = batch[:end]
+                break
+            if event.usage_only and not usage:
+                out.append(batch[at:start])
+                at = end
+        if self.usage is None:  # decoded later, in order, if the output has to be counted
+            self.unread.append(batch)
+        if self.done:
+            self._settle()
+        if not out:
+            return batch
+        out.append(batch[at:])
+        return b"".join(out)
 
     def batches(self) -> EngineStream:
         """Events in batches, one per upstream read (``async for``); raises if the stream
@@ -214,19 +269,7 @@ class EngineStream:
 
     async def __anext__(self) -> list[StreamEvent]:
         while not self.done:
-            batch = next(self._head, None) or await anext(self.stream.rest, None)
-            if batch is None:
-                name = self.stream.endpoint.upstream.name
-                raise UpstreamProtocolError(
-                    f"upstream {name!r} ended the stream without {self.fmt.LAST_EVENT}: "
-                    "the answer is incomplete",
-                    upstream=name,
-                )
-            if self._marks is not None and not _marked(batch, self._marks):
-                if self.usage is None:
-                    self.unread.append(batch)
-                return [StreamEvent(raw=batch)]
-            events = self._decoded(batch)
+            events = self._decoded(await self._next_batch())
             if self.done:
                 self._settle()  # before the last batch: its reader renders the final usage
             if events:
@@ -294,11 +337,3 @@ class EngineStream:
         if ok and trace.usage and trace.usage.completion_tokens > 1 and trace.ttft_ms is not None:
             rest_ms = (time.perf_counter() - self.start) * 1000 - trace.ttft_ms
             self.stream.endpoint.observe_tpot(rest_ms / (trace.usage.completion_tokens - 1))
-
-
-def _marked(batch: bytes, marks: tuple[bytes, ...]) -> bool:
-    """Whether ``batch`` holds any of a format's ``STREAM_MARKS``."""
-    for mark in marks:  # noqa: SIM110 (any() would build a generator for every batch)
-        if batch.find(mark) != -1:  # not ``in``: CPython 3.11 raises a TypeError inside it
-            return True
-    return False

@@ -22,7 +22,7 @@ from crossroads.dispatch.base import Completion, Upstream
 from crossroads.dispatch.endpoints import EndpointState, build_endpoints
 from crossroads.dispatch.errors import failure_category
 from crossroads.dispatch.retries import RetryBudget, backoff_s, is_retryable
-from crossroads.dispatch.sse import event_data, split_events
+from crossroads.dispatch.sse import event_data
 from crossroads.exceptions import (
     CrossroadsError,
     RequestEncodingError,
@@ -337,8 +337,14 @@ def upstream_body(
 
 def _any_content(batch: bytes, decode: Callable[[bytes, bytes], Any]) -> bool:
     """Whether a batch of events holds something the client would see (text, tool call,
-    finish reason, usage, the end), checking each event is well formed."""
-    for frame in split_events(batch):
+    finish reason, usage, the end), checking each event is well formed up to the first that
+    does (events are cut from the batch one at a time: it may hold the whole stream)."""
+    at, size = 0, len(batch)
+    while at < size:
+        end = batch.find(b"\n\n", at)
+        end = size if end == -1 else end + 2
+        frame = batch if end == size and not at else batch[at:end]
+        at = end
         data = event_data(frame)
         if data is None:
             continue

@@ -17,7 +17,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_EVENT_BYTES = 8 * 1024 * 1024  # the default of an upstream's max_event_bytes
 
 
-async def frames(
+def frames(
     chunks: AsyncIterator[bytes], upstream: str = "upstream", max_event_bytes: int = MAX_EVENT_BYTES
 ) -> AsyncIterator[bytes]:
     """Batches of complete SSE events (``...\\n\\n``, one or more) from arbitrary chunks:
@@ -28,39 +28,69 @@ async def frames(
     Linear in the bytes: each chunk is searched once, and an unfinished event is kept in one
     growing buffer; a read of whole events is yielded as it came, without a copy. An event
     still unfinished after ``max_event_bytes`` is the upstream's protocol error."""
-    pending = bytearray()  # the start of an unfinished event (never holds a blank line)
-    held_cr = False  # the last chunk ended with CR: it may be the first half of a CRLF
-    async for chunk in chunks:
-        if held_cr or chunk.find(b"\r") != -1:  # not ``in``: it raises a TypeError inside
-            if held_cr:
-                chunk = b"\r" + chunk
-            held_cr = chunk.endswith(b"\r")
-            if held_cr:
-                chunk = chunk[:-1]
-            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        end = chunk.rfind(b"\n\n") + 2  # just past the last complete event
-        if end < 2:  # none in the chunk, unless its blank line began in the last one
-            end = 1 if pending and pending[-1] == 10 and chunk[:1] == b"\n" else 0
-        if not end:
-            pending += chunk
-            if len(pending) > max_event_bytes:
-                raise _too_long(upstream, max_event_bytes)
-            continue
-        if pending:
-            pending += memoryview(chunk)[:end]
+    return _Frames(chunks.__aiter__(), upstream, max_event_bytes)
+
+
+class _Frames:
+    """:func:`frames` as an iterator object, not an async generator: the event loop tracks
+    no generator per stream, and a stream its consumer leaves at the last event (never
+    reading on to the end) leaves no generator for the loop to finalize with a task."""
+
+    __slots__ = ("chunks", "upstream", "limit", "pending", "held_cr", "ended")
+
+    def __init__(self, chunks: AsyncIterator[bytes], upstream: str, limit: int) -> None:
+        self.chunks = chunks
+        self.upstream = upstream
+        self.limit = limit
+        self.pending = bytearray()  # the start of an unfinished event (never a blank line)
+        self.held_cr = False  # the last chunk ended with CR: maybe the first half of a CRLF
+        self.ended = False
+
+    def __aiter__(self) -> _Frames:
+        return self
+
+    async def __anext__(self) -> bytes:
+        pending = self.pending
+        while not self.ended:
+            try:
+                chunk = await self.chunks.__anext__()
+            except StopAsyncIteration:
+                self.ended = True
+                break
+            if self.held_cr or chunk.find(b"\r") != -1:  # not ``in``: it raises inside
+                if self.held_cr:
+                    chunk = b"\r" + chunk
+                self.held_cr = chunk.endswith(b"\r")
+                if self.held_cr:
+                    chunk = chunk[:-1]
+                chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            end = chunk.rfind(b"\n\n") + 2  # just past the last complete event
+            if end < 2:  # none in the chunk, unless its blank line began in the last one
+                end = 1 if pending and pending[-1] == 10 and chunk[:1] == b"\n" else 0
+            if not end:
+                pending += chunk
+                if len(pending) > self.limit:
+                    raise _too_long(self.upstream, self.limit)
+                continue
+            if pending:
+                pending += memoryview(chunk)[:end]
+                batch = bytes(pending)
+                pending.clear()
+            else:
+                batch = chunk if end == len(chunk) else chunk[:end]
+            if end < len(chunk):
+                pending += memoryview(chunk)[end:]
+                if len(pending) > self.limit:
+                    raise _too_long(self.upstream, self.limit)
+            return batch
+        if self.held_cr:
+            self.held_cr = False
+            pending += b"\n"
+        if pending.strip():
             batch = bytes(pending)
             pending.clear()
-        else:
-            batch = chunk if end == len(chunk) else chunk[:end]
-        if end < len(chunk):
-            pending += memoryview(chunk)[end:]
-            if len(pending) > max_event_bytes:
-                raise _too_long(upstream, max_event_bytes)
-        yield batch
-    if held_cr:
-        pending += b"\n"
-    if pending.strip():
-        yield bytes(pending)
+            return batch
+        raise StopAsyncIteration
 
 
 def _too_long(upstream: str, limit: int) -> UpstreamProtocolError:
@@ -82,8 +112,29 @@ def split_events(batch: bytes) -> list[bytes]:
     return events
 
 
+def marked_events(batch: bytes, marks: tuple[bytes, ...]) -> list[tuple[int, int]]:
+    """Where the events of a batch from :func:`frames` that hold any of ``marks`` begin and
+    end (``batch[start:end]``, each ending ``\\n\\n`` or the batch), in order; empty when none
+    does. Found by searching for the marks, not by splitting the batch into its events."""
+    spans = []
+    for mark in marks:
+        at = batch.find(mark)  # not ``in``: CPython 3.11 raises a TypeError inside it
+        while at != -1:
+            start = batch.rfind(b"\n\n", 0, at)
+            end = batch.find(b"\n\n", at)
+            end = len(batch) if end == -1 else end + 2
+            spans.append((0 if start == -1 else start + 2, end))
+            at = batch.find(mark, end)
+    if len(spans) > 1:
+        spans = sorted(set(spans))  # an event may hold two marks
+    return spans
+
+
 def event_data(frame: bytes) -> bytes | None:
     """The ``data:`` payload of one event (joined over lines), or None for comments."""
+    end = len(frame) - 2
+    if frame.find(b"\n") == end and frame.startswith(b"data:") and frame.endswith(b"\n\n"):
+        return frame[5:end].lstrip(b" ")  # the usual event: one data line
     parts = [line[5:].lstrip(b" ") for line in frame.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(parts) if parts else None
 

@@ -74,50 +74,39 @@ class FormatHandler:
     async def _relay(
         self, stream: EngineStream, request: Request, trace: Trace, send: Send
     ) -> None:
-        # Same format on both sides: forward the upstream's frames as they are, so unknown
-        # provider fields pass through; otherwise render canonical events in the client's format.
-        passthrough = stream.passthrough
-        encoder = self.fmt.stream_encoder(request, trace.trace_id)
-        wants_usage = request.include_usage
-        ok, failure = False, None
-
-        async def write(message: dict[str, Any]) -> None:
-            try:
-                await send(message)
-            except ClientGoneError:
-                raise
-            except Exception as exc:  # the ASGI server could not write: the client is gone
-                raise ClientGoneError("the client disconnected") from exc
-
-        async def emit(chunk: bytes, more: bool = True) -> None:
-            await write({"type": "http.response.body", "body": chunk, "more_body": more})
-
+        # Same format on both sides: forward the upstream's bytes as they are, so unknown
+        # provider fields pass through; otherwise render canonical events in the client's
+        # format. One write per upstream read; the end of the response leaves with the last.
+        ok, failure, ended = False, None, False
+        encoder = None
         try:
-            await write(
+            await _write(
+                send,
                 {
                     "type": "http.response.start",
                     "status": 200,
                     "headers": SSE_HEADERS + routing_headers(trace),
-                }
+                },
             )
             try:
-                opening = encoder.start() if not passthrough else b""
-                pending = [opening] if opening else []
-                async for events in stream.batches():
-                    out = pending
-                    pending = []
-                    for event in events:
-                        if passthrough:
-                            if event.raw is not None and (wants_usage or not event.usage_only):
-                                out.append(event.raw)
-                        elif not event.done:
-                            chunk = encoder.encode(event)
-                            if chunk:
-                                out.append(chunk)
-                    if stream.done and not passthrough:
-                        out.append(encoder.finish(trace.usage))
-                    if out:  # one write per upstream read, whatever it held
-                        await emit(out[0] if len(out) == 1 else b"".join(out))
+                if stream.passthrough:
+                    wants_usage = request.include_usage
+                    while not ended:
+                        body = await stream.forward(wants_usage)
+                        ended = stream.done
+                        if body or ended:
+                            await _write(
+                                send,
+                                {
+                                    "type": "http.response.body",
+                                    "body": body,
+                                    "more_body": not ended,
+                                },
+                            )
+                else:
+                    encoder = self.fmt.stream_encoder(request, trace.trace_id)
+                    await _render(stream, encoder, trace, send)
+                    ended = True
                 ok = True
             except ClientGoneError:
                 raise
@@ -125,14 +114,46 @@ class FormatHandler:
                 status, payload, _ = render(exc, self.fmt.error_body, trace.trace_id)
                 trace.status, trace.error, trace.error_code = status, str(exc), error_code(exc)
                 failure = failure_category(exc)
-                await emit(encoder.error(status, payload))
-            await emit(b"", more=False)
+                encoder = encoder or self.fmt.stream_encoder(request, trace.trace_id)
+                body = encoder.error(status, payload)
+                await _write(send, {"type": "http.response.body", "body": body, "more_body": False})
         except ClientGoneError:
             if not ok:
                 trace.status = 499
                 trace.error = "client disconnected mid-stream; upstream call cancelled"
         finally:
             await stream.aclose(ok, failure)
+
+
+async def _render(stream: EngineStream, encoder: Any, trace: Trace, send: Send) -> None:
+    """Canonical events in the client's format (``encoder``), to the end of the response."""
+    opening = encoder.start()
+    out = [opening] if opening else []
+    async for events in stream.batches():
+        for event in events:
+            if not event.done:
+                chunk = encoder.encode(event)
+                if chunk:
+                    out.append(chunk)
+        if stream.done:
+            out.append(encoder.finish(trace.usage))
+            break
+        if out:
+            await _write(
+                send, {"type": "http.response.body", "body": b"".join(out), "more_body": True}
+            )
+            out = []
+    await _write(send, {"type": "http.response.body", "body": b"".join(out), "more_body": False})
+
+
+async def _write(send: Send, message: dict[str, Any]) -> None:
+    """One ASGI message of a stream; a failed write means the client is gone."""
+    try:
+        await send(message)
+    except ClientGoneError:
+        raise
+    except Exception as exc:  # the ASGI server could not write: the client is gone
+        raise ClientGoneError("the client disconnected") from exc
 
 
 async def send_body(
