@@ -112,13 +112,18 @@ def split_events(batch: bytes) -> list[bytes]:
     return events
 
 
-def marked_events(batch: bytes, marks: tuple[bytes, ...]) -> list[tuple[int, int]]:
+def marked_events(
+    batch: bytes, marks: tuple[bytes, ...], first: int | None = None
+) -> list[tuple[int, int]]:
     """Where the events of a batch from :func:`frames` that hold any of ``marks`` begin and
     end (``batch[start:end]``, each ending ``\\n\\n`` or the batch), in order; empty when none
-    does. Found by searching for the marks, not by splitting the batch into its events."""
+    does. Found by searching for the marks, not by splitting the batch into its events;
+    ``first``: where ``marks[0]`` first occurs, if the caller found it already."""
     spans = []
     for mark in marks:
-        at = batch.find(mark)  # not ``in``: CPython 3.11 raises a TypeError inside it
+        # not ``in``: CPython 3.11 raises a TypeError inside it
+        at = batch.find(mark) if first is None else first
+        first = None
         while at != -1:
             start = batch.rfind(b"\n\n", 0, at)
             end = batch.find(b"\n\n", at)

@@ -94,15 +94,19 @@ class FormatHandler:
                     while not ended:
                         body = await stream.forward(wants_usage)
                         ended = stream.done
-                        if body or ended:
-                            await _write(
-                                send,
-                                {
-                                    "type": "http.response.body",
-                                    "body": body,
-                                    "more_body": not ended,
-                                },
-                            )
+                        if not (body or ended):
+                            continue
+                        message = {
+                            "type": "http.response.body",
+                            "body": body,
+                            "more_body": not ended,
+                        }
+                        try:  # (``_write`` inline: this runs once per upstream read)
+                            await send(message)
+                        except ClientGoneError:
+                            raise
+                        except Exception as exc:
+                            raise ClientGoneError("the client disconnected") from exc
                 else:
                     encoder = self.fmt.stream_encoder(request, trace.trace_id)
                     await _render(stream, encoder, trace, send)
