@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from crossroads.config import Config, ModelConfig
 from crossroads.dispatch.balancing import choose
 from crossroads.dispatch.base import Completion, Upstream
+from crossroads.dispatch.deadline import Deadline
 from crossroads.dispatch.endpoints import EndpointState, build_endpoints
 from crossroads.dispatch.errors import failure_category
 from crossroads.dispatch.retries import RetryBudget, backoff_s, is_retryable
@@ -239,7 +240,7 @@ class Dispatcher:
                     elif e.deadlines and not keep_open:  # its own timer ends it then
                         result = await call(e, model, left)
                     else:  # a stream's deadline covers its opening only: a timer of ours
-                        async with asyncio.timeout(left):
+                        async with Deadline(left):
                             result = await call(e, model, None)
                 except asyncio.CancelledError:
                     e.in_flight -= 1
