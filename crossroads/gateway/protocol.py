@@ -56,6 +56,7 @@ STATUS_LINES = {
 }
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _DISCONNECT = {"type": "http.disconnect"}
+METHODS = {name.encode(): name for name in ("GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE")}
 
 
 def error_response(exc: BaseException) -> bytes:
@@ -78,6 +79,7 @@ class _Request:
         "protocol",
         "url",
         "headers",
+        "counted",
         "head_bytes",
         "body",
         "size",
@@ -94,12 +96,14 @@ class _Request:
         "waiter",
         "error",
         "answered",
+        "task",
     )
 
     def __init__(self, protocol: GatewayProtocol) -> None:
         self.protocol = protocol
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.counted = 0  # headers already in head_bytes (a head that spans reads)
         self.head_bytes = 0
         self.body: list[bytes] = []
         self.size = 0
@@ -116,6 +120,7 @@ class _Request:
         self.waiter: asyncio.Future[None] | None = None
         self.error: bytes | None = None  # refused while parsing: this answer, no app
         self.answered = False  # the refusal was written early
+        self.task: asyncio.Task[None] | None = None  # serving it
 
     # ASGI receive / send, bound per request
     async def receive(self) -> dict[str, Any]:
@@ -134,6 +139,46 @@ class _Request:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
+    def _head(self, parts: list[bytes], lines: int, chunked: bool) -> bytes:
+        """The head of ``parts`` (the status line and ``lines - 1`` header lines so far):
+        the date, ``connection: close`` if it closes, the framing, the blank line."""
+        protocol = self.protocol
+        parts.append(protocol.date_header())
+        lines += protocol.date_lines + 1  # and the blank line that ends the head
+        if not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+            lines += 1
+        if chunked:
+            parts.append(b"transfer-encoding: chunked\r\n")
+            lines += 1
+        parts.append(b"\r\n")
+        head = b"".join(parts)
+        # Each line above ends in CRLF, so any other CR or LF came from a header name or
+        # value (response splitting). Two counts over the head, not a test per header:
+        # ``bytes in bytes`` raises and clears a TypeError inside CPython 3.11 each time.
+        if head.count(b"\n") != lines or head.count(b"\r") != lines:
+            raise RuntimeError("invalid character in a response header")
+        return head
+
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """A whole response in one call and one write: what ``send`` makes of a start whose
+        ``content-length`` is the body's and one last body message, without the messages
+        (:func:`crossroads.gateway.handlers.send_body` calls it when the server offers it)."""
+        if self.disconnected:
+            raise ClientGoneError("the client disconnected")
+        if self.started:
+            raise RuntimeError("a response was already started")
+        self.started = True
+        parts = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"content-length: %d\r\n" % len(body))
+        head = self._head(parts, len(headers) + 2, False)
+        self.protocol.transport.write(head if self.scope["method"] == "HEAD" else head + body)
+        self.complete = True
+        self.wake()
+        self.protocol.response_done(self)
+
     async def send(self, message: dict[str, Any]) -> None:
         protocol = self.protocol
         if self.disconnected:
@@ -145,32 +190,18 @@ class _Request:
             self.started = True
             status = message["status"]
             parts = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
-            lines = 2  # the status line and the blank line that ends the head
+            lines = 1  # the status line
             length: int | None = None
             for name, value in message.get("headers", ()):
                 if name == b"content-length":
                     length = int(value)
                 parts += (name, b": ", value, b"\r\n")
                 lines += 1
-            date = protocol.date_header()
-            parts.append(date)
-            lines += protocol.date_lines
-            if not self.keep_alive:
-                parts.append(b"connection: close\r\n")
-                lines += 1
-            if length is None and status not in (204, 304) and self.scope["method"] != "HEAD":
-                self.chunked = True
-                parts.append(b"transfer-encoding: chunked\r\n")
-                lines += 1
+            self.chunked = (
+                length is None and status not in (204, 304) and self.scope["method"] != "HEAD"
+            )
             self.remaining = length or 0
-            parts.append(b"\r\n")
-            head = b"".join(parts)
-            # Each line above ends in CRLF, so any other CR or LF came from a header name or
-            # value (response splitting). Two counts over the head, not a test per header:
-            # ``bytes in bytes`` raises and clears a TypeError inside CPython 3.11 each time.
-            if head.count(b"\n") != lines or head.count(b"\r") != lines:
-                raise RuntimeError("invalid character in a response header")
-            self.head = head
+            self.head = self._head(parts, lines, self.chunked)
             return
         if self.complete or kind != "http.response.body":
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
@@ -237,6 +268,8 @@ class GatewayProtocol(asyncio.Protocol):
         self.timing = ""  # which of "idle", "head", "body" is timed
         self.stalled: asyncio.TimerHandle | None = None  # write deadline while paused
         self.head_fed = 0  # bytes fed inside an unfinished head
+        self.fed = 0  # bytes of the current feed
+        self.headers: list[tuple[bytes, bytes]] = []  # of the request being parsed
         self.head_ended = False  # a head (or a message) ended during the current feed
         self.lingering = False  # refused: dropping input until the close
         self.discarded = 0
@@ -248,8 +281,7 @@ class GatewayProtocol(asyncio.Protocol):
         self._date_source: Any = None
         self._date = b""
         self.date_lines = 0
-        self.peer: Any = None
-        self.sock: Any = None
+        self.scope: dict[str, Any] = {}  # what every request's scope starts from
 
     # ------------------------------------------------------------------ connection
 
@@ -267,8 +299,20 @@ class GatewayProtocol(asyncio.Protocol):
             self._linger()
             return
         connections.add(self)
-        self.peer = transport.get_extra_info("peername")  # once, not per request
-        self.sock = transport.get_extra_info("sockname")
+        self.scope = {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/",
+            "raw_path": b"/",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [],
+            "client": transport.get_extra_info("peername"),  # once, not per request
+            "server": transport.get_extra_info("sockname"),
+        }
         self._arm("idle", self.keep_alive_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -424,6 +468,7 @@ class GatewayProtocol(asyncio.Protocol):
         if self.timing == "idle":
             self._disarm()
         self.head_ended = False
+        self.fed = len(data)
         try:
             self.parser.feed_data(data)
             request = self.reading
@@ -438,6 +483,7 @@ class GatewayProtocol(asyncio.Protocol):
                         raise HeadTooLargeError(
                             f"The request headers are over {self.max_head} bytes."
                         )
+                self._count_head(request)
         except HeadTooLargeError as exc:
             self._reject(exc)
         except httptools.HttpParserUpgrade:
@@ -469,49 +515,53 @@ class GatewayProtocol(asyncio.Protocol):
             self._next()
 
     def on_message_begin(self) -> None:
-        self.reading = _Request(self)
+        request = self.reading = _Request(self)
+        self.headers = request.headers
         self.head_ended = True
 
+    # The head's size is checked where it can be over the limit, not in every callback: a
+    # head that began in the current read and is done within it is at most that read's
+    # length (plus a byte a header, as the count below has no optional spaces).
     def on_url(self, url: bytes) -> None:
-        request = self.reading
-        assert request is not None
-        request.url += url
-        request.head_bytes += len(url)
-        if request.head_bytes > self.max_head:
-            raise HeadTooLargeError(f"The request line is over {self.max_head} bytes.")
+        self.reading.url += url  # type: ignore[union-attr]
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        request = self.reading
-        assert request is not None
-        request.head_bytes += len(name) + len(value) + 4
-        if request.head_bytes > self.max_head:
+        self.headers.append((name.lower(), value))
+
+    def _count_head(self, request: _Request) -> None:
+        """431 if the request line and the headers parsed so far are over ``max_head_bytes``
+        (counting each header as name, value and 4 bytes; the new headers only)."""
+        if len(request.url) > self.max_head:
+            raise HeadTooLargeError(f"The request line is over {self.max_head} bytes.")
+        headers = request.headers
+        total = request.head_bytes
+        for name, value in headers[request.counted :]:
+            total += len(name) + len(value) + 4
+        request.counted = len(headers)
+        request.head_bytes = total
+        if len(request.url) + total > self.max_head:
             raise HeadTooLargeError(f"The request headers are over {self.max_head} bytes.")
-        request.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         request = self.reading
         assert request is not None
+        if not self.head_ended or self.fed + len(request.headers) > self.max_head:
+            self._count_head(request)
         parser = self.parser
-        method = parser.get_method().decode("ascii")
+        method = parser.get_method()
         raw_path, _, query = request.url.partition(b"?")
         path = raw_path.decode("latin-1")
         if "%" in path:
             path = unquote(path)
         request.keep_alive = parser.should_keep_alive() and not self.closing
-        request.scope = {
-            "type": "http",
-            "asgi": _ASGI,
-            "http_version": parser.get_http_version(),
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "root_path": "",
-            "headers": request.headers,
-            "client": self.peer,
-            "server": self.sock,
-        }
+        # A copy of the connection's scope, every key in place: cheaper than a new dict.
+        scope = request.scope = self.scope.copy()
+        scope["http_version"] = parser.get_http_version()
+        scope["method"] = METHODS.get(method) or method.decode("ascii")
+        scope["path"] = path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = query
+        scope["headers"] = request.headers
         for name, value in request.headers:
             if name == b"content-length":
                 try:
@@ -575,12 +625,12 @@ class GatewayProtocol(asyncio.Protocol):
             self.transport.close()
             return
         self.serving = request
-        task = self.loop.create_task(self._run(request))
-        tasks = self.server_state.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        request.task = self.loop.create_task(self._run(request))
+        self.server_state.tasks.add(request.task)
 
     async def _run(self, request: _Request) -> None:
+        # The task leaves uvicorn's set (what a graceful shutdown waits for) as it ends:
+        # a done callback would cost a loop turn, and an epoll_wait, per request.
         try:
             await self.app(request.scope, request.receive, request.send)
             if not request.complete and not request.disconnected:
@@ -595,6 +645,7 @@ class GatewayProtocol(asyncio.Protocol):
             # A response cut short (error, cancellation) leaves the connection unusable.
             if not request.complete:
                 self.transport.close()
+            self.server_state.tasks.discard(request.task)
 
     def response_done(self, request: _Request) -> None:
         """Called by ``send`` when a response is fully written."""
