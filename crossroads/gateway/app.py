@@ -126,6 +126,7 @@ class Gateway:
         self.several_workers = False  # other worker processes serve (and trace) beside it
         self._started = False
         self._start_lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it started on
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -174,6 +175,7 @@ class Gateway:
             self.dashboard = Dashboard(self).prepare()
             self.reloader = Reloader(self)
             self.reloader.listen()
+            self._loop = asyncio.get_running_loop()
             self._started = True
             if self.freeze_gc:
                 # Everything built so far lives as long as the process: keep it out of the
@@ -369,7 +371,7 @@ class Gateway:
         start = time.perf_counter()
         now = time.time()
         trace = Trace(new_trace_id(now), now, "", "chat", False, format=handler.fmt.NAME)
-        gone = _Disconnect(receive, start)
+        gone = _Disconnect(receive, start, self._loop)
         watching = False
         engine = handler.engine  # a reload meanwhile: this request finishes on its engine
         engine.in_flight += 1
@@ -648,8 +650,10 @@ class _Disconnect:
 
     __slots__ = ("task", "receive", "start", "happened", "finished", "watcher")
 
-    def __init__(self, receive: Any, start: float) -> None:
-        self.task = asyncio.current_task()
+    def __init__(self, receive: Any, start: float, loop: asyncio.AbstractEventLoop | None) -> None:
+        # With the loop given, current_task skips get_running_loop (a getpid() system call
+        # in CPython 3.11); another loop than the one the app started on finds no task.
+        self.task = asyncio.current_task(loop) or asyncio.current_task()
         self.receive = receive
         self.start = start  # perf_counter() when the request arrived
         self.happened = False
