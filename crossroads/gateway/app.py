@@ -508,6 +508,14 @@ class Gateway:
         """The request's body, at most ``limit`` bytes (the ``setting``; 413 beyond)."""
         setting = setting or "server.max_body_bytes"
         limit = limit or self.config.server.max_body_bytes
+        # The gateway's protocol has read the body whole (and checked its framing): take it
+        # without the receive message.
+        read = getattr(getattr(receive, "__self__", None), "read_body", None)
+        if read is not None:
+            body: bytes = read()
+            if len(body) > limit:
+                raise too_large(len(body), limit, setting)
+            return body
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:

@@ -123,6 +123,13 @@ class _Request:
         self.task: asyncio.Task[None] | None = None  # serving it
 
     # ASGI receive / send, bound per request
+    def read_body(self) -> bytes:
+        """The whole body, as the first ``receive`` gives it, without the message (the
+        protocol reads a body whole before the app runs)."""
+        self.body_sent = True
+        body = self.body
+        return body[0] if len(body) == 1 else b"".join(body)
+
     async def receive(self) -> dict[str, Any]:
         if not self.body_sent:
             self.body_sent = True
@@ -499,7 +506,7 @@ class GatewayProtocol(asyncio.Protocol):
                 self._reject(cause)
             else:
                 self._reject(InvalidRequestError(f"Malformed HTTP request: {exc}."))
-        if self.rejection is None and not self.lingering:
+        if self.rejection is None and not self.lingering and (self.reading or self.timing):
             self._watch_reading()
 
     def _reject(self, exc: RequestError) -> None:
@@ -653,8 +660,10 @@ class GatewayProtocol(asyncio.Protocol):
         self.serving = None
         if not request.keep_alive or self.transport.is_closing():
             self.transport.close()
-            return
-        self._next()
+        elif self.queue or self.rejection or self.reading or self.read_paused:
+            self._next()
+        else:  # the common case of _next: wait for the next request
+            self._arm("idle", self.keep_alive_s)
 
     def _next(self) -> None:
         """Serve the next pipelined request, answer a rejected one, or wait for more."""
