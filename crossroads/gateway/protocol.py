@@ -150,7 +150,10 @@ class _Request:
         """The head of ``parts`` (the status line and ``lines - 1`` header lines so far):
         the date, ``connection: close`` if it closes, the framing, the blank line."""
         protocol = self.protocol
-        parts.append(protocol.date_header())
+        date = protocol._date
+        if protocol.server_state.default_headers is not protocol._date_source:
+            date = protocol.date_header()  # renewed once a second
+        parts.append(date)
         lines += protocol.date_lines + 1  # and the blank line that ends the head
         if not self.keep_alive:
             parts.append(b"connection: close\r\n")
