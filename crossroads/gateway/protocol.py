@@ -81,6 +81,7 @@ class _Request:
         "headers",
         "counted",
         "head_bytes",
+        "head_count",
         "body",
         "size",
         "scope",
@@ -105,6 +106,7 @@ class _Request:
         self.headers: list[tuple[bytes, bytes]] = []
         self.counted = 0  # headers already in head_bytes (a head that spans reads)
         self.head_bytes = 0
+        self.head_count = 0  # headers in the head: more are trailers (counted in the limit)
         self.body: list[bytes] = []
         self.size = 0
         self.scope: dict[str, Any] = {}
@@ -494,6 +496,8 @@ class GatewayProtocol(asyncio.Protocol):
                             f"The request headers are over {self.max_head} bytes."
                         )
                 self._count_head(request)
+            elif request is not None and len(request.headers) > request.head_count:
+                self._count_head(request)  # trailers of a chunked body count as head bytes
         except HeadTooLargeError as exc:
             self._reject(exc)
         except httptools.HttpParserUpgrade:
@@ -572,6 +576,7 @@ class GatewayProtocol(asyncio.Protocol):
         scope["raw_path"] = raw_path
         scope["query_string"] = query
         scope["headers"] = request.headers
+        request.head_count = len(request.headers)
         for name, value in request.headers:
             if name == b"content-length":
                 try:
@@ -617,6 +622,8 @@ class GatewayProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         request = self.reading
         assert request is not None
+        if len(request.headers) > request.head_count:  # trailers: head bytes too
+            self._count_head(request)
         self.reading = None
         if self.serving is None:
             self._serve(request)
