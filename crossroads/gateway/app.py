@@ -47,6 +47,7 @@ from crossroads.gateway.errors import error_code, render, too_large
 from crossroads.gateway.feedback import FEEDBACK_PATHS, INLINE_KEY, FeedbackAPI
 from crossroads.gateway.handlers import FormatHandler, routing_headers, send_body
 from crossroads.gateway.openapi import openapi_json
+from crossroads.gateway.protocol import serving_task
 from crossroads.gateway.reload import Reloader
 from crossroads.limits import Limits, may_use
 from crossroads.pipeline import Pipeline
@@ -126,7 +127,6 @@ class Gateway:
         self.several_workers = False  # other worker processes serve (and trace) beside it
         self._started = False
         self._start_lock: asyncio.Lock | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it started on
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -175,7 +175,6 @@ class Gateway:
             self.dashboard = Dashboard(self).prepare()
             self.reloader = Reloader(self)
             self.reloader.listen()
-            self._loop = asyncio.get_running_loop()
             self._started = True
             if self.freeze_gc:
                 # Everything built so far lives as long as the process: keep it out of the
@@ -371,7 +370,7 @@ class Gateway:
         start = time.perf_counter()
         now = time.time()
         trace = Trace(new_trace_id(now), now, "", "chat", False, format=handler.fmt.NAME)
-        gone = _Disconnect(receive, start, self._loop)
+        gone = _Disconnect(receive, start)
         watching = False
         engine = handler.engine  # a reload meanwhile: this request finishes on its engine
         engine.in_flight += 1
@@ -658,10 +657,10 @@ class _Disconnect:
 
     __slots__ = ("task", "receive", "start", "happened", "finished", "watcher")
 
-    def __init__(self, receive: Any, start: float, loop: asyncio.AbstractEventLoop | None) -> None:
-        # With the loop given, current_task skips get_running_loop (a getpid() system call
-        # in CPython 3.11); another loop than the one the app started on finds no task.
-        self.task = asyncio.current_task(loop) or asyncio.current_task()
+    def __init__(self, receive: Any, start: float) -> None:
+        # The gateway's protocol knows its task: asyncio.current_task() would cost a
+        # getpid() system call per request in CPython 3.11 (get_running_loop checks it).
+        self.task = serving_task(receive) or asyncio.current_task()
         self.receive = receive
         self.start = start  # perf_counter() when the request arrived
         self.happened = False

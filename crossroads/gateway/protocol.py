@@ -693,6 +693,12 @@ class GatewayProtocol(asyncio.Protocol):
             self._arm("idle", self.keep_alive_s)
 
 
+def serving_task(receive: Any) -> asyncio.Task[None] | None:
+    """The task serving a request, from its ``receive``, when this protocol serves it."""
+    owner = getattr(receive, "__self__", None)
+    return owner.task if type(owner) is _Request else None
+
+
 def _settings(app: Any) -> ServerConfig:
     """The gateway's ``server`` settings, looked up through uvicorn's middleware (defaults
     for another ASGI app)."""
