@@ -97,13 +97,13 @@ class OpenAIUpstream(HTTPUpstream):
         pool = self._pool or self._raw_pool()
         payload = self.encode(body)
         try:
-            head = traced_head(self._heads()[operation])
+            head = traced_head((self._raw_heads or self._heads())[operation])
             status, headers, raw = await pool.fetch(head, payload, within)
         except (asyncio.CancelledError, UpstreamError):
             raise
         except Exception as exc:
             raise translate(self.name, exc) from exc
-        if not is_success(status):
+        if not 200 <= status < 300:  # is_success, inline
             raise status_error(self.name, status, raw, headers)
         return raw
 

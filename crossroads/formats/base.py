@@ -215,11 +215,14 @@ def bound_decoder(
     return decode
 
 
+_NUMBERS = (int, float)  # a tuple: ``int | float`` would build a union at every call
+
+
 def token_count(value: Any) -> int:
     """A token count an upstream reports: a non-negative integer below 2**53, else 0."""
     if type(value) is int and 0 <= value < 2**53:  # the usual answer, checked at once
         return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, _NUMBERS):
         return 0
     if value != value or value < 0 or value >= 2**53:
         return 0

@@ -47,6 +47,7 @@ from crossroads.gateway.errors import error_code, render, too_large
 from crossroads.gateway.feedback import FEEDBACK_PATHS, INLINE_KEY, FeedbackAPI
 from crossroads.gateway.handlers import FormatHandler, routing_headers, send_body
 from crossroads.gateway.openapi import openapi_json
+from crossroads.gateway.protocol import serving_task
 from crossroads.gateway.reload import Reloader
 from crossroads.limits import Limits, may_use
 from crossroads.pipeline import Pipeline
@@ -506,6 +507,14 @@ class Gateway:
         """The request's body, at most ``limit`` bytes (the ``setting``; 413 beyond)."""
         setting = setting or "server.max_body_bytes"
         limit = limit or self.config.server.max_body_bytes
+        # The gateway's protocol has read the body whole (and checked its framing): take it
+        # without the receive message.
+        read = getattr(getattr(receive, "__self__", None), "read_body", None)
+        if read is not None:
+            body: bytes = read()
+            if len(body) > limit:
+                raise too_large(len(body), limit, setting)
+            return body
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -649,7 +658,9 @@ class _Disconnect:
     __slots__ = ("task", "receive", "start", "happened", "finished", "watcher")
 
     def __init__(self, receive: Any, start: float) -> None:
-        self.task = asyncio.current_task()
+        # The gateway's protocol knows its task: asyncio.current_task() would cost a
+        # getpid() system call per request in CPython 3.11 (get_running_loop checks it).
+        self.task = serving_task(receive) or asyncio.current_task()
         self.receive = receive
         self.start = start  # perf_counter() when the request arrived
         self.happened = False

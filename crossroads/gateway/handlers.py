@@ -163,7 +163,12 @@ async def _write(send: Send, message: dict[str, Any]) -> None:
 async def send_body(
     send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
 ) -> None:
-    """A whole response in two ASGI messages."""
+    """A whole response: in one call when the server offers one (the gateway's protocol:
+    ``respond`` beside its ``send``), else in two ASGI messages."""
+    respond = getattr(getattr(send, "__self__", None), "respond", None)
+    if respond is not None:
+        respond(status, headers, body)
+        return
     await send(
         {
             "type": "http.response.start",

@@ -56,6 +56,7 @@ STATUS_LINES = {
 }
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _DISCONNECT = {"type": "http.disconnect"}
+METHODS = {name.encode(): name for name in ("GET", "POST", "HEAD", "OPTIONS", "PUT", "DELETE")}
 
 
 def error_response(exc: BaseException) -> bytes:
@@ -78,7 +79,9 @@ class _Request:
         "protocol",
         "url",
         "headers",
+        "counted",
         "head_bytes",
+        "head_count",
         "body",
         "size",
         "scope",
@@ -94,13 +97,16 @@ class _Request:
         "waiter",
         "error",
         "answered",
+        "task",
     )
 
     def __init__(self, protocol: GatewayProtocol) -> None:
         self.protocol = protocol
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.counted = 0  # headers already in head_bytes (a head that spans reads)
         self.head_bytes = 0
+        self.head_count = 0  # headers in the head: more are trailers (counted in the limit)
         self.body: list[bytes] = []
         self.size = 0
         self.scope: dict[str, Any] = {}
@@ -116,8 +122,16 @@ class _Request:
         self.waiter: asyncio.Future[None] | None = None
         self.error: bytes | None = None  # refused while parsing: this answer, no app
         self.answered = False  # the refusal was written early
+        self.task: asyncio.Task[None] | None = None  # serving it
 
     # ASGI receive / send, bound per request
+    def read_body(self) -> bytes:
+        """The whole body, as the first ``receive`` gives it, without the message (the
+        protocol reads a body whole before the app runs)."""
+        self.body_sent = True
+        body = self.body
+        return body[0] if len(body) == 1 else b"".join(body)
+
     async def receive(self) -> dict[str, Any]:
         if not self.body_sent:
             self.body_sent = True
@@ -134,6 +148,49 @@ class _Request:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
+    def _head(self, parts: list[bytes], lines: int, chunked: bool) -> bytes:
+        """The head of ``parts`` (the status line and ``lines - 1`` header lines so far):
+        the date, ``connection: close`` if it closes, the framing, the blank line."""
+        protocol = self.protocol
+        date = protocol._date
+        if protocol.server_state.default_headers is not protocol._date_source:
+            date = protocol.date_header()  # renewed once a second
+        parts.append(date)
+        lines += protocol.date_lines + 1  # and the blank line that ends the head
+        if not self.keep_alive:
+            parts.append(b"connection: close\r\n")
+            lines += 1
+        if chunked:
+            parts.append(b"transfer-encoding: chunked\r\n")
+            lines += 1
+        parts.append(b"\r\n")
+        head = b"".join(parts)
+        # Each line above ends in CRLF, so any other CR or LF came from a header name or
+        # value (response splitting). Two counts over the head, not a test per header:
+        # ``bytes in bytes`` raises and clears a TypeError inside CPython 3.11 each time.
+        if head.count(b"\n") != lines or head.count(b"\r") != lines:
+            raise RuntimeError("invalid character in a response header")
+        return head
+
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """A whole response in one call and one write: what ``send`` makes of a start whose
+        ``content-length`` is the body's and one last body message, without the messages
+        (:func:`crossroads.gateway.handlers.send_body` calls it when the server offers it)."""
+        if self.disconnected:
+            raise ClientGoneError("the client disconnected")
+        if self.started:
+            raise RuntimeError("a response was already started")
+        self.started = True
+        parts = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"content-length: %d\r\n" % len(body))
+        head = self._head(parts, len(headers) + 2, False)
+        self.protocol.transport.write(head if self.scope["method"] == "HEAD" else head + body)
+        self.complete = True
+        self.wake()
+        self.protocol.response_done(self)
+
     async def send(self, message: dict[str, Any]) -> None:
         protocol = self.protocol
         if self.disconnected:
@@ -145,32 +202,18 @@ class _Request:
             self.started = True
             status = message["status"]
             parts = [STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status]
-            lines = 2  # the status line and the blank line that ends the head
+            lines = 1  # the status line
             length: int | None = None
             for name, value in message.get("headers", ()):
                 if name == b"content-length":
                     length = int(value)
                 parts += (name, b": ", value, b"\r\n")
                 lines += 1
-            date = protocol.date_header()
-            parts.append(date)
-            lines += protocol.date_lines
-            if not self.keep_alive:
-                parts.append(b"connection: close\r\n")
-                lines += 1
-            if length is None and status not in (204, 304) and self.scope["method"] != "HEAD":
-                self.chunked = True
-                parts.append(b"transfer-encoding: chunked\r\n")
-                lines += 1
+            self.chunked = (
+                length is None and status not in (204, 304) and self.scope["method"] != "HEAD"
+            )
             self.remaining = length or 0
-            parts.append(b"\r\n")
-            head = b"".join(parts)
-            # Each line above ends in CRLF, so any other CR or LF came from a header name or
-            # value (response splitting). Two counts over the head, not a test per header:
-            # ``bytes in bytes`` raises and clears a TypeError inside CPython 3.11 each time.
-            if head.count(b"\n") != lines or head.count(b"\r") != lines:
-                raise RuntimeError("invalid character in a response header")
-            self.head = head
+            self.head = self._head(parts, lines, self.chunked)
             return
         if self.complete or kind != "http.response.body":
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
@@ -237,6 +280,8 @@ class GatewayProtocol(asyncio.Protocol):
         self.timing = ""  # which of "idle", "head", "body" is timed
         self.stalled: asyncio.TimerHandle | None = None  # write deadline while paused
         self.head_fed = 0  # bytes fed inside an unfinished head
+        self.fed = 0  # bytes of the current feed
+        self.headers: list[tuple[bytes, bytes]] = []  # of the request being parsed
         self.head_ended = False  # a head (or a message) ended during the current feed
         self.lingering = False  # refused: dropping input until the close
         self.discarded = 0
@@ -248,8 +293,7 @@ class GatewayProtocol(asyncio.Protocol):
         self._date_source: Any = None
         self._date = b""
         self.date_lines = 0
-        self.peer: Any = None
-        self.sock: Any = None
+        self.scope: dict[str, Any] = {}  # what every request's scope starts from
 
     # ------------------------------------------------------------------ connection
 
@@ -267,8 +311,20 @@ class GatewayProtocol(asyncio.Protocol):
             self._linger()
             return
         connections.add(self)
-        self.peer = transport.get_extra_info("peername")  # once, not per request
-        self.sock = transport.get_extra_info("sockname")
+        self.scope = {
+            "type": "http",
+            "asgi": _ASGI,
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/",
+            "raw_path": b"/",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [],
+            "client": transport.get_extra_info("peername"),  # once, not per request
+            "server": transport.get_extra_info("sockname"),
+        }
         self._arm("idle", self.keep_alive_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -424,6 +480,7 @@ class GatewayProtocol(asyncio.Protocol):
         if self.timing == "idle":
             self._disarm()
         self.head_ended = False
+        self.fed = len(data)
         try:
             self.parser.feed_data(data)
             request = self.reading
@@ -438,6 +495,9 @@ class GatewayProtocol(asyncio.Protocol):
                         raise HeadTooLargeError(
                             f"The request headers are over {self.max_head} bytes."
                         )
+                self._count_head(request)
+            elif request is not None and len(request.headers) > request.head_count:
+                self._count_head(request)  # trailers of a chunked body count as head bytes
         except HeadTooLargeError as exc:
             self._reject(exc)
         except httptools.HttpParserUpgrade:
@@ -453,7 +513,7 @@ class GatewayProtocol(asyncio.Protocol):
                 self._reject(cause)
             else:
                 self._reject(InvalidRequestError(f"Malformed HTTP request: {exc}."))
-        if self.rejection is None and not self.lingering:
+        if self.rejection is None and not self.lingering and (self.reading or self.timing):
             self._watch_reading()
 
     def _reject(self, exc: RequestError) -> None:
@@ -469,49 +529,54 @@ class GatewayProtocol(asyncio.Protocol):
             self._next()
 
     def on_message_begin(self) -> None:
-        self.reading = _Request(self)
+        request = self.reading = _Request(self)
+        self.headers = request.headers
         self.head_ended = True
 
+    # The head's size is checked where it can be over the limit, not in every callback: a
+    # head that began in the current read and is done within it is at most that read's
+    # length (plus a byte a header, as the count below has no optional spaces).
     def on_url(self, url: bytes) -> None:
-        request = self.reading
-        assert request is not None
-        request.url += url
-        request.head_bytes += len(url)
-        if request.head_bytes > self.max_head:
-            raise HeadTooLargeError(f"The request line is over {self.max_head} bytes.")
+        self.reading.url += url  # type: ignore[union-attr]
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        request = self.reading
-        assert request is not None
-        request.head_bytes += len(name) + len(value) + 4
-        if request.head_bytes > self.max_head:
+        self.headers.append((name.lower(), value))
+
+    def _count_head(self, request: _Request) -> None:
+        """431 if the request line and the headers parsed so far are over ``max_head_bytes``
+        (counting each header as name, value and 4 bytes; the new headers only)."""
+        if len(request.url) > self.max_head:
+            raise HeadTooLargeError(f"The request line is over {self.max_head} bytes.")
+        headers = request.headers
+        total = request.head_bytes
+        for name, value in headers[request.counted :]:
+            total += len(name) + len(value) + 4
+        request.counted = len(headers)
+        request.head_bytes = total
+        if len(request.url) + total > self.max_head:
             raise HeadTooLargeError(f"The request headers are over {self.max_head} bytes.")
-        request.headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         request = self.reading
         assert request is not None
+        if not self.head_ended or self.fed + len(request.headers) > self.max_head:
+            self._count_head(request)
         parser = self.parser
-        method = parser.get_method().decode("ascii")
+        method = parser.get_method()
         raw_path, _, query = request.url.partition(b"?")
         path = raw_path.decode("latin-1")
         if "%" in path:
             path = unquote(path)
         request.keep_alive = parser.should_keep_alive() and not self.closing
-        request.scope = {
-            "type": "http",
-            "asgi": _ASGI,
-            "http_version": parser.get_http_version(),
-            "method": method,
-            "scheme": "http",
-            "path": path,
-            "raw_path": raw_path,
-            "query_string": query,
-            "root_path": "",
-            "headers": request.headers,
-            "client": self.peer,
-            "server": self.sock,
-        }
+        # A copy of the connection's scope, every key in place: cheaper than a new dict.
+        scope = request.scope = self.scope.copy()
+        scope["http_version"] = parser.get_http_version()
+        scope["method"] = METHODS.get(method) or method.decode("ascii")
+        scope["path"] = path
+        scope["raw_path"] = raw_path
+        scope["query_string"] = query
+        scope["headers"] = request.headers
+        request.head_count = len(request.headers)
         for name, value in request.headers:
             if name == b"content-length":
                 try:
@@ -557,6 +622,8 @@ class GatewayProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         request = self.reading
         assert request is not None
+        if len(request.headers) > request.head_count:  # trailers: head bytes too
+            self._count_head(request)
         self.reading = None
         if self.serving is None:
             self._serve(request)
@@ -575,12 +642,12 @@ class GatewayProtocol(asyncio.Protocol):
             self.transport.close()
             return
         self.serving = request
-        task = self.loop.create_task(self._run(request))
-        tasks = self.server_state.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        request.task = self.loop.create_task(self._run(request))
+        self.server_state.tasks.add(request.task)
 
     async def _run(self, request: _Request) -> None:
+        # The task leaves uvicorn's set (what a graceful shutdown waits for) as it ends:
+        # a done callback would cost a loop turn, and an epoll_wait, per request.
         try:
             await self.app(request.scope, request.receive, request.send)
             if not request.complete and not request.disconnected:
@@ -595,6 +662,7 @@ class GatewayProtocol(asyncio.Protocol):
             # A response cut short (error, cancellation) leaves the connection unusable.
             if not request.complete:
                 self.transport.close()
+            self.server_state.tasks.discard(request.task)
 
     def response_done(self, request: _Request) -> None:
         """Called by ``send`` when a response is fully written."""
@@ -602,8 +670,10 @@ class GatewayProtocol(asyncio.Protocol):
         self.serving = None
         if not request.keep_alive or self.transport.is_closing():
             self.transport.close()
-            return
-        self._next()
+        elif self.queue or self.rejection or self.reading or self.read_paused:
+            self._next()
+        else:  # the common case of _next: wait for the next request
+            self._arm("idle", self.keep_alive_s)
 
     def _next(self) -> None:
         """Serve the next pipelined request, answer a rejected one, or wait for more."""
@@ -621,6 +691,12 @@ class GatewayProtocol(asyncio.Protocol):
             self.transport.resume_reading()
         if self.reading is None:
             self._arm("idle", self.keep_alive_s)
+
+
+def serving_task(receive: Any) -> asyncio.Task[None] | None:
+    """The task serving a request, from its ``receive``, when this protocol serves it."""
+    owner = getattr(receive, "__self__", None)
+    return owner.task if type(owner) is _Request else None
 
 
 def _settings(app: Any) -> ServerConfig:

@@ -563,6 +563,26 @@ async def test_a_huge_header_is_refused_while_it_arrives(
     assert parsed[0] < 4 * MAX_HEAD_BYTES + 512 * 1024, parsed[0]
 
 
+async def test_trailers_count_against_the_head_limit(fake_upstream: FakeUpstream) -> None:
+    """Trailers of a chunked body are headers too: past ``max_head_bytes`` they get 431,
+    whether they arrive in the read that ends the message or in reads of their own."""
+    app = limited_app(fake_upstream)
+    trailers = b"".join(b"x-t%d: %s\r\n" % (i, b"v" * 20) for i in range(MAX_HEAD_BYTES // 20))
+    async with BackgroundServer(app, http=GatewayProtocol, lifespan="on") as server:
+        for split in (False, True):
+            conn = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
+            await conn.send(
+                b"POST /health HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+                b"2\r\nhi\r\n0\r\n" + (b"" if split else trailers + b"\r\n")
+            )
+            if split:
+                await asyncio.sleep(0.05)
+                await conn.send(trailers + b"\r\n")
+            response = await _answer_and_close(conn)
+            conn.close()
+            assert response.status == 431
+
+
 async def test_a_client_that_stops_reading_is_disconnected(fake_upstream: FakeUpstream) -> None:
     import socket
 

@@ -361,7 +361,10 @@ class Connection(asyncio.Protocol):
             self._wake()  # first_byte keeps running until the first body byte
         else:
             self.phase = _READ
-            self._arm(self._deadline())
+            # _arm(_deadline()), inline: the read deadline is mostly later than the timer
+            at = min(self.last_data + self.pool.timeouts.read, self.total_at)
+            if at < self.timer_at - _SLACK:
+                self._arm(at)
 
     def on_body(self, body: bytes) -> None:
         if not self.stream:
@@ -390,7 +393,7 @@ class Connection(asyncio.Protocol):
             return
         self.complete = True
         self.keep_alive = self.parser.should_keep_alive()
-        self._disarm()
+        self.phase = _IDLE  # _disarm()
         if self.draining:
             self.pool.release(self)
         else:

@@ -110,15 +110,20 @@ class ConnectionPool:
     ) -> tuple[int, Headers, bytes]:
         """Send one request and read the whole response: ``(status, headers, body)``; with
         ``within`` (seconds) shorter than ``timeouts.total``, it must end within that."""
-        conn = await self._exchange(head + b"%d\r\n\r\n" % len(body) + body, False, within)
-        result = (conn.status, Headers(conn.raw_headers), b"".join(conn.chunks))
+        conn = await self._exchange(b"%b%d\r\n\r\n%b" % (head, len(body), body), False, within)
+        chunks = conn.chunks
+        result = (
+            conn.status,
+            Headers(conn.raw_headers),
+            chunks[0] if len(chunks) == 1 else b"".join(chunks),
+        )
         self.release(conn)
         return result
 
     async def open(self, head: bytes, body: bytes) -> StreamResponse:
         """Send one request and return once the response head arrived; read its body by
         iterating the :class:`StreamResponse`, then ``close()`` it."""
-        conn = await self._exchange(head + b"%d\r\n\r\n" % len(body) + body, True)
+        conn = await self._exchange(b"%b%d\r\n\r\n%b" % (head, len(body), body), True)
         return StreamResponse(self, conn)
 
     async def _exchange(
@@ -129,7 +134,10 @@ class ConnectionPool:
         is_deadline = within is not None and within < self.timeouts.total
         if is_deadline:
             total_at = now + within  # type: ignore[operator]
-        conn = await self._acquire(total_at, fresh=False)
+        idle = self._idle
+        conn = idle.pop() if idle else None  # a warm connection: no coroutine to get it
+        if conn is None or conn.closed:
+            conn = await self._acquire(total_at, fresh=False)
         try:
             await conn.begin(request, stream, total_at, is_deadline)
             if conn.error is not None and conn.stale:  # closed while we sent: once more
