@@ -16,6 +16,7 @@ from typing import Any
 
 from crossroads.redact import bounded, scrub
 from crossroads.signals.base import SIGNALS, Signal
+from crossroads.signals.prefilter import absence_test
 from crossroads.types import RoutingRequest, SignalResult, ValueSpec
 
 COUNT_LIMIT = 100  # matches counted per signal and request at most
@@ -106,16 +107,24 @@ class RegexSignal(_MatchSignal):
     def prepare(self) -> None:
         flags = 0 if self.config.case_sensitive else re.IGNORECASE
         self._patterns = [re.compile(p, flags) for p in self.config.patterns]
+        # A text without what every match of a pattern contains is not searched.
+        self._absent = [absence_test(p) for p in self._patterns]
 
     def compute(self, request: RoutingRequest) -> SignalResult:
         text = self.text_of(request)
         if self.config.match == "any":
             for i, pattern in enumerate(self._patterns):
+                absent = self._absent[i]
+                if absent is not None and absent(text):
+                    continue
                 m = pattern.search(text)
                 if m:
                     return self.report(True, _count(pattern, text), [i], m.group(0))
             return self.report(False, 0, [], None)
-        firsts = [p.search(text) for p in self._patterns]
+        firsts = [
+            None if absent is not None and absent(text) else p.search(text)
+            for p, absent in zip(self._patterns, self._absent, strict=True)
+        ]
         found = [i for i, m in enumerate(firsts) if m]
         count = min(COUNT_LIMIT, sum(_count(self._patterns[i], text) for i in found))
         first = next((m.group(0) for m in firsts if m), None)
