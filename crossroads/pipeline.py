@@ -207,18 +207,20 @@ class Pipeline:
         return results
 
     def _candidate(self, request: RoutingRequest, model: ModelConfig) -> Candidate:
+        name = model.name  # once: a config model's attribute reads cost more than a plain one's
         out_tokens = request.max_output_tokens or self._expected_output
         cost = estimate_cost(model, request.prompt_tokens, out_tokens)
-        reason = _ineligible(request, model, self._serves[model.name])
+        reason = _ineligible(request, model, self._serves[name])
         if reason is None and self.availability is not None:
-            reason = self.availability(model.name)
-        return Candidate(model.name, cost, reason is None, reason)
+            reason = self.availability(name)
+        return Candidate(name, cost, reason is None, reason)
 
 
 def _ineligible(request: RoutingRequest, model: ModelConfig, serves: frozenset[str]) -> str | None:
-    missing = request.needs.difference(model.capabilities)
-    if missing:
-        return f"lacks {', '.join(sorted(missing))}"
+    if request.needs:
+        missing = request.needs.difference(model.capabilities)
+        if missing:
+            return f"lacks {', '.join(sorted(missing))}"
     if request.operation not in serves:
         return f"does not serve /{request.operation}"
     needed = request.prompt_tokens + (request.max_output_tokens or 0)

@@ -60,12 +60,16 @@ class HasCodeSignal(Signal):
     kind = "has_code"
     value_spec = None  # "fence", or code-like lines counted only up to min_lines: not comparable
 
+    def prepare(self) -> None:
+        self.min_lines: int = self.config.min_lines
+
     def compute(self, request: RoutingRequest) -> SignalResult:
         text = self.text_of(request)
         if "```" in text or "~~~" in text:
             return SignalResult(self.name, True, "fence")
-        lines = code_lines(text, self.config.min_lines)
-        return SignalResult(self.name, lines >= self.config.min_lines, lines)
+        enough = self.min_lines
+        lines = code_lines(text, enough)
+        return SignalResult(self.name, lines >= enough, lines)
 
 
 def code_lines(text: str, enough: int) -> int:

@@ -28,6 +28,11 @@ class _MatchSignal(Signal):
     rule = ""  # the config list the rules come from: "keywords" or "patterns"
     value_spec = ValueSpec("count", 0, COUNT_LIMIT)  # the number of matches
 
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.any: bool = config.match == "any"  # read per request: plain attributes
+        self.case_sensitive: bool = config.case_sensitive
+
     @classmethod
     def value_spec_for(cls, config: Any) -> ValueSpec:
         """With ``match: any`` the signal matches exactly when it counts a match."""
@@ -78,13 +83,13 @@ class KeywordSignal(_MatchSignal):
         text = self.text_of(request)
         needles = self._needles
         if needles is not None and text.isascii():
-            hay = text if self.config.case_sensitive else text.lower()
+            hay = text if self.case_sensitive else text.lower()
             for needle in needles:
                 if needle in hay:
                     break
             else:
                 return self.report(False, 0, [], None)
-        if self.config.match == "any":
+        if self.any:
             hits = list(islice(self._any.finditer(text), COUNT_LIMIT))
             if not hits:
                 return self.report(False, 0, [], None)
@@ -112,7 +117,7 @@ class RegexSignal(_MatchSignal):
 
     def compute(self, request: RoutingRequest) -> SignalResult:
         text = self.text_of(request)
-        if self.config.match == "any":
+        if self.any:
             for i, pattern in enumerate(self._patterns):
                 absent = self._absent[i]
                 if absent is not None and absent(text):
