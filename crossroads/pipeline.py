@@ -172,17 +172,19 @@ class Pipeline:
         propensity = chosen.propensity
         if propensity is None and selector.deterministic:
             propensity = 1.0
-        return Route(
-            model=chosen.model,
-            decision=decision.name,
-            selection=selector.method,
-            rule_path=path,
-            signals=signals,
-            candidates=candidates,
-            estimated_cost=chosen.estimated_cost,
-            prompt_tokens_estimate=request.prompt_tokens,
-            propensity=propensity,
-            shadow=selector.take_shadow(request) if selector.shadows else None,
+        return Route(  # positional, in field order: keywords cost more
+            chosen.model,
+            decision.name,
+            selector.method,
+            path,  # rule_path
+            signals,
+            candidates,
+            chosen.estimated_cost,
+            request.prompt_tokens,  # prompt_tokens_estimate
+            0.0,  # routing_ms, set by route()
+            0.0,  # started_at, likewise
+            propensity,
+            selector.take_shadow(request) if selector.shadows else None,
         )
 
     async def compute_signals(

@@ -62,15 +62,15 @@ def routing_request(
             )
             prompt_tokens = count_tokens(text)
         last_user = text
-    return RoutingRequest(
-        request=request,
-        operation=request.operation,
-        caller=caller or Caller(user=request.user),
-        text=text,
-        last_user_text=last_user,
-        prompt_tokens=prompt_tokens,
-        max_output_tokens=request.max_tokens,
-        needs=needed_capabilities(request),
+    return RoutingRequest(  # positional, in field order: keywords cost more
+        request,
+        request.operation,
+        caller or Caller(user=request.user),
+        text,
+        last_user,
+        prompt_tokens,
+        request.max_tokens,  # max_output_tokens
+        needed_capabilities(request),
     )
 
 

@@ -385,13 +385,16 @@ def _record(
     span_id: str | None,
 ) -> None:
     latency_ms = (time.perf_counter() - start) * 1000
-    attempt = Attempt(
-        model=model,
-        upstream=e.key,
-        outcome="ok",
-        latency_ms=round(latency_ms, 3),
-        at_ms=round((time.time() - trace.created_at) * 1000 - latency_ms, 3),
-        span_id=span_id,
+    attempt = Attempt(  # positional, in field order: keywords cost more
+        model,
+        e.key,  # upstream
+        "ok",
+        round(latency_ms, 3),
+        None,  # error
+        None,  # status
+        round((time.time() - trace.created_at) * 1000 - latency_ms, 3),  # at_ms
+        None,  # category
+        span_id,
     )
     if error is not None:
         attempt.outcome = "error"
