@@ -117,9 +117,8 @@ class Engine:
         )
         trace.model, trace.upstream = model.name, trace.attempts[-1].upstream
         trace.ttft_ms = (time.perf_counter() - start) * 1000
-        response = Response(
-            "", None, 0, usage=completion.usage, source=fmt.NAME, raw=completion.body
-        )
+        # Positional (id, model, created, choices, usage, source, raw): keywords cost more.
+        response = Response("", None, 0, [], completion.usage, fmt.NAME, completion.body)
         if request.source != fmt.NAME:  # the client reads another format: read the answer
             response = fmt.parse_response(completion.body, model.name)
         self.settle(trace, model, response.usage)

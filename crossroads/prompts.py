@@ -40,15 +40,12 @@ def routing_request(
     if request.operation == "chat":
         messages = request.messages
         texts = [content_text(m.content) for m in messages]
-        text = "\n".join(t for t in texts if t)
-        last_user = next(
-            (
-                t
-                for m, t in zip(reversed(messages), reversed(texts), strict=True)
-                if m.role == "user"
-            ),
-            "",
-        )
+        text = "\n".join(filter(None, texts))  # the non-empty ones
+        last_user = ""
+        for i in range(len(messages) - 1, -1, -1):  # no generator: it costs more than the loop
+            if messages[i].role == "user":
+                last_user = texts[i]
+                break
         prompt_tokens = count_tokens(text) + TOKENS_PER_MESSAGE * len(messages)
     else:
         prompt = request.prompt if request.operation == "completions" else request.input
