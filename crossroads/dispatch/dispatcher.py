@@ -214,7 +214,7 @@ class Dispatcher:
                 ready = [e for e in endpoints if e.breaker.available()]
                 if not ready:
                     break
-                fresh = [e for e in ready if e.key not in tries] or ready
+                fresh = ([e for e in ready if e.key not in tries] or ready) if tries else ready
                 pool = [e for e in fresh if not e.saturated] or fresh
                 e = choose(balancing, pool, prefix, self._ttft_slo_ms)
                 if made and not self.budget.try_retry():

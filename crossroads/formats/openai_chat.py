@@ -226,12 +226,19 @@ def parse_request(body: dict[str, Any]) -> Request:
     """The canonical request for a Chat Completions body."""
     validate(CHAT_BODY, body)
     messages = [_message(m) for m in body["messages"]]
-    tools = [
-        Tool(
-            t["function"]["name"], t["function"].get("description"), t["function"].get("parameters")
-        )
-        for t in body.get("tools") or ()
-    ]
+    tools = body.get("tools")
+    tools = (  # a comprehension is a call of its own: none for a request without tools
+        [
+            Tool(
+                t["function"]["name"],
+                t["function"].get("description"),
+                t["function"].get("parameters"),
+            )
+            for t in tools
+        ]
+        if tools
+        else []
+    )
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
         choice = choice["function"].get("name")
@@ -277,10 +284,12 @@ def _message(m: dict[str, Any]) -> Message:
         role = "system"
     elif role == "function":  # the deprecated function-calling role: a tool result by name
         return Message("tool", content_of(content), tool_call_id=m.get("name"), name=m.get("name"))
-    calls = [
-        ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"])
-        for c in m.get("tool_calls") or ()
-    ]
+    calls = m.get("tool_calls")
+    calls = (  # no comprehension (a call of its own) for a message without tool calls
+        [ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in calls]
+        if calls
+        else []
+    )
     return Message(role, content_of(content), calls, m.get("tool_call_id"), m.get("name"))
 
 
