@@ -156,8 +156,13 @@ class Pipeline:
     async def _routed(self, request: RoutingRequest, entry: CompiledEntrypoint) -> Route:
         signals = await self.compute_signals(request, entry.name)
         decision, path = match(entry, signals)
-        candidates = [self._candidate(request, self.models_[m]) for m in decision.models]
-        eligible = [c for c in candidates if c.eligible]
+        candidates: list[Candidate] = []
+        eligible: list[Candidate] = []
+        for m in decision.models:  # one loop, not two comprehensions (each a call of its own)
+            candidate = self._candidate(request, self.models_[m])
+            candidates.append(candidate)
+            if candidate.eligible:
+                eligible.append(candidate)
         if not eligible:
             # Only down, not unfit: keep the first; dispatch answers 503 with Retry-After.
             eligible = [c for c in candidates if (c.reason or "").startswith("unavailable")][:1]

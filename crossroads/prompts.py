@@ -39,7 +39,7 @@ def routing_request(
         request = _from_openai(request, endpoint)
     if request.operation == "chat":
         messages = request.messages
-        texts = [content_text(m.content) for m in messages]
+        texts = [m.content if type(m.content) is str else content_text(m.content) for m in messages]
         text = "\n".join(filter(None, texts))  # the non-empty ones
         last_user = ""
         for i in range(len(messages) - 1, -1, -1):  # no generator: it costs more than the loop

@@ -290,7 +290,9 @@ def _message(m: dict[str, Any]) -> Message:
         if calls
         else []
     )
-    return Message(role, content_of(content), calls, m.get("tool_call_id"), m.get("name"))
+    if type(content) is not str:  # a string is its own content: no call for it
+        content = content_of(content)
+    return Message(role, content, calls, m.get("tool_call_id"), m.get("name"))
 
 
 def content_of(content: Any) -> str | list[Part]:

@@ -88,11 +88,11 @@ class KeywordSignal(_MatchSignal):
                 if needle in hay:
                     break
             else:
-                return self.report(False, 0, [], None)
+                return SignalResult(self.name, False, 0)  # what report() gives: no rule
         if self.any:
             hits = list(islice(self._any.finditer(text), COUNT_LIMIT))
             if not hits:
-                return self.report(False, 0, [], None)
+                return SignalResult(self.name, False, 0)  # what report() gives: no rule
             found = sorted({self._order[m.lastindex - 1] for m in hits if m.lastindex})
             return self.report(True, len(hits), found, hits[0].group(0))
         firsts = [p.search(text) for p in self._each]
@@ -125,7 +125,7 @@ class RegexSignal(_MatchSignal):
                 m = pattern.search(text)
                 if m:
                     return self.report(True, _count(pattern, text), [i], m.group(0))
-            return self.report(False, 0, [], None)
+            return SignalResult(self.name, False, 0)
         firsts = [
             None if absent is not None and absent(text) else p.search(text)
             for p, absent in zip(self._patterns, self._absent, strict=True)
