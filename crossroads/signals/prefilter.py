@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser  # type: ignore[attr-defined]
+from typing import Any
 
 _CATEGORIES = {
     sre.CATEGORY_DIGIT: r"\d",
@@ -87,15 +88,15 @@ def _required(pattern: re.Pattern[str]) -> tuple[list[str], list[str]]:
     return runs, classes
 
 
-def _class_source(items: list[tuple[object, object]]) -> str | None:
-    out = []
+def _class_source(items: list[tuple[Any, Any]]) -> str | None:
+    out: list[str] = []
     for op, av in items:
         if op is sre.NEGATE and not out:
             out.append("^")
         elif op is sre.LITERAL:
-            out.append(re.escape(chr(av)))  # type: ignore[arg-type]
+            out.append(re.escape(chr(av)))
         elif op is sre.RANGE:
-            low, high = av  # type: ignore[misc]
+            low, high = av
             out.append(f"{re.escape(chr(low))}-{re.escape(chr(high))}")
         elif op is sre.CATEGORY and av in _CATEGORIES:
             out.append(_CATEGORIES[av])
