@@ -8,7 +8,8 @@ from crossroads.types import Usage
 
 def estimate_cost(model: ModelConfig, prompt_tokens: int, output_tokens: int) -> float:
     """USD for ``prompt_tokens`` in and ``output_tokens`` out at the model's list price."""
-    return (prompt_tokens * model.price.input + output_tokens * model.price.output) / 1e6
+    price = model.price
+    return (prompt_tokens * price.input + output_tokens * price.output) / 1e6
 
 
 def actual_cost(model: ModelConfig, usage: Usage) -> float:

@@ -254,6 +254,7 @@ class CompiledDecision:
     rule: Node | None
     test: Predicate
     signals: frozenset[str]
+    missed: str = ""  # its rule path line when passed over (the default: when taken)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +277,7 @@ def _compile_decision(d: Decision, signals: Mapping[str, Any]) -> CompiledDecisi
         node,
         node.test,
         frozenset(leaf.signal for leaf in leaves(node)) | _feature_signals(d.selection),
+        f"{d.name}: no",
     )
 
 
@@ -295,6 +297,7 @@ def _compile_default(d: DefaultDecision) -> CompiledDecision:
         None,
         lambda s: True,
         _feature_signals(d.selection),
+        f"{d.name}: default",
     )
 
 
@@ -320,6 +323,7 @@ def match(entry: CompiledEntrypoint, signals: Signals) -> tuple[CompiledDecision
         if decision.test(signals):
             path.append(f"{decision.name}: {explain(decision.rule, signals)}")  # type: ignore[arg-type]
             return decision, path
-        path.append(f"{decision.name}: no")
-    path.append(f"{entry.default.name}: default")
+        path.append(decision.missed or f"{decision.name}: no")
+    default = entry.default
+    path.append(default.missed or f"{default.name}: default")
     return entry.default, path

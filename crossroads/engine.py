@@ -13,7 +13,6 @@ answer (or the stream) passes through as the upstream sent it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crossroads.config import ModelConfig
@@ -30,7 +29,6 @@ from crossroads.types import (
     Caller,
     Request,
     Response,
-    Route,
     RoutingRequest,
     StreamEvent,
     Trace,
@@ -45,17 +43,10 @@ if TYPE_CHECKING:
 PROMPT_CHARS = 8000  # of a prompt a trace keeps (store.prompts)
 
 
-@dataclass(slots=True)
-class SingleCall:
-    """The plan of one call: try the models of ``chain`` in order until one answers."""
-
-    chain: list[str]
-
-
 class Engine:
     """Serves canonical requests under one config's pipeline and dispatcher. ``plans``: the
     multi-call plans (:mod:`crossroads.plans`) by decision name; a decision without one
-    makes a :class:`SingleCall`."""
+    makes one call, trying the models of the dispatcher's chain in order."""
 
     def __init__(
         self,
@@ -98,7 +89,8 @@ class Engine:
         if self.keep_prompts:
             trace.prompt = bounded(scrub(facts.last_user_text or facts.text), PROMPT_CHARS)
         limits = self.limits
-        if limits is None or not limits.governs(caller):
+        free = caller.policy is None and caller.team_policy is None  # governs() would say no
+        if limits is None or free or not limits.governs(caller):
             trace.route = await self.pipeline.route(facts, request.model)
             return facts
         await limits.before_route(request, facts)
@@ -116,24 +108,18 @@ class Engine:
                 return bool(await observe(trace_id, reward))
         return False
 
-    def plan(self, route: Route) -> SingleCall:
-        """How to serve a routed request."""
-        return SingleCall(self.dispatcher.chain(route))
-
     async def complete(
         self, request: Request, facts: RoutingRequest, trace: Trace, start: float
     ) -> Response:
         """A complete answer, settled on ``trace`` (``start``: when the request arrived)."""
         assert trace.route is not None
-        plan = self.plan(trace.route)
         completion, model, fmt = await self.dispatcher.complete(
-            plan.chain, request, trace, facts.text[: self.prefix_chars]
+            self.dispatcher.chain(trace.route), request, trace, facts.text[: self.prefix_chars]
         )
         trace.model, trace.upstream = model.name, trace.attempts[-1].upstream
         trace.ttft_ms = (time.perf_counter() - start) * 1000
-        response = Response(
-            "", None, 0, usage=completion.usage, source=fmt.NAME, raw=completion.body
-        )
+        # Positional (id, model, created, choices, usage, source, raw): keywords cost more.
+        response = Response("", None, 0, [], completion.usage, fmt.NAME, completion.body)
         if request.source != fmt.NAME:  # the client reads another format: read the answer
             response = fmt.parse_response(completion.body, model.name)
         self.settle(trace, model, response.usage)
@@ -144,9 +130,8 @@ class Engine:
     ) -> EngineStream:
         """A stream whose first content has arrived (failures before it fall back)."""
         assert trace.route is not None
-        plan = self.plan(trace.route)
         stream = await self.dispatcher.open_stream(
-            plan.chain, request, trace, facts.text[: self.prefix_chars]
+            self.dispatcher.chain(trace.route), request, trace, facts.text[: self.prefix_chars]
         )
         trace.model, trace.upstream = stream.model.name, stream.endpoint.key
         trace.ttft_ms = (time.perf_counter() - start) * 1000

@@ -156,8 +156,13 @@ class Pipeline:
     async def _routed(self, request: RoutingRequest, entry: CompiledEntrypoint) -> Route:
         signals = await self.compute_signals(request, entry.name)
         decision, path = match(entry, signals)
-        candidates = [self._candidate(request, self.models_[m]) for m in decision.models]
-        eligible = [c for c in candidates if c.eligible]
+        candidates: list[Candidate] = []
+        eligible: list[Candidate] = []
+        for m in decision.models:  # one loop, not two comprehensions (each a call of its own)
+            candidate = self._candidate(request, self.models_[m])
+            candidates.append(candidate)
+            if candidate.eligible:
+                eligible.append(candidate)
         if not eligible:
             # Only down, not unfit: keep the first; dispatch answers 503 with Retry-After.
             eligible = [c for c in candidates if (c.reason or "").startswith("unavailable")][:1]
@@ -172,17 +177,19 @@ class Pipeline:
         propensity = chosen.propensity
         if propensity is None and selector.deterministic:
             propensity = 1.0
-        return Route(
-            model=chosen.model,
-            decision=decision.name,
-            selection=selector.method,
-            rule_path=path,
-            signals=signals,
-            candidates=candidates,
-            estimated_cost=chosen.estimated_cost,
-            prompt_tokens_estimate=request.prompt_tokens,
-            propensity=propensity,
-            shadow=selector.take_shadow(request) if selector.shadows else None,
+        return Route(  # positional, in field order: keywords cost more
+            chosen.model,
+            decision.name,
+            selector.method,
+            path,  # rule_path
+            signals,
+            candidates,
+            chosen.estimated_cost,
+            request.prompt_tokens,  # prompt_tokens_estimate
+            0.0,  # routing_ms, set by route()
+            0.0,  # started_at, likewise
+            propensity,
+            selector.take_shadow(request) if selector.shadows else None,
         )
 
     async def compute_signals(
@@ -207,18 +214,20 @@ class Pipeline:
         return results
 
     def _candidate(self, request: RoutingRequest, model: ModelConfig) -> Candidate:
+        name = model.name  # once: a config model's attribute reads cost more than a plain one's
         out_tokens = request.max_output_tokens or self._expected_output
         cost = estimate_cost(model, request.prompt_tokens, out_tokens)
-        reason = _ineligible(request, model, self._serves[model.name])
+        reason = _ineligible(request, model, self._serves[name])
         if reason is None and self.availability is not None:
-            reason = self.availability(model.name)
-        return Candidate(model.name, cost, reason is None, reason)
+            reason = self.availability(name)
+        return Candidate(name, cost, reason is None, reason)
 
 
 def _ineligible(request: RoutingRequest, model: ModelConfig, serves: frozenset[str]) -> str | None:
-    missing = request.needs.difference(model.capabilities)
-    if missing:
-        return f"lacks {', '.join(sorted(missing))}"
+    if request.needs:
+        missing = request.needs.difference(model.capabilities)
+        if missing:
+            return f"lacks {', '.join(sorted(missing))}"
     if request.operation not in serves:
         return f"does not serve /{request.operation}"
     needed = request.prompt_tokens + (request.max_output_tokens or 0)

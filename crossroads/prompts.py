@@ -39,16 +39,13 @@ def routing_request(
         request = _from_openai(request, endpoint)
     if request.operation == "chat":
         messages = request.messages
-        texts = [content_text(m.content) for m in messages]
-        text = "\n".join(t for t in texts if t)
-        last_user = next(
-            (
-                t
-                for m, t in zip(reversed(messages), reversed(texts), strict=True)
-                if m.role == "user"
-            ),
-            "",
-        )
+        texts = [m.content if type(m.content) is str else content_text(m.content) for m in messages]
+        text = "\n".join(filter(None, texts))  # the non-empty ones
+        last_user = ""
+        for i in range(len(messages) - 1, -1, -1):  # no generator: it costs more than the loop
+            if messages[i].role == "user":
+                last_user = texts[i]
+                break
         prompt_tokens = count_tokens(text) + TOKENS_PER_MESSAGE * len(messages)
     else:
         prompt = request.prompt if request.operation == "completions" else request.input
@@ -62,15 +59,15 @@ def routing_request(
             )
             prompt_tokens = count_tokens(text)
         last_user = text
-    return RoutingRequest(
-        request=request,
-        operation=request.operation,
-        caller=caller or Caller(user=request.user),
-        text=text,
-        last_user_text=last_user,
-        prompt_tokens=prompt_tokens,
-        max_output_tokens=request.max_tokens,
-        needs=needed_capabilities(request),
+    return RoutingRequest(  # positional, in field order: keywords cost more
+        request,
+        request.operation,
+        caller or Caller(user=request.user),
+        text,
+        last_user,
+        prompt_tokens,
+        request.max_tokens,  # max_output_tokens
+        needed_capabilities(request),
     )
 
 

@@ -99,9 +99,12 @@ class CheapestSelector(Selector):
     method = "cheapest"
 
     def select(self, request: RoutingRequest, candidates: list[Candidate]) -> Candidate:
-        for c in candidates:
+        best = candidates[0]
+        for c in candidates:  # min() with a key, without the lambda: the first cheapest
             c.score = -c.estimated_cost
-        return min(candidates, key=lambda c: c.estimated_cost)
+            if c.estimated_cost < best.estimated_cost:
+                best = c
+        return best
 
 
 @SELECTORS.register("router")

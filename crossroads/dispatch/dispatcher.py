@@ -94,6 +94,15 @@ class Dispatcher:
             for m in cfg.models
         }
         self.budget = RetryBudget(cfg.dispatch.retries)
+        # Read on every request: plain values, not the config models' attributes (pydantic's
+        # attribute hook costs several times a plain read).
+        self._fallbacks = {m.name: tuple(m.fallbacks) for m in cfg.models}
+        self._balancing = {m.name: m.balancing for m in cfg.models}
+        self._dispatch = dcfg = cfg.dispatch
+        self._across = dcfg.fallback_across_models
+        self._deadline_s = dcfg.deadline_s
+        self._max_attempts = dcfg.retries.max_attempts
+        self._ttft_slo_ms = dcfg.ttft_slo_ms
         otel = cfg.opentelemetry
         # With tracing on, each attempt gets a span id, sent upstream in ``traceparent``.
         self._sample_ratio = otel.sample_ratio if otel.enabled and otel.propagate else None
@@ -113,8 +122,8 @@ class Dispatcher:
 
     def chain(self, route: Route) -> list[str]:
         """Models to try, in order."""
-        order = [route.model, *self.models_[route.model].fallbacks]
-        if self.config.dispatch.fallback_across_models:
+        order = [route.model, *self._fallbacks[route.model]]
+        if self._across:
             order += [
                 c.model
                 for c in route.candidates
@@ -188,8 +197,8 @@ class Dispatcher:
         prefix: str,
         keep_open: bool,
     ) -> tuple[T, EndpointState, ModelConfig]:
-        dcfg = self.config.dispatch
-        deadline = time.monotonic() + dcfg.deadline_s
+        dcfg = self._dispatch
+        deadline = time.monotonic() + self._deadline_s
         last: BaseException | None = None
         made = 0  # attempts so far: every one after the first is a retry, held to the budget
         starved = False
@@ -199,14 +208,15 @@ class Dispatcher:
                 break
             model = self.models_[name]
             endpoints = self.endpoints_[name]
+            balancing = self._balancing[name]
             tries: dict[str, int] = {}
-            for _ in range(dcfg.retries.max_attempts):
+            for _ in range(self._max_attempts):
                 ready = [e for e in endpoints if e.breaker.available()]
                 if not ready:
                     break
-                fresh = [e for e in ready if e.key not in tries] or ready
+                fresh = ([e for e in ready if e.key not in tries] or ready) if tries else ready
                 pool = [e for e in fresh if not e.saturated] or fresh
-                e = choose(model.balancing, pool, prefix, dcfg.ttft_slo_ms)
+                e = choose(balancing, pool, prefix, self._ttft_slo_ms)
                 if made and not self.budget.try_retry():
                     starved = True
                     break
@@ -249,7 +259,7 @@ class Dispatcher:
                 except BaseException as exc:
                     e.in_flight -= 1
                     err = _as_upstream_error(exc, e, left)
-                    _record(trace, model.name, e, start, err, span_id)
+                    _record(trace, name, e, start, err, span_id)
                     if not isinstance(err, UpstreamError):
                         # Not the endpoint's failure: the request could not be sent (the
                         # client's 400) or we failed. No verdict, no retry, no fallback.
@@ -265,7 +275,7 @@ class Dispatcher:
                 ms = (time.perf_counter() - start) * 1000
                 e.observe_ttft(ms)
                 e.served += 1
-                _record(trace, model.name, e, start, None, span_id)
+                _record(trace, name, e, start, None, span_id)
                 if keep_open:
                     e.breaker.confirm()
                 else:
@@ -322,11 +332,12 @@ def upstream_body(
 ) -> dict[str, Any]:
     """The body for one endpoint, in its format: its model id, output capped at the model's
     ``max_output_tokens``. Encoded once per (format, model id, cap) of a request."""
-    key = (fmt.NAME, e.upstream_model, m.max_output_tokens)
+    cap = m.max_output_tokens
+    key = (fmt.NAME, e.upstream_model, cap)
     body = bodies.get(key)
     if body is None:
         try:
-            body = fmt.encode_request(request, e.upstream_model, m.max_output_tokens)
+            body = fmt.encode_request(request, e.upstream_model, cap)
         except (TypeError, ValueError, RecursionError) as exc:  # orjson's encode errors too
             raise RequestEncodingError(
                 f"The request cannot be encoded for upstream {e.upstream.name!r} "
@@ -374,13 +385,16 @@ def _record(
     span_id: str | None,
 ) -> None:
     latency_ms = (time.perf_counter() - start) * 1000
-    attempt = Attempt(
-        model=model,
-        upstream=e.key,
-        outcome="ok",
-        latency_ms=round(latency_ms, 3),
-        at_ms=round((time.time() - trace.created_at) * 1000 - latency_ms, 3),
-        span_id=span_id,
+    attempt = Attempt(  # positional, in field order: keywords cost more
+        model,
+        e.key,  # upstream
+        "ok",
+        round(latency_ms, 3),
+        None,  # error
+        None,  # status
+        round((time.time() - trace.created_at) * 1000 - latency_ms, 3),  # at_ms
+        None,  # category
+        span_id,
     )
     if error is not None:
         attempt.outcome = "error"

@@ -369,7 +369,7 @@ class Gateway:
     async def _serve(self, scope: Scope, receive: Any, send: Any, handler: FormatHandler) -> None:
         start = time.perf_counter()
         now = time.time()
-        trace = Trace(new_trace_id(now), now, "", "chat", False, format=handler.fmt.NAME)
+        trace = Trace(new_trace_id(now), now, "", "chat", False, handler.fmt.NAME)  # format
         gone = _Disconnect(receive, start)
         watching = False
         engine = handler.engine  # a reload meanwhile: this request finishes on its engine

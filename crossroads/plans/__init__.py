@@ -2,7 +2,7 @@
 
 A decision's ``plan`` (see :mod:`crossroads.config.plans`) becomes one of these, built once
 at start-up; :meth:`Engine.serve <crossroads.engine.Engine.serve>` hands a request whose
-decision has one to ``plan.serve`` and makes one call otherwise (``SingleCall``), so a
+decision has one to ``plan.serve`` and makes one call otherwise, so a
 decision without a plan costs nothing extra.
 
 - :class:`~crossroads.plans.cascade.Cascade`: cheap stages first, escalate on rejection;

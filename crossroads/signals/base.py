@@ -26,6 +26,9 @@ class Signal:
         self.config = config
         self.name = f"{self.kind}:{config.name}"
         self.timeout_ms: float = config.timeout_ms
+        # Read on every request: a plain attribute, not the config model's (pydantic's
+        # attribute hook costs several times a plain read).
+        self.last_user: bool = getattr(config, "scope", "all") == "last_user"
 
     @classmethod
     def value_spec_for(cls, config: Any) -> ValueSpec | None:
@@ -45,7 +48,7 @@ class Signal:
 
     def text_of(self, request: RoutingRequest) -> str:
         """The text this signal looks at: all messages, or the last user message."""
-        return request.last_user_text if self.config.scope == "last_user" else request.text
+        return request.last_user_text if self.last_user else request.text
 
 
 def build_signal(config: Any) -> Signal:

@@ -16,6 +16,7 @@ from typing import Any
 
 from crossroads.redact import bounded, scrub
 from crossroads.signals.base import SIGNALS, Signal
+from crossroads.signals.prefilter import absence_test
 from crossroads.types import RoutingRequest, SignalResult, ValueSpec
 
 COUNT_LIMIT = 100  # matches counted per signal and request at most
@@ -26,6 +27,11 @@ class _MatchSignal(Signal):
 
     rule = ""  # the config list the rules come from: "keywords" or "patterns"
     value_spec = ValueSpec("count", 0, COUNT_LIMIT)  # the number of matches
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.any: bool = config.match == "any"  # read per request: plain attributes
+        self.case_sensitive: bool = config.case_sensitive
 
     @classmethod
     def value_spec_for(cls, config: Any) -> ValueSpec:
@@ -77,16 +83,16 @@ class KeywordSignal(_MatchSignal):
         text = self.text_of(request)
         needles = self._needles
         if needles is not None and text.isascii():
-            hay = text if self.config.case_sensitive else text.lower()
+            hay = text if self.case_sensitive else text.lower()
             for needle in needles:
                 if needle in hay:
                     break
             else:
-                return self.report(False, 0, [], None)
-        if self.config.match == "any":
+                return SignalResult(self.name, False, 0)  # what report() gives: no rule
+        if self.any:
             hits = list(islice(self._any.finditer(text), COUNT_LIMIT))
             if not hits:
-                return self.report(False, 0, [], None)
+                return SignalResult(self.name, False, 0)  # what report() gives: no rule
             found = sorted({self._order[m.lastindex - 1] for m in hits if m.lastindex})
             return self.report(True, len(hits), found, hits[0].group(0))
         firsts = [p.search(text) for p in self._each]
@@ -106,16 +112,24 @@ class RegexSignal(_MatchSignal):
     def prepare(self) -> None:
         flags = 0 if self.config.case_sensitive else re.IGNORECASE
         self._patterns = [re.compile(p, flags) for p in self.config.patterns]
+        # A text without what every match of a pattern contains is not searched.
+        self._absent = [absence_test(p) for p in self._patterns]
 
     def compute(self, request: RoutingRequest) -> SignalResult:
         text = self.text_of(request)
-        if self.config.match == "any":
+        if self.any:
             for i, pattern in enumerate(self._patterns):
+                absent = self._absent[i]
+                if absent is not None and absent(text):
+                    continue
                 m = pattern.search(text)
                 if m:
                     return self.report(True, _count(pattern, text), [i], m.group(0))
-            return self.report(False, 0, [], None)
-        firsts = [p.search(text) for p in self._patterns]
+            return SignalResult(self.name, False, 0)
+        firsts = [
+            None if absent is not None and absent(text) else p.search(text)
+            for p, absent in zip(self._patterns, self._absent, strict=True)
+        ]
         found = [i for i, m in enumerate(firsts) if m]
         count = min(COUNT_LIMIT, sum(_count(self._patterns[i], text) for i in found))
         first = next((m.group(0) for m in firsts if m), None)

@@ -24,11 +24,11 @@ class TokensSignal(Signal):
         when += (("<", float(config.max)),) if config.max is not None else ()
         return replace(cls.value_spec, matched_when=when)
 
+    def prepare(self) -> None:
+        self._min: int = self.config.min
+        self._max: int | None = self.config.max
+
     def compute(self, request: RoutingRequest) -> SignalResult:
-        n = (
-            count_tokens(self.text_of(request))
-            if self.config.scope == "last_user"
-            else (request.prompt_tokens)
-        )
-        upper = self.config.max
-        return SignalResult(self.name, n >= self.config.min and (upper is None or n < upper), n)
+        n = count_tokens(request.last_user_text) if self.last_user else request.prompt_tokens
+        upper = self._max
+        return SignalResult(self.name, n >= self._min and (upper is None or n < upper), n)
