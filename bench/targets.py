@@ -78,6 +78,8 @@ def ensure_litellm(quiet: bool = True) -> Path:
 
 def venv_version(venv: Path, package: str) -> str:
     """The version of ``package`` installed in ``venv``, or ``"?"``."""
+    if not (venv / "bin" / "python").exists():
+        return "?"
     code = f"import importlib.metadata as m; print(m.version({package!r}))"
     done = subprocess.run(
         [str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=False
@@ -86,7 +88,8 @@ def venv_version(venv: Path, package: str) -> str:
 
 
 def litellm_version() -> str:
-    """The installed LiteLLM version, or ``"?"``."""
+    """The LiteLLM version of ``bench/.venv-litellm``, installing it on first use."""
+    ensure_litellm()
     return venv_version(LITELLM_VENV, "litellm")
 
 

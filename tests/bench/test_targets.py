@@ -91,3 +91,9 @@ def test_tensorzero_gateway_answers_through_the_fake_upstream(
     finally:
         service.stop()
     assert text == "echo: hello there"
+
+
+def test_the_version_of_a_venv_not_installed_is_unknown(tmp_path: Path) -> None:
+    from bench.targets import venv_version
+
+    assert venv_version(tmp_path / "no-venv", "litellm") == "?"
