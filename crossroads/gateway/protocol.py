@@ -47,6 +47,9 @@ DEFAULTS = ServerConfig()
 MAX_HEAD_BYTES = DEFAULTS.max_head_bytes
 DISCARD_BYTES = 16 * 1024 * 1024  # body bytes read and dropped after a refusal, at most
 LINGER_S = 2.0  # after a refusal, what the client still sends is dropped for this long
+# At shutdown, a connection just accepted (nothing answered on it yet) gets this long for its
+# request to arrive: the client sent it, or is sending it, before it could know.
+SHUTDOWN_GRACE_S = 1.0
 _SLACK = 0.002  # loop timers may fire this early (uvloop rounds to milliseconds)
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 
@@ -289,6 +292,7 @@ class GatewayProtocol(asyncio.Protocol):
         self.read_paused = False
         self.drained: asyncio.Future[None] | None = None
         self.closing = False
+        self.answered = False  # a response was written on this connection
         self.rejection: bytes | None = None  # the answer to a request that was refused
         self._date_source: Any = None
         self._date = b""
@@ -342,12 +346,23 @@ class GatewayProtocol(asyncio.Protocol):
         self._release_drain()
 
     def shutdown(self) -> None:
-        """Graceful shutdown: close now if idle, else after the response in service."""
+        """Graceful shutdown. An answered keep-alive connection that waits closes now; one
+        serving closes after its response; one whose request is arriving, or that has not
+        sent one yet since it was accepted, is answered (within :data:`SHUTDOWN_GRACE_S`
+        for a request to begin), then closed: a rolling restart drops no request on its way."""
         self.closing = True
-        if self.serving is None:
-            self.transport.close()
-        else:
+        if self.serving is not None:
             self.serving.keep_alive = False
+        elif self.reading is not None or self.queue or not self.answered:
+            self.loop.call_later(SHUTDOWN_GRACE_S, self._close_if_waiting)
+        else:
+            self.transport.close()
+
+    def _close_if_waiting(self) -> None:
+        """The shutdown grace is over: close unless a request is being read or served (the
+        head and body timeouts and the close after its response bound those)."""
+        if self.serving is None and self.reading is None and not self.queue:
+            self.transport.close()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -668,6 +683,7 @@ class GatewayProtocol(asyncio.Protocol):
         """Called by ``send`` when a response is fully written."""
         self.server_state.total_requests += 1
         self.serving = None
+        self.answered = True
         if not request.keep_alive or self.transport.is_closing():
             self.transport.close()
         elif self.queue or self.rejection or self.reading or self.read_paused:

@@ -656,3 +656,36 @@ async def test_connections_over_the_cap_get_503(fake_upstream: FakeUpstream) -> 
         assert response.status == 200
         for conn in (*held, extra, again):
             conn.close()
+
+
+async def test_at_shutdown_a_request_on_its_way_is_answered_and_an_idle_connection_closed(
+    fake_upstream: FakeUpstream,
+) -> None:
+    """A worker replaced (a rolling restart) must not drop a connection it has just
+    accepted, nor one whose head is arriving: their request is served with a close; a
+    keep-alive connection that has been answered and is idle is closed at once."""
+    app = create_app(routing_config(fake_upstream.base_url))
+    server = BackgroundServer(app, http=GatewayProtocol, lifespan="on")
+    await server.__aenter__()
+    try:
+        fresh = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
+        partial = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
+        idle = Conn(*await asyncio.open_connection("127.0.0.1", server.port))
+        await idle.send(post())
+        assert (await idle.read())[0].status == 200
+        await partial.send(post()[:30])
+        await asyncio.sleep(0.1)  # all three accepted
+        stopping = asyncio.ensure_future(asyncio.to_thread(server.stop))
+        assert await idle.closed(timeout=2)
+        await fresh.send(post())
+        await partial.send(post()[30:])
+        for conn in (fresh, partial):
+            (response,) = await conn.read()
+            assert response.status == 200, response.body
+            assert response.headers["connection"] == "close"
+            assert await conn.closed(timeout=2)
+            conn.close()
+        idle.close()
+        await stopping
+    finally:
+        await asyncio.to_thread(server.stop)
