@@ -86,6 +86,7 @@ class SQLiteState(StateBackend):
                     ("holds", "until"),
                     ("records", "expires"),
                     ("counters", "expires"),
+                    ("settled", "expires"),
                 ):
                     conn.execute(f"DELETE FROM {table} WHERE {column} <= ?", (now,))
             conn.execute("COMMIT")
@@ -141,13 +142,13 @@ class SQLiteState(StateBackend):
 
     async def settle(self, settlements: Sequence[Settlement], now: float) -> None:
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM settled WHERE expires <= ?", (now,))
             for s in settlements:
                 if (
                     s.marker
-                    and not conn.execute(
-                        "INSERT INTO settled VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-                        (s.marker, now + SETTLED_TTL_S),
+                    and not conn.execute(  # set, or renewed if expired; else applied already
+                        "INSERT INTO settled VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+                        "expires = excluded.expires WHERE expires <= ?",
+                        (s.marker, now + SETTLED_TTL_S, now),
                     ).rowcount
                 ):
                     continue
