@@ -155,9 +155,11 @@ class LearnedSelector(Selector):
         """The served choice, then the shadow's on the same features (one embedding)."""
         service, shadow = self._router.service, self._shadow
         assert shadow is not None
-        texts = [request.last_user_text or request.text]
-        names = [c.model for c in candidates]
-        features = service.features(texts)
+        texts, names = [request.prompt], [c.model for c in candidates]
+        if service.reads_request_vector_ and request.vector is not None:
+            features = request.vector[None, :]  # a signal's: not embedded again
+        else:
+            features = service.features(texts)
         (decision,) = service.decide(features, names)
         chosen = self._router._pick(candidates, decision)
         start = time.perf_counter()

@@ -213,7 +213,12 @@ class RoutingRequest:
     budget_remaining: float | None = None  # of the caller's tightest budget (budget signals)
     trace_id: str | None = None  # of the request's trace (online selection remembers it)
     signals: dict[str, SignalResult] | None = None  # computed signals, for selection features
-    vector: Any = None  # the default embedding of last_user_text or text, computed once and shared
+    vector: Any = None  # the default embedding of ``prompt``, computed once and shared
+
+    @property
+    def prompt(self) -> str:
+        """What selection embeds and scores: the last user message, else all the text."""
+        return self.last_user_text or self.text
 
 
 @dataclass

@@ -73,6 +73,13 @@ async def request_vector(text: str, window: Window = DEFAULT_WINDOW) -> np.ndarr
     return await asyncio.shield(future)
 
 
+def leave_vector(request: Any, text: str, window: Window, vector: np.ndarray) -> None:
+    """Keep ``vector`` (of ``text`` in ``window``) on ``request`` when it is the default
+    embedding of its prompt, so that selection reads it instead of embedding again."""
+    if window == DEFAULT_WINDOW and text == request.prompt:
+        request.vector = vector
+
+
 def reset_shared() -> None:
     """Forget the shared embedders, batchers and loaded models (tests that change the data
     directory; the next use loads again)."""

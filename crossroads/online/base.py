@@ -166,7 +166,7 @@ class OnlineSelector(Selector):
             if spec.embedding_dims and spec.embedding == "compute" and request.vector is None:
                 from crossroads.signals.learned import request_vector
 
-                request.vector = await request_vector(request.last_user_text or request.text)
+                request.vector = await request_vector(request.prompt)
             x = self.features.vector(request)
         return self.choose(request.trace_id, x, candidates)
 

@@ -234,7 +234,7 @@ class RouterSelector:
 
     def select(self, request: Any, candidates: list[Any]) -> Any:
         """Blocking selection (embeds the prompt in the calling thread)."""
-        text = request.last_user_text or request.text
+        text = request.prompt
         (decision,) = self.service.score([text], [c.model for c in candidates])
         return self._pick(candidates, decision)
 
@@ -242,7 +242,7 @@ class RouterSelector:
         """Selection off the event loop. A router fitted on the default embedding reads the
         request's vector (a signal's, or one micro-batched encode it leaves for the others);
         any other embeds the prompt in a worker thread."""
-        text = request.last_user_text or request.text
+        text = request.prompt
         names = [c.model for c in candidates]
         service = self.service.load()
         if service.reads_request_vector_:

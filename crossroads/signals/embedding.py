@@ -12,7 +12,12 @@ import asyncio
 from dataclasses import replace
 from typing import Any
 
-from crossroads.embeddings.shared import request_vector, shared_batcher, shared_embedder
+from crossroads.embeddings.shared import (
+    leave_vector,
+    request_vector,
+    shared_batcher,
+    shared_embedder,
+)
 from crossroads.signals.base import SIGNALS, Signal
 from crossroads.types import RoutingRequest, SignalResult, ValueSpec
 
@@ -42,8 +47,7 @@ class EmbeddingSignal(Signal):
         vectors = await asyncio.gather(*(request_vector(t, window) for t in texts))
         out = []
         for request, vector, text in zip(requests, vectors, texts, strict=True):
-            if window == "head_tail" and text == (request.last_user_text or request.text):
-                request.vector = vector  # selection reads it: never embedded twice
+            leave_vector(request, text, window, vector)
             similarity = self._exemplars @ vector
             best = int(similarity.argmax())
             score = float(similarity[best])

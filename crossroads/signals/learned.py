@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from crossroads.config.signals import _SignalBase
-from crossroads.embeddings.shared import request_vector
+from crossroads.embeddings.shared import leave_vector, request_vector
 from crossroads.signals.base import Signal
 from crossroads.signals.heads import Head, resolve_head
 from crossroads.types import EmbeddingWindow as Window
@@ -73,10 +73,8 @@ class LearnedSignal(Signal):
         texts = [self.text_of(r) for r in requests]
         window = self.config.window
         vectors = await asyncio.gather(*(request_vector(t, window) for t in texts))
-        if window == "head_tail":  # selection may read the default window's vector
-            for request, vector, text in zip(requests, vectors, texts, strict=True):
-                if text == (request.last_user_text or request.text):
-                    request.vector = vector  # never embedded twice
+        for request, vector, text in zip(requests, vectors, texts, strict=True):
+            leave_vector(request, text, window, vector)
         return [self.judge(v, t) for v, t in zip(vectors, texts, strict=True)]
 
     def judge(self, vector: np.ndarray, text: str) -> SignalResult:

@@ -255,3 +255,57 @@ async def test_a_shadow_shares_the_served_routers_embedding(
     route = store.get(code.headers["x-crossroads-trace-id"])["route"]
     assert route["model"] == route["shadow"]["model"] == "big"  # the same router, twice
     assert route["shadow"]["error"] is None and route["shadow"]["elapsed_ms"] > 0
+
+
+async def test_with_a_shadow_the_request_vector_is_scored_and_not_embedded_again(
+    minilm_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from crossroads.embeddings import Embedder
+    from crossroads.routers import Outcomes, make, save
+    from crossroads.selection import LearnedSelector
+    from crossroads.types import Candidate, RoutingRequest
+
+    monkeypatch.setenv("CROSSROADS_DATA_DIR", str(minilm_data_dir))
+    embedder = Embedder().load()
+    texts = CODE + POEMS
+    features = embedder.encode(texts)
+    cost = np.tile([10.0, 1.0], (len(texts), 1))
+    paths = []
+    for name, quality in (
+        ("live", [[1.0, 0.2]] * len(CODE) + [[0.6, 0.6]] * len(POEMS)),
+        ("shadow", [[0.2, 1.0]] * len(CODE) + [[1.0, 0.2]] * len(POEMS)),
+    ):
+        router = make("knn", n_neighbors=3).fit(
+            features, Outcomes(["big", "small"], np.array(quality), cost)
+        )
+        paths.append(
+            save(
+                router,
+                tmp_path / f"{name}.joblib",
+                calibration={"lambda": 0.03},
+                meta={"window": "head_tail"},
+            )
+        )
+    config = SimpleNamespace(router=paths[0], shadow=paths[1], objective=None, model_map=None)
+    selector = LearnedSelector(config)
+    selector.prepare()
+    prompt = CODE[0]
+
+    async def choose(vector: object) -> tuple[str, str]:
+        request = RoutingRequest(text=prompt, last_user_text=prompt)
+        request.vector = vector
+        chosen = await selector.aselect(request, [Candidate("big"), Candidate("small")])
+        shadow = selector.take_shadow(request)
+        assert shadow is not None
+        return chosen.model, shadow.model
+
+    fresh = await choose(None)
+    vector = embedder.encode([prompt])[0]
+
+    def no_encode(texts: list[str]) -> np.ndarray:
+        raise AssertionError("the prompt was embedded again")
+
+    monkeypatch.setattr(selector.service.embedder_, "encode", no_encode)
+    assert await choose(vector) == fresh == ("big", "small")
